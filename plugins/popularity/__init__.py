@@ -1,0 +1,243 @@
+"""Popularity plugins: global, per category, and time-decayed trending.
+
+They use only public hooks, which proves the hooks suffice end to end, and they are
+the cold-start fallback: every user, even one never seen, gets a sensible list.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+import numpy as np
+from marshmallow import RAISE, Schema, fields, validate
+
+from recsdk import Plugin, hookimpl
+from recsdk.catalog import Catalog
+from recsdk.dataset import InteractionDataset
+from recsdk.types import CandidateSet, Event, RecommendationRequest
+
+COUNT_MODES = ("users", "events", "weight")
+
+
+class PopularityParams(Schema):
+    class Meta:
+        unknown = RAISE
+
+    count = fields.String(
+        load_default="users", validate=validate.OneOf(COUNT_MODES),
+        metadata={"description": "users: distinct users per item; events: events per "
+                  "item; weight: summed implicit-feedback weight"},
+    )
+    window_days = fields.Float(
+        load_default=None, allow_none=True, validate=validate.Range(min=0, min_inclusive=False),
+        metadata={"description": "count only events this recent (before the newest one)"},
+    )
+
+
+def item_popularity(dataset: InteractionDataset, count: str,
+                    window_days: float | None = None) -> np.ndarray:
+    """Popularity of every item code, by the chosen ``count`` mode."""
+    inter = dataset.interactions
+    if window_days is not None and len(inter):
+        inter = inter[inter["timestamp"] >= inter["timestamp"].max() - window_days * 86400]
+    inter = inter[inter["weight"] > 0]
+    n = dataset.n_items
+    if count == "events":
+        return np.bincount(inter["item"].to_numpy(), minlength=n).astype(np.float64)
+    if count == "weight":
+        return np.bincount(inter["item"].to_numpy(), weights=inter["weight"].to_numpy(),
+                           minlength=n)
+    pairs = inter[["user", "item"]].drop_duplicates()
+    return np.bincount(pairs["item"].to_numpy(), minlength=n).astype(np.float64)
+
+
+def _lookup(values: np.ndarray, codes: np.ndarray, missing: float = 0.0) -> np.ndarray:
+    out = np.full(len(codes), missing, dtype=np.float64)
+    known = (codes >= 0) & (codes < len(values))
+    out[known] = values[codes[known]]
+    return out
+
+
+class GlobalPopularity(Plugin):
+    """Ranks items by how many users (or events) they had; scores every user alike."""
+
+    Params = PopularityParams
+
+    @hookimpl
+    def recsdk_fit(self, dataset: InteractionDataset) -> None:
+        self.popularity_ = item_popularity(dataset, self.params["count"],
+                                           self.params["window_days"])
+
+    @hookimpl
+    def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
+        return {"popularity": self.popularity_} if hasattr(self, "popularity_") else None
+
+    @hookimpl
+    def recsdk_load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.popularity_ = np.asarray(state["popularity"], dtype=np.float64)
+
+    @hookimpl
+    def recsdk_score(self, candidates: CandidateSet) -> np.ndarray | None:
+        if not hasattr(self, "popularity_"):
+            return None
+        return _lookup(self.popularity_, candidates.codes)
+
+    @hookimpl
+    def recsdk_score_users(self, user_ids: list[str], candidates: CandidateSet) -> np.ndarray:
+        row = _lookup(self.popularity_, candidates.codes)
+        return np.broadcast_to(row, (len(user_ids), len(row)))
+
+
+class CategoryPopularity(Plugin):
+    """Popular items in the categories (at every level of the tree) the user touched.
+
+    score = sum over the item's category path of the user's share of history in that
+    category, plus a small popularity term that orders items within a category.
+    Abstains for users without history; the global popularity fallback serves them.
+    """
+
+    Params = PopularityParams
+    POPULARITY_TIE_BREAK = 0.01
+
+    @hookimpl
+    def recsdk_fit(self, dataset: InteractionDataset) -> None:
+        pop = item_popularity(dataset, self.params["count"], self.params["window_days"])
+        self.popularity_ = pop / pop.max() if len(pop) and pop.max() > 0 else pop
+        self._paths: dict[str | None, list[str]] = {}
+
+    @hookimpl
+    def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
+        return {"popularity": self.popularity_} if hasattr(self, "popularity_") else None
+
+    @hookimpl
+    def recsdk_load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.popularity_ = np.asarray(state["popularity"], dtype=np.float64)
+        self._paths = {}
+
+    def _path(self, catalog: Catalog, category: str | None) -> list[str]:
+        paths = getattr(self, "_paths", None)
+        if paths is None:
+            paths = self._paths = {}
+        if category not in paths:
+            paths[category] = catalog.tree.path(category)
+        return paths[category]
+
+    def _affinity_scores(self, catalog: Catalog, affinity: Mapping[str, float],
+                         candidates: CandidateSet) -> np.ndarray:
+        positions = catalog.positions(candidates.ids)
+        cats = [catalog.category[p] if p >= 0 else None for p in positions]
+        by_cat = {c: sum(affinity.get(a, 0.0) for a in self._path(catalog, c))
+                  for c in set(cats)}
+        base = np.fromiter((by_cat[c] for c in cats), dtype=np.float64, count=len(cats))
+        return base + self.POPULARITY_TIE_BREAK * _lookup(self.popularity_, candidates.codes)
+
+    @hookimpl
+    def recsdk_score(self, request: RecommendationRequest,
+                     candidates: CandidateSet) -> np.ndarray | None:
+        catalog = request.catalog
+        if not hasattr(self, "popularity_") or catalog is None or not request.history.item_ids:
+            return None
+        counts: dict[str, float] = {}
+        for item in request.history.item_ids:
+            for c in self._path(catalog, catalog.category_of(item)):
+                counts[c] = counts.get(c, 0.0) + 1.0
+        if not counts:
+            return None
+        total = float(len(request.history.item_ids))
+        affinity = {c: n / total for c, n in counts.items()}
+        return self._affinity_scores(catalog, affinity, candidates)
+
+    @hookimpl
+    def recsdk_score_similar(self, item_id: str, candidates: CandidateSet,
+                             catalog: Catalog | None) -> np.ndarray | None:
+        if not hasattr(self, "popularity_") or catalog is None:
+            return None
+        path = self._path(catalog, catalog.category_of(item_id))
+        if not path:
+            return None
+        return self._affinity_scores(catalog, dict.fromkeys(path, 1.0), candidates)
+
+
+class TrendingParams(Schema):
+    class Meta:
+        unknown = RAISE
+
+    half_life_hours = fields.Float(
+        load_default=72.0, validate=validate.Range(min=0, min_inclusive=False),
+        metadata={"description": "an event's weight halves every this many hours"},
+    )
+
+
+class TrendingPopularity(Plugin):
+    """Time-decayed popularity, updated as events arrive (no retraining needed).
+
+    score_i = sum over events e on i of weight_e * 2 ** (-(t_now - t_e) / half_life),
+    with ``t_now`` the newest event seen, so offline data sets trend as of their end.
+    """
+
+    Params = TrendingParams
+
+    def __init__(self, **params: float) -> None:
+        super().__init__(**params)
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def recsdk_fit(self, dataset: InteractionDataset) -> None:
+        inter = dataset.interactions
+        self.item_index_ = dict(dataset.item_index)
+        if len(inter) == 0:
+            self.scores_, self.reference_time_ = np.zeros(dataset.n_items), 0.0
+            return
+        t = inter["timestamp"].to_numpy(float)
+        self.reference_time_ = float(np.nanmax(t))
+        decay = np.exp2(-(self.reference_time_ - t) / self._half_life_s)
+        self.scores_ = np.bincount(inter["item"].to_numpy(),
+                                   weights=inter["weight"].to_numpy() * decay,
+                                   minlength=dataset.n_items)
+
+    @property
+    def _half_life_s(self) -> float:
+        return self.params["half_life_hours"] * 3600.0
+
+    @hookimpl
+    def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
+        if not hasattr(self, "scores_"):
+            return None
+        return {"scores": self.scores_, "reference_time": np.array([self.reference_time_])}
+
+    @hookimpl
+    def recsdk_load_state(self, state: Mapping[str, np.ndarray],
+                          dataset: InteractionDataset) -> None:
+        self.scores_ = np.asarray(state["scores"], dtype=np.float64)
+        self.reference_time_ = float(state["reference_time"][0])
+        self.item_index_ = dict(dataset.item_index)
+
+    @hookimpl
+    def recsdk_collect_event(self, events: list[Event], weights: Mapping[str, float]) -> None:
+        if not hasattr(self, "scores_"):
+            return
+        with self._lock:
+            for e in sorted(events, key=lambda e: e.timestamp):
+                t = e.timestamp.timestamp()
+                if t > self.reference_time_:
+                    self.scores_ = self.scores_ * np.exp2(
+                        -(t - self.reference_time_) / self._half_life_s)
+                    self.reference_time_ = t
+                code = self.item_index_.get(e.item_id)
+                if code is None:  # a new item: give it a slot
+                    code = self.item_index_[e.item_id] = len(self.scores_)
+                    self.scores_ = np.append(self.scores_, 0.0)
+                w = weights.get(e.type, 1.0)
+                self.scores_[code] += w * np.exp2(-(self.reference_time_ - t) / self._half_life_s)
+
+    @hookimpl
+    def recsdk_score(self, candidates: CandidateSet) -> np.ndarray | None:
+        if not hasattr(self, "scores_"):
+            return None
+        scores = self.scores_
+        get = self.item_index_.get
+        return np.fromiter(
+            (scores[c] if (c := get(i)) is not None else 0.0 for i in candidates.ids),
+            dtype=np.float64, count=len(candidates),
+        )

@@ -1,0 +1,32 @@
+"""What recsdk asks of a cache; a miss is always a safe answer."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Cache(Protocol):
+    """Bytes by key with a time to live, and capped per-user activity lists.
+
+    Implementations never raise on the request path: an unreachable backend answers
+    as a miss, so the caller falls back to the database.
+    """
+
+    name: str
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    def delete(self, *keys: str) -> None: ...
+
+    def push_recent(self, key: str, entries: list[str], cap: int) -> None:
+        """Append ``entries`` to the list at ``key`` if it exists, keeping the last ``cap``."""
+
+    def set_recent(self, key: str, entries: list[str], cap: int, ttl_s: float) -> None:
+        """Replace the list at ``key`` (after a miss was filled from the database)."""
+
+    def get_recent(self, key: str) -> list[str] | None:
+        """The list at ``key``, oldest first, or None when it is not cached."""
+
+    def clear(self) -> None: ...

@@ -1,0 +1,114 @@
+"""Redis behind a circuit breaker: when it is down, requests go on without it.
+
+Each failure is logged and counted; after one, Redis is not tried again for
+``retry_after_s`` so that a dead server costs one timeout, not one per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+
+from recsdk.cache.base import Cache
+from recsdk.cache.memory import MemoryCache
+from recsdk.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PREFIX = "recsdk:"
+
+
+class RedisCache:
+    name = "redis"
+
+    def __init__(self, url: str, telemetry: Telemetry | None = None,
+                 socket_timeout_s: float = 0.25, retry_after_s: float = 5.0) -> None:
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
+            health_check_interval=30,
+        )
+        self.telemetry = telemetry or Telemetry()
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _run(self, operation: str, fn: Callable[[], T], default: T) -> T:
+        if not self.available:
+            self.telemetry.cache_errors.labels(backend="redis", operation=operation).inc()
+            return default
+        try:
+            return fn()
+        except (redis.RedisError, OSError) as exc:
+            with self._lock:
+                self._down_until = time.monotonic() + self.retry_after_s
+            self.telemetry.cache_errors.labels(backend="redis", operation=operation).inc()
+            log.warning("redis %s failed, serving without cache for %.0fs: %s",
+                        operation, self.retry_after_s, exc)
+            return default
+
+    def get(self, key: str) -> bytes | None:
+        return self._run("get", lambda: self.client.get(PREFIX + key), None)
+
+    def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        if ttl_s > 0:
+            self._run("set", lambda: self.client.set(PREFIX + key, value,
+                                                     px=int(ttl_s * 1000)), None)
+
+    def delete(self, *keys: str) -> None:
+        if keys:
+            self._run("delete", lambda: self.client.delete(*[PREFIX + k for k in keys]), None)
+
+    def push_recent(self, key: str, entries: list[str], cap: int) -> None:
+        def push() -> None:
+            k = PREFIX + key
+            # only extend lists that exist: a missing list is filled from the database
+            pipe = self.client.pipeline(transaction=True)
+            pipe.rpushx(k, *entries)
+            pipe.ltrim(k, -cap, -1)
+            pipe.execute()
+        if entries:
+            self._run("push_recent", push, None)
+
+    def set_recent(self, key: str, entries: list[str], cap: int, ttl_s: float) -> None:
+        def replace() -> None:
+            k = PREFIX + key
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(k)
+            if entries:
+                pipe.rpush(k, *entries[-cap:])
+            else:  # an empty history is cached as one sentinel so it is not re-read
+                pipe.rpush(k, "")
+            pipe.expire(k, max(int(ttl_s), 1))
+            pipe.execute()
+        self._run("set_recent", replace, None)
+
+    def get_recent(self, key: str) -> list[str] | None:
+        def read() -> list[str] | None:
+            raw: list[Any] = self.client.lrange(PREFIX + key, 0, -1)
+            if not raw:
+                return None
+            return [r.decode() for r in raw if r]
+        return self._run("get_recent", read, None)
+
+    def clear(self) -> None:
+        def clear() -> None:
+            for key in self.client.scan_iter(PREFIX + "*", count=1000):
+                self.client.delete(key)
+        self._run("clear", clear, None)
+
+
+def make_cache(redis_url: str | None, telemetry: Telemetry, max_entries: int = 100_000,
+               socket_timeout_s: float = 0.25) -> Cache:
+    """Redis when a URL is configured, the in-process cache otherwise."""
+    if redis_url:
+        return RedisCache(redis_url, telemetry, socket_timeout_s=socket_timeout_s)
+    return MemoryCache(max_entries)

@@ -1,0 +1,260 @@
+"""Settings: a TOML file, ``RECSDK_*`` environment variables or a dict in code.
+
+Precedence, lowest first: built-in defaults, the TOML file (``RECSDK_CONFIG`` or an
+explicit path), the dict passed in code, then environment variables. Every section is
+validated by a marshmallow schema, so a typo stops startup with a message that names
+the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from recsdk.errors import ConfigurationError
+
+DEFAULT_DATABASE_URL = "sqlite:///recsdk.db"
+
+#: Per-plugin keys the host reads itself; every other key goes to the plugin.
+HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms")
+
+#: Implicit-feedback strength of each event type (a return counts against).
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "add_to_cart": 4.0,
+    "remove_from_cart": -1.0,
+    "purchase": 8.0,
+    "rating": 5.0,
+    "review": 5.0,
+    "return": -8.0,
+}
+
+
+class PipelineSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    k = fields.Integer(load_default=10, validate=validate.Range(1, 1000))
+    timeout_ms = fields.Float(load_default=250.0, validate=validate.Range(min=1))
+    fallback = fields.String(load_default="popularity")
+    candidate_limit = fields.Integer(load_default=1000, validate=validate.Range(min=1))
+    max_workers = fields.Integer(load_default=16, validate=validate.Range(1, 256))
+
+
+class ApiSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    api_key = fields.String(load_default=None, allow_none=True)
+    max_batch = fields.Integer(load_default=10_000, validate=validate.Range(1, 1_000_000))
+    max_content_length = fields.Integer(
+        load_default=16 * 1024 * 1024, validate=validate.Range(1024, 1024**3)
+    )
+
+
+class CacheSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    result_ttl_s = fields.Float(load_default=60.0, validate=validate.Range(min=0))
+    recent_events = fields.Integer(load_default=200, validate=validate.Range(1, 100_000))
+    max_entries = fields.Integer(load_default=100_000, validate=validate.Range(min=1))
+    socket_timeout_s = fields.Float(load_default=0.25, validate=validate.Range(min=0.001))
+
+
+class SettingsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    database_url = fields.String(load_default=DEFAULT_DATABASE_URL)
+    redis_url = fields.String(load_default=None, allow_none=True)
+    seed = fields.Integer(load_default=42)
+    device = fields.String(load_default="auto")
+    event_weights = fields.Dict(
+        keys=fields.String(), values=fields.Float(), load_default=dict
+    )
+    pipeline = fields.Nested(PipelineSchema, load_default=dict)
+    api = fields.Nested(ApiSchema, load_default=dict)
+    cache = fields.Nested(CacheSchema, load_default=dict)
+    plugins = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=None)
+    placements = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """One enabled plugin: its configured name, entry point, weight and parameters."""
+
+    name: str
+    plugin: str
+    weight: float = 1.0
+    timeout_ms: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Build with :func:`load_settings`."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    seed: int = 42
+    device: str = "auto"
+    event_weights: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS)
+    )
+    pipeline: Mapping[str, Any] = field(default_factory=lambda: PipelineSchema().load({}))
+    api: Mapping[str, Any] = field(default_factory=lambda: ApiSchema().load({}))
+    cache: Mapping[str, Any] = field(default_factory=lambda: CacheSchema().load({}))
+    plugins: tuple[PluginSettings, ...] = ()
+    placements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def plugin(self, name: str) -> PluginSettings:
+        for p in self.plugins:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def config_hash(self) -> str:
+        """A short stable digest of the settings that shape recommendations."""
+        shaping = {
+            "pipeline": dict(self.pipeline),
+            "plugins": [
+                [p.name, p.plugin, p.weight, dict(p.params)] for p in self.plugins
+            ],
+            "placements": self.placements,
+            "event_weights": dict(self.event_weights),
+        }
+        blob = json.dumps(shaping, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+DEFAULT_PLUGINS: dict[str, dict[str, Any]] = {"popularity": {}, "filters": {}}
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read the ``RECSDK_*`` variables that override the file and the dict."""
+    out: dict[str, Any] = {}
+    if url := environ.get("RECSDK_DATABASE_URL"):
+        out["database_url"] = url
+    if "RECSDK_REDIS_URL" in environ:
+        out["redis_url"] = environ["RECSDK_REDIS_URL"] or None
+    if seed := environ.get("RECSDK_SEED"):
+        try:
+            out["seed"] = int(seed)
+        except ValueError as exc:
+            raise ConfigurationError(f"RECSDK_SEED must be an integer, got {seed!r}") from exc
+    if key := environ.get("RECSDK_API_KEY"):
+        out["api"] = {"api_key": key}
+    if names := environ.get("RECSDK_PLUGINS"):
+        out["plugins"] = {n.strip(): {} for n in names.split(",") if n.strip()}
+    return out
+
+
+def _split_plugins(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[PluginSettings, ...]:
+    plugins = dict(raw) if raw is not None else dict(DEFAULT_PLUGINS)
+    # The availability filters are the default rerank chain: on unless switched off.
+    plugins.setdefault("filters", {})
+    out = []
+    for name, table in plugins.items():
+        table = dict(table)
+        if not table.pop("enabled", True):
+            continue
+        weight = table.pop("weight", 1.0)
+        timeout_ms = table.pop("timeout_ms", None)
+        try:
+            weight = float(weight)
+            timeout_ms = None if timeout_ms is None else float(timeout_ms)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"plugins.{name}: weight and timeout_ms must be numbers ({exc})"
+            ) from exc
+        entry = str(table.pop("plugin", name))
+        out.append(PluginSettings(name, entry, weight, timeout_ms, table))
+    return tuple(out)
+
+
+def load_settings(
+    config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build validated settings.
+
+    ``config`` is a dict, or a path to a TOML file; when it is None the file named by
+    ``RECSDK_CONFIG`` is read, if set. Environment variables win over both.
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    path = config if isinstance(config, str | os.PathLike) else environ.get("RECSDK_CONFIG")
+    if path:
+        merged = _deep_merge(merged, _read_toml(Path(path)))
+    if isinstance(config, Mapping):
+        merged = _deep_merge(merged, config)
+    env = _from_environment(environ)
+    if "plugins" in env:  # RECSDK_PLUGINS replaces the set, keeping file parameters
+        file_plugins = merged.get("plugins") or {}
+        env["plugins"] = {n: dict(file_plugins.get(n, {})) for n in env["plugins"]}
+        merged["plugins"] = env.pop("plugins")
+    merged = _deep_merge(merged, env)
+    for section in ("pipeline", "api", "cache"):  # so nested defaults apply
+        merged.setdefault(section, {})
+    try:
+        data = SettingsSchema().load(merged)
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid settings: {_flatten(exc.messages)}") from exc
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    weights.update(data["event_weights"])
+    return Settings(
+        database_url=data["database_url"],
+        redis_url=data["redis_url"],
+        seed=data["seed"],
+        device=data["device"],
+        event_weights=weights,
+        pipeline=data["pipeline"],
+        api=data["api"],
+        cache=data["cache"],
+        plugins=_split_plugins(data["plugins"]),
+        placements=data["placements"],
+        raw=merged,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"configuration file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"configuration file {path} is not valid TOML: {exc}") from exc
+
+
+def _flatten(messages: Any, prefix: str = "") -> str:
+    """Turn marshmallow's nested messages into ``a.b: message`` lines."""
+    if isinstance(messages, Mapping):
+        parts = [_flatten(v, f"{prefix}{k}.") for k, v in messages.items()]
+        return "; ".join(parts)
+    if isinstance(messages, list):
+        return f"{prefix.rstrip('.')}: {' '.join(map(str, messages))}"
+    return f"{prefix.rstrip('.')}: {messages}"

@@ -1,0 +1,159 @@
+"""The training view of behaviour: vocabularies, an interaction log and a user x item matrix.
+
+Every plugin fits on the same :class:`InteractionDataset`, so user and item codes are
+shared: the request path computes candidate codes once and every scorer reads them.
+Rows are users, columns are items (implicit's convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsdk.catalog import Catalog
+from recsdk.config import DEFAULT_EVENT_WEIGHTS
+from recsdk.errors import ValidationFailed
+
+#: Columns of :attr:`InteractionDataset.interactions`.
+INTERACTION_COLUMNS = ("user", "item", "type", "timestamp", "value", "weight")
+
+
+def _codes(index: Mapping[str, int], ids: Iterable[str], count: int) -> np.ndarray:
+    get = index.get
+    return np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=count)
+
+
+@dataclass
+class InteractionDataset:
+    """Users x items interactions with the vocabularies that give codes their meaning.
+
+    ``interactions`` holds one row per event with integer ``user``/``item`` codes,
+    ``timestamp`` in UNIX seconds and the implicit-feedback ``weight`` of its type.
+    ``matrix`` sums the weights per (user, item), negative totals clipped to zero.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    interactions: pd.DataFrame
+    catalog: Catalog = field(default_factory=Catalog.empty)
+    user_index: dict[str, int] = field(init=False)
+    item_index: dict[str, int] = field(init=False)
+    _matrix: sp.csr_matrix | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.user_index = {u: i for i, u in enumerate(self.user_ids)}
+        self.item_index = {t: i for i, t in enumerate(self.item_ids)}
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        """Users x items CSR matrix of summed positive weights (float32)."""
+        if self._matrix is None:
+            inter = self.interactions
+            coo = sp.coo_matrix(
+                (inter["weight"].to_numpy(np.float32),
+                 (inter["user"].to_numpy(), inter["item"].to_numpy())),
+                shape=(self.n_users, self.n_items),
+            )
+            mat = coo.tocsr()
+            mat.sum_duplicates()
+            mat.data = np.clip(mat.data, 0, None)
+            mat.eliminate_zeros()
+            self._matrix = mat
+        return self._matrix
+
+    def user_codes(self, user_ids: Iterable[str]) -> np.ndarray:
+        ids = list(user_ids)
+        return _codes(self.user_index, ids, len(ids))
+
+    def item_codes(self, item_ids: Iterable[str]) -> np.ndarray:
+        ids = list(item_ids)
+        return _codes(self.item_index, ids, len(ids))
+
+    def user_items(self, user_id: str) -> np.ndarray:
+        """Item codes the user interacted with positively in the training data."""
+        code = self.user_index.get(user_id)
+        if code is None:
+            return np.array([], dtype=np.int32)
+        m = self.matrix
+        return m.indices[m.indptr[code] : m.indptr[code + 1]]
+
+    def vocabulary_state(self) -> dict[str, np.ndarray]:
+        """The vocabularies as string arrays, for saving beside the model artifacts."""
+        return {"user_ids": self.user_ids.astype(str), "item_ids": self.item_ids.astype(str)}
+
+    @classmethod
+    def from_vocabulary(
+        cls, state: Mapping[str, np.ndarray], catalog: Catalog | None = None
+    ) -> InteractionDataset:
+        """A dataset with the saved vocabularies and no interactions (for loading)."""
+        return cls(
+            user_ids=np.asarray(state["user_ids"]).astype(object),
+            item_ids=np.asarray(state["item_ids"]).astype(object),
+            interactions=pd.DataFrame({c: [] for c in INTERACTION_COLUMNS}),
+            catalog=catalog or Catalog.empty(),
+        )
+
+    @classmethod
+    def from_frame(
+        cls,
+        events: pd.DataFrame,
+        catalog: Catalog | None = None,
+        event_weights: Mapping[str, float] | None = None,
+        default_type: str = "interaction",
+    ) -> InteractionDataset:
+        """Build from a frame with ``user_id``, ``item_id`` and optional ``type``,
+        ``timestamp`` and ``value`` columns (``user``/``item`` are accepted too).
+
+        Items of ``catalog`` that nobody touched are part of the item vocabulary, so
+        content-based plugins can score them.
+        """
+        frame = events.rename(columns={"user": "user_id", "item": "item_id"})
+        missing = {"user_id", "item_id"} - set(frame.columns)
+        if missing:
+            raise ValidationFailed(
+                {"columns": [f"missing column(s) {sorted(missing)}; got {list(events.columns)}"]},
+                "interactions",
+            )
+        catalog = catalog or Catalog.empty()
+        weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
+        weights.setdefault(default_type, 1.0)
+        users = frame["user_id"].astype(str)
+        items = frame["item_id"].astype(str)
+        types = (frame["type"].astype(str) if "type" in frame
+                 else pd.Series(default_type, index=frame.index))
+        if "timestamp" in frame:
+            ts = frame["timestamp"]
+            if pd.api.types.is_datetime64_any_dtype(ts):
+                seconds = pd.to_datetime(ts, utc=True).astype("int64") / 1e9
+            else:
+                seconds = pd.to_numeric(ts, errors="coerce")
+        else:
+            seconds = pd.Series(np.arange(len(frame), dtype=float), index=frame.index)
+        value = (pd.to_numeric(frame["value"], errors="coerce") if "value" in frame
+                 else pd.Series(np.nan, index=frame.index))
+        user_ids = np.array(sorted(set(users)), dtype=object)
+        item_vocab = set(items) | {str(i) for i in catalog.ids}
+        item_ids = np.array(sorted(item_vocab), dtype=object)
+        user_index = {u: i for i, u in enumerate(user_ids)}
+        item_index = {t: i for i, t in enumerate(item_ids)}
+        inter = pd.DataFrame({
+            "user": users.map(user_index).to_numpy(np.int64),
+            "item": items.map(item_index).to_numpy(np.int64),
+            "type": types.to_numpy(),
+            "timestamp": seconds.to_numpy(float),
+            "value": value.to_numpy(float),
+            "weight": types.map(lambda t: weights.get(t, 1.0)).to_numpy(np.float32),
+        })
+        return cls(user_ids=user_ids, item_ids=item_ids, interactions=inter, catalog=catalog)

@@ -1,0 +1,186 @@
+"""marshmallow schemas for everything that enters recsdk, from Python or over HTTP.
+
+One definition serves the Python API, the REST blueprint and the OpenAPI document.
+Unknown fields are rejected, so a misspelled field name is an error, not lost data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from recsdk.storage.models import ID_LENGTH
+
+#: Events dated further ahead than this are refused as impossible.
+MAX_CLOCK_SKEW = timedelta(days=1)
+#: Earliest accepted event time (before e-commerce, so certainly a unit mistake).
+MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
+EVENT_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_:\-]{0,63}$")
+
+
+class Identifier(fields.Field):
+    """An id: a non-empty string (integers are accepted and turned into strings)."""
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow's API
+        "invalid": "Not a valid id: give a non-empty string of at most 255 characters.",
+    }
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, int):
+            value = str(value)
+        if not isinstance(value, str) or not value or len(value) > ID_LENGTH:
+            raise self.make_error("invalid")
+        return value
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
+class Timestamp(fields.Field):
+    """ISO 8601 text (naive means UTC) or UNIX seconds; always returns aware UTC."""
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow's API
+        "invalid": "Not a valid timestamp: give ISO 8601 text or UNIX seconds.",
+        "future": "Timestamp is more than a day in the future.",
+        "past": "Timestamp is before 1990-01-01; milliseconds given as seconds?",
+    }
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        try:
+            if isinstance(value, datetime):
+                ts = value
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise ValueError
+                ts = datetime.fromtimestamp(value, UTC)
+            elif isinstance(value, str):
+                ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            else:
+                raise ValueError
+        except (ValueError, OverflowError, OSError) as exc:
+            raise self.make_error("invalid") from exc
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+        if ts > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise self.make_error("future")
+        if ts < MIN_TIMESTAMP:
+            raise self.make_error("past")
+        return ts
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else value.isoformat()
+
+
+class EventSchema(Schema):
+    """A behaviour event. ``timestamp`` defaults to the time it is received."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = Identifier(required=True)
+    item_id = Identifier(required=True)
+    type = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            EVENT_TYPE_PATTERN,
+            error="Event type must be lower-case letters, digits, '_', ':' or '-' "
+            "(at most 64), e.g. view, click, add_to_cart, purchase, rating.",
+        ),
+    )
+    timestamp = Timestamp(load_default=None, allow_none=True)
+    session_id = Identifier(load_default=None, allow_none=True)
+    value = fields.Float(load_default=None, allow_none=True, allow_nan=False)
+    event_id = Identifier(load_default=None, allow_none=True)
+    context = fields.Dict(keys=fields.String(), load_default=None, allow_none=True)
+
+    @validates_schema
+    def _rating_has_value(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("type") == "rating" and data.get("value") is None:
+            raise ValidationError("A rating event needs a numeric value.", "value")
+
+
+class CategorySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = Identifier(required=True)
+    name = fields.String(load_default=None, validate=validate.Length(max=ID_LENGTH))
+    parent_id = Identifier(load_default=None, allow_none=True)
+
+
+class ItemSchema(Schema):
+    """A product upsert; fields left out keep their stored value."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = Identifier(required=True)
+    title = fields.String()
+    description = fields.String()
+    category_id = Identifier(allow_none=True)
+    tags = fields.List(fields.String(validate=validate.Length(1, 128)))
+    price = fields.Float(
+        allow_none=True, allow_nan=False,
+        validate=validate.Range(min=0, error="Price must not be negative."),
+    )
+    original_price = fields.Float(
+        allow_none=True, allow_nan=False,
+        validate=validate.Range(min=0, error="Original price must not be negative."),
+    )
+    stock = fields.Integer(
+        allow_none=True, strict=True,
+        validate=validate.Range(min=0, error="Stock must not be negative."),
+    )
+    active = fields.Boolean()
+    image_url = fields.String(allow_none=True)
+    attributes = fields.Dict(keys=fields.String())
+
+
+class UserSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = Identifier(required=True)
+    attributes = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class FeedbackSchema(Schema):
+    """A reaction to a served list, credited through its ``request_id``."""
+
+    class Meta:
+        unknown = RAISE
+
+    request_id = fields.String(required=True, validate=validate.Length(1, 64))
+    item_id = Identifier(required=True)
+    type = fields.String(required=True, validate=validate.Regexp(EVENT_TYPE_PATTERN))
+    user_id = Identifier(load_default=None, allow_none=True)
+    value = fields.Float(load_default=None, allow_none=True, allow_nan=False)
+    timestamp = Timestamp(load_default=None, allow_none=True)
+
+
+def load_many(schema: Schema, rows: Any, what: str) -> list[dict[str, Any]]:
+    """Validate a list of rows; raise one error mapping row numbers to field messages."""
+    from recsdk.errors import ValidationFailed
+
+    if not isinstance(rows, list):
+        raise ValidationFailed({"_schema": [f"Expected a list of {what}."]}, what)
+    try:
+        return schema.load(rows, many=True)
+    except ValidationError as exc:
+        raise ValidationFailed(exc.messages, what) from exc
+
+
+def load_one(schema: Schema, row: Any, what: str) -> dict[str, Any]:
+    from recsdk.errors import ValidationFailed
+
+    if not isinstance(row, dict):
+        raise ValidationFailed({"_schema": [f"Expected one {what} object."]}, what)
+    try:
+        return schema.load(row)
+    except ValidationError as exc:
+        raise ValidationFailed(exc.messages, what) from exc

@@ -1,0 +1,1 @@
+"""Persistence: typed models, engines, migrations and the storage facade."""

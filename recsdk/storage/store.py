@@ -1,0 +1,385 @@
+"""The storage facade: what recsdk reads and writes, on SQLite or PostgreSQL.
+
+Every write is one transaction: either a whole validated batch is stored or none of
+it is, and a method returns only after the commit, so accepted data is durable.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import sessionmaker
+
+from recsdk.errors import ValidationFailed
+from recsdk.storage import models
+from recsdk.storage.database import make_engine
+from recsdk.types import Event
+
+
+@dataclass
+class InsertReport:
+    """What an ingestion call stored."""
+
+    received: int
+    stored: int
+    duplicates: int
+    events: list[Event] = field(default_factory=list)
+
+
+class Store:
+    """Reads and writes recsdk's tables through one engine."""
+
+    def __init__(self, url_or_engine: str | Engine) -> None:
+        self.engine = (
+            make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        )
+        self.dialect = self.engine.dialect.name
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    # ---- schema ----------------------------------------------------------------------
+
+    def create_all(self) -> None:
+        """Create missing tables directly (tests); users run ``recsdk db upgrade``."""
+        models.Base.metadata.create_all(self.engine)
+
+    def upgrade(self) -> None:
+        """Migrate the database to the latest schema with alembic."""
+        from recsdk.storage.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert(self, table: Any) -> Any:
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # ---- events ----------------------------------------------------------------------
+
+    def add_events(self, rows: Sequence[Mapping[str, Any]]) -> InsertReport:
+        """Store validated event rows in one transaction; skip repeated ``event_id``s."""
+        now = datetime.now(UTC)
+        seen: set[str] = set()
+        keyed: list[dict[str, Any]] = []
+        plain: list[dict[str, Any]] = []
+        for row in rows:
+            rec = {
+                "user_id": row["user_id"],
+                "item_id": row["item_id"],
+                "type": row["type"],
+                "timestamp": row.get("timestamp") or now,
+                "session_id": row.get("session_id"),
+                "value": row.get("value"),
+                "event_id": row.get("event_id"),
+                "context": row.get("context"),
+            }
+            eid = rec["event_id"]
+            if eid is None:
+                plain.append(rec)
+            elif eid not in seen:
+                seen.add(eid)
+                keyed.append(rec)
+        table = models.Event.__table__
+        stored_keyed: list[dict[str, Any]] = []
+        with self.engine.begin() as conn:
+            if plain:
+                conn.execute(table.insert(), plain)
+            if keyed:
+                stmt = (
+                    self._insert(table)
+                    .on_conflict_do_nothing(index_elements=["event_id"])
+                    .returning(table.c.event_id)
+                )
+                new_ids = {
+                    r[0] for r in conn.execute(stmt, keyed, execution_options={
+                        "insertmanyvalues_page_size": 1000}).all()
+                }
+                stored_keyed = [r for r in keyed if r["event_id"] in new_ids]
+        stored = plain + stored_keyed
+        return InsertReport(
+            received=len(rows),
+            stored=len(stored),
+            duplicates=len(rows) - len(stored),
+            events=[Event(**r) for r in stored],
+        )
+
+    def copy_events(self, frame: pd.DataFrame) -> int:
+        """Bulk-load a clean events frame (PostgreSQL COPY, SQLite executemany).
+
+        For imports of files already validated column by column; rows with an
+        ``event_id`` go through :meth:`add_events` instead, for idempotency.
+        """
+        columns = ["user_id", "session_id", "item_id", "type", "timestamp", "value"]
+        frame = frame.reindex(columns=columns)
+        if self.dialect != "postgresql":
+            recs = frame.astype(object).where(frame.notna(), None).to_dict("records")
+            with self.engine.begin() as conn:
+                conn.execute(models.Event.__table__.insert(), recs)
+            return len(recs)
+        buf = io.StringIO()
+        out = frame.copy()
+        out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).map(
+            lambda t: t.isoformat()
+        )
+        out.to_csv(buf, index=False, header=False, na_rep="\\N")
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cur, cur.copy(
+                f"COPY events ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+            ) as copy:
+                copy.write(buf.getvalue())
+            raw.commit()
+        finally:
+            raw.close()
+        return len(out)
+
+    def count_events(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(models.Event)) or 0)
+
+    def events_frame(self, since: datetime | None = None) -> pd.DataFrame:
+        """All events (or those after ``since``) as a frame, oldest first."""
+        table = models.Event.__table__
+        stmt = select(
+            table.c.user_id, table.c.session_id, table.c.item_id, table.c.type,
+            table.c.timestamp, table.c.value,
+        ).order_by(table.c.timestamp, table.c.id)
+        if since is not None:
+            stmt = stmt.where(table.c.timestamp > since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        frame = pd.DataFrame(
+            rows, columns=["user_id", "session_id", "item_id", "type", "timestamp", "value"]
+        )
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        frame["value"] = frame["value"].astype(float)
+        return frame
+
+    def history(
+        self, user_id: str | None, session_id: str | None = None, limit: int = 200
+    ) -> list[tuple[str, str]]:
+        """The newest ``limit`` (item, type) pairs of a user or session, oldest first."""
+        table = models.Event.__table__
+        stmt = select(table.c.item_id, table.c.type)
+        if user_id is not None:
+            stmt = stmt.where(table.c.user_id == user_id)
+        elif session_id is not None:
+            stmt = stmt.where(table.c.session_id == session_id)
+        else:
+            return []
+        stmt = stmt.order_by(table.c.timestamp.desc(), table.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [(r[0], r[1]) for r in reversed(rows)]
+
+    # ---- catalogue -------------------------------------------------------------------
+
+    def upsert_categories(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        rows = [{**r, "name": r.get("name") or r["id"]} for r in rows]
+        known = self._existing_ids(models.Category, {r["parent_id"] for r in rows})
+        known |= {r["id"] for r in rows}
+        bad = {
+            i: {"parent_id": [f"Unknown category {r['parent_id']!r}."]}
+            for i, r in enumerate(rows)
+            if r.get("parent_id") is not None and r["parent_id"] not in known
+        }
+        if bad:
+            raise ValidationFailed(bad, "categories")
+        # parents first so that foreign keys hold inside the transaction
+        ordered = _topological(rows)
+        return self._upsert(models.Category, ordered)
+
+    def upsert_items(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        wanted = {r["category_id"] for r in rows if r.get("category_id") is not None}
+        known = self._existing_ids(models.Category, wanted)
+        bad = {
+            i: {"category_id": [f"Unknown category {r['category_id']!r}; "
+                                "create it first (categories endpoint or upsert_categories)."]}
+            for i, r in enumerate(rows)
+            if r.get("category_id") is not None and r["category_id"] not in known
+        }
+        if bad:
+            raise ValidationFailed(bad, "items")
+        return self._upsert(models.Item, rows)
+
+    def upsert_users(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        return self._upsert(models.User, rows)
+
+    def _existing_ids(self, model: type[models.Base], ids: Iterable[Any]) -> set[str]:
+        ids = [i for i in ids if i is not None]
+        if not ids:
+            return set()
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                out |= set(conn.execute(select(model.id).where(model.id.in_(chunk))).scalars())
+        return out
+
+    def _upsert(self, model: type[models.Base], rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or update by id; a field left out of a row keeps its stored value."""
+        if not rows:
+            return 0
+        table = model.__table__
+        now = datetime.now(UTC)
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in {r["id"]: r for r in rows}.values():  # last write of an id wins
+            rec = dict(row)
+            if "updated_at" in table.c:
+                rec["updated_at"] = now
+            groups.setdefault(tuple(sorted(rec)), []).append(rec)
+        with self.engine.begin() as conn:
+            for keys, recs in groups.items():
+                stmt = self._insert(table)
+                update = {k: stmt.excluded[k] for k in keys if k != "id"}
+                stmt = (
+                    stmt.on_conflict_do_update(index_elements=["id"], set_=update)
+                    if update else stmt.on_conflict_do_nothing(index_elements=["id"])
+                )
+                conn.execute(stmt, recs)
+        return len(rows)
+
+    def items_frame(self) -> pd.DataFrame:
+        cols = ["id", "title", "description", "category_id", "tags", "price",
+                "original_price", "stock", "active", "image_url", "attributes",
+                "created_at", "updated_at"]
+        table = models.Item.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*[table.c[c] for c in cols]).order_by(table.c.id)).all()
+        return pd.DataFrame(rows, columns=cols)
+
+    def categories_frame(self) -> pd.DataFrame:
+        table = models.Category.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.id, table.c.name, table.c.parent_id)).all()
+        return pd.DataFrame(rows, columns=["id", "name", "parent_id"])
+
+    def users_frame(self) -> pd.DataFrame:
+        table = models.User.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.id, table.c.attributes)).all()
+        return pd.DataFrame(rows, columns=["id", "attributes"])
+
+    # ---- served lists and feedback -----------------------------------------------------
+
+    def record_requests(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Store served lists: each record has the request's columns and ``items``,
+        a list of (item_id, position, score)."""
+        requests = []
+        impressions = []
+        for r in records:
+            requests.append({
+                "id": r["request_id"], "user_id": r.get("user_id"),
+                "session_id": r.get("session_id"), "placement": r["placement"],
+                "variant": r["variant"], "config_hash": r["config_hash"],
+                "plugins": list(r["plugins"]), "degraded": bool(r["degraded"]),
+                "created_at": r.get("created_at") or datetime.now(UTC),
+            })
+            impressions += [{"request_id": r["request_id"], "item_id": i, "position": p,
+                             "score": s} for i, p, s in r["items"]]
+        with self.engine.begin() as conn:
+            if requests:
+                conn.execute(models.RecommendationRequest.__table__.insert(), requests)
+            if impressions:
+                conn.execute(models.Impression.__table__.insert(), impressions)
+
+    def request_info(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Variant, plugins and shown items of served requests, by id."""
+        ids = list(set(request_ids))
+        if not ids:
+            return {}
+        req = models.RecommendationRequest.__table__
+        imp = models.Impression.__table__
+        with self.engine.connect() as conn:
+            reqs = conn.execute(select(req).where(req.c.id.in_(ids))).mappings().all()
+            shown = conn.execute(
+                select(imp.c.request_id, imp.c.item_id, imp.c.position)
+                .where(imp.c.request_id.in_(ids))
+            ).all()
+        out = {r["id"]: {**r, "positions": {}} for r in reqs}
+        for request_id, item_id, position in shown:
+            out[request_id]["positions"][item_id] = position
+        return out
+
+    def add_feedback(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(models.Feedback.__table__.insert(), [dict(r) for r in rows])
+
+    # ---- model artifacts ---------------------------------------------------------------
+
+    def save_artifact(
+        self, name: str, arrays: Mapping[str, np.ndarray], config_hash: str,
+        meta: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Store arrays as a new ``.npz`` version of artifact ``name``; return it."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        table = models.ModelArtifact.__table__
+        with self.engine.begin() as conn:
+            latest = conn.execute(
+                select(func.max(table.c.version)).where(table.c.name == name)
+            ).scalar()
+            version = (latest or 0) + 1
+            conn.execute(table.insert(), [{
+                "name": name, "version": version, "config_hash": config_hash,
+                "format": "npz", "data": buf.getvalue(), "meta": dict(meta or {}),
+                "created_at": datetime.now(UTC),
+            }])
+        return version
+
+    def load_artifact(self, name: str, version: int | None = None
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """The arrays and metadata of an artifact (latest version by default)."""
+        table = models.ModelArtifact.__table__
+        stmt = select(table.c.data, table.c.meta, table.c.version, table.c.config_hash).where(
+            table.c.name == name)
+        stmt = (stmt.where(table.c.version == version) if version is not None
+                else stmt.order_by(table.c.version.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        with np.load(io.BytesIO(row[0]), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = dict(row[1] or {})
+        meta.update(version=row[2], config_hash=row[3])
+        return arrays, meta
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+
+
+def _topological(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Order category rows so that a parent given in the same batch comes first."""
+    by_id = {r["id"]: r for r in rows}
+    done: set[str] = set()
+    out: list[Mapping[str, Any]] = []
+
+    def visit(row: Mapping[str, Any], path: tuple[str, ...]) -> None:
+        if row["id"] in done:
+            return
+        if row["id"] in path:
+            raise ValidationFailed({"parent_id": [f"Category cycle through {row['id']!r}."]},
+                                   "categories")
+        parent = row.get("parent_id")
+        if parent in by_id:
+            visit(by_id[parent], (*path, row["id"]))
+        done.add(row["id"])
+        out.append(row)
+
+    for row in rows:
+        visit(row, ())
+    return out
+

@@ -1,0 +1,192 @@
+"""Plain data objects that travel between the host and plugins."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from recsdk.catalog import Catalog
+    from recsdk.config import Settings
+    from recsdk.storage.store import Store
+
+#: Event types recsdk knows; any other string is accepted as a custom type.
+STANDARD_EVENT_TYPES = (
+    "view",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "rating",
+    "review",
+    "return",
+)
+
+
+@dataclass(slots=True)
+class Event:
+    """One user action on one item, as accepted by ingestion."""
+
+    user_id: str
+    item_id: str
+    type: str
+    timestamp: datetime
+    session_id: str | None = None
+    value: float | None = None
+    event_id: str | None = None
+    context: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Feedback:
+    """A user's reaction to a served recommendation, attributed to the request."""
+
+    request_id: str
+    item_id: str
+    type: str
+    timestamp: datetime
+    user_id: str | None = None
+    position: int | None = None
+    variant: str | None = None
+    plugins: tuple[str, ...] = ()
+    value: float | None = None
+
+
+@dataclass(slots=True)
+class UserHistory:
+    """What a user (or an anonymous session) did, newest last."""
+
+    item_ids: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+
+    def items_of_types(self, types: Sequence[str] | None) -> set[str]:
+        """Items the user touched with one of ``types`` (None: any type)."""
+        if types is None:
+            return set(self.item_ids)
+        wanted = set(types)
+        return {i for i, t in zip(self.item_ids, self.types, strict=True) if t in wanted}
+
+
+@dataclass(slots=True)
+class CandidateSet:
+    """Items to score: external ids and their codes in the trained vocabulary.
+
+    ``codes[i]`` is -1 when ``ids[i]`` was unknown at fit time (a brand-new item).
+    Batch-first: scorers work on the arrays, not item by item.
+    """
+
+    ids: np.ndarray
+    codes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(slots=True)
+class Ranking:
+    """An ordered list of items with their blended scores, best first."""
+
+    item_ids: list[str]
+    scores: list[float]
+
+    def __post_init__(self) -> None:
+        if len(self.item_ids) != len(self.scores):
+            raise ValueError(
+                f"Ranking has {len(self.item_ids)} items but {len(self.scores)} scores"
+            )
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def keep(self, mask: Sequence[bool]) -> Ranking:
+        """The ranking with only the items whose mask entry is true, order kept."""
+        return Ranking(
+            [i for i, m in zip(self.item_ids, mask, strict=True) if m],
+            [s for s, m in zip(self.scores, mask, strict=True) if m],
+        )
+
+
+@dataclass(slots=True)
+class RecommendationRequest:
+    """Everything a plugin may read about one ``recommend`` call."""
+
+    user_id: str | None
+    k: int
+    placement: str = "default"
+    session_id: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    history: UserHistory = field(default_factory=UserHistory)
+    features: dict[str, Any] = field(default_factory=dict)
+    variant: str = "default"
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    catalog: Catalog | None = None
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True)
+class RecommendedItem:
+    item_id: str
+    score: float
+    position: int
+
+
+@dataclass(slots=True)
+class RecommendationResult:
+    """The answer to ``recommend``: what to show and what produced it."""
+
+    request_id: str
+    items: list[RecommendedItem]
+    placement: str
+    variant: str
+    plugins: list[str]
+    config_hash: str
+    degraded: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [i.item_id for i in self.items]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "placement": self.placement,
+            "variant": self.variant,
+            "plugins": list(self.plugins),
+            "config_hash": self.config_hash,
+            "degraded": self.degraded,
+            "failures": list(self.failures),
+            "items": [
+                {"item_id": i.item_id, "score": i.score, "position": i.position}
+                for i in self.items
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RecommendationResult:
+        return cls(
+            request_id=data["request_id"],
+            items=[RecommendedItem(**i) for i in data["items"]],
+            placement=data["placement"],
+            variant=data["variant"],
+            plugins=list(data["plugins"]),
+            config_hash=data["config_hash"],
+            degraded=data["degraded"],
+            failures=list(data["failures"]),
+        )
+
+
+@dataclass(slots=True)
+class PluginContext:
+    """What ``recsdk_configure`` and ``recsdk_fit`` hand to plugins."""
+
+    settings: Settings
+    store: Store | None = None
+    seed: int = 0
+    device: str = "cpu"
+    params: Mapping[str, Any] = field(default_factory=dict)

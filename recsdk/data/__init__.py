@@ -1,0 +1,1 @@
+"""Behaviour and catalogue data: file readers, loaders, a synthetic shop, cleaning."""

@@ -56,6 +56,7 @@ class Catalog:
     tree: CategoryTree = field(default_factory=CategoryTree)
     index: Mapping[str, int] = field(default_factory=dict)
     frame: pd.DataFrame | None = None
+    version: str = ""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,7 +77,8 @@ class Catalog:
             columns=["id", "name", "parent_id"]))
 
     @classmethod
-    def from_frames(cls, items: pd.DataFrame, categories: pd.DataFrame) -> Catalog:
+    def from_frames(cls, items: pd.DataFrame, categories: pd.DataFrame,
+                    version: str = "") -> Catalog:
         n = len(items)
         ids = items["id"].astype(str).to_numpy(dtype=object) if n else np.array([], object)
 
@@ -98,5 +100,5 @@ class Catalog:
         return cls(
             ids=ids, category=category, available=available, group=group, price=price,
             tree=CategoryTree.from_frame(categories),
-            index={i: p for p, i in enumerate(ids)}, frame=items,
+            index={i: p for p, i in enumerate(ids)}, frame=items, version=version,
         )

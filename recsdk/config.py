@@ -69,6 +69,7 @@ class CacheSchema(Schema):
     recent_events = fields.Integer(load_default=200, validate=validate.Range(1, 100_000))
     max_entries = fields.Integer(load_default=100_000, validate=validate.Range(min=1))
     socket_timeout_s = fields.Float(load_default=0.25, validate=validate.Range(min=0.001))
+    catalog_refresh_s = fields.Float(load_default=10.0, validate=validate.Range(min=0))
 
 
 class SettingsSchema(Schema):

@@ -150,13 +150,30 @@ class RecSDK:
     # ---- catalogue -------------------------------------------------------------------
 
     def _read_catalog(self) -> Catalog:
-        return Catalog.from_frames(self.store.items_frame(), self.store.categories_frame())
+        self._catalog_checked = time.monotonic()
+        version = self.store.catalog_version()
+        return Catalog.from_frames(self.store.items_frame(), self.store.categories_frame(),
+                                   version=version)
 
-    def refresh_catalog(self) -> None:
-        """Re-read the catalogue snapshot the request path uses."""
+    def refresh_catalog(self, if_changed: bool = False) -> None:
+        """Re-read the catalogue snapshot the request path uses.
+
+        With ``if_changed``, first compare the stored catalogue's version (one cheap
+        query) and keep the snapshot when nothing changed; other processes sharing the
+        database see this process's item updates that way.
+        """
+        if if_changed:
+            self._catalog_checked = time.monotonic()
+            if self.store.catalog_version() == self._state.catalog.version:
+                return
         catalog = self._read_catalog()
         with self._state_lock:
             self._state = ModelState.build(catalog, self._state.dataset)
+
+    def _maybe_refresh_catalog(self) -> None:
+        every = self.settings.cache["catalog_refresh_s"]
+        if time.monotonic() - self._catalog_checked >= every:
+            self.refresh_catalog(if_changed=True)
 
     @property
     def catalog(self) -> Catalog:
@@ -303,9 +320,11 @@ class RecSDK:
     ) -> RecommendationResult:
         """Top ``k`` items for a user or an anonymous session at a placement."""
         started = time.perf_counter()
-        k = int(k or self.settings.placements.get(placement, {}).get("k")
-                or self.settings.pipeline["k"])
-        if k < 1 or k > 1000:
+        self._maybe_refresh_catalog()
+        if k is None:
+            k = int(self.settings.placements.get(placement, {}).get("k")
+                    or self.settings.pipeline["k"])
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise ValidationFailed({"k": ["k must be between 1 and 1000."]}, "request")
         history = self.history(user_id, session_id)
         key = self._result_key(user_id, session_id, placement, variant, k, history, context)
@@ -349,8 +368,10 @@ class RecSDK:
         ctx = json.dumps(context or {}, sort_keys=True, default=str)
         digest = hashlib.blake2b(f"{tail}:{ctx}".encode(), digest_size=10).hexdigest()
         who = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
-        return (f"rec:{self.config_hash}:{self.model_run}:{placement}:{variant}:{k}:"
-                f"{who}:{digest}")
+        catalog = hashlib.blake2b(self._state.catalog.version.encode(),
+                                  digest_size=6).hexdigest()
+        return (f"rec:{self.config_hash}:{self.model_run}:{catalog}:{placement}:{variant}:"
+                f"{k}:{who}:{digest}")
 
     def _log(self, result: RecommendationResult, user_id: str | None,
              session_id: str | None) -> None:

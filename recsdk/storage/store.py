@@ -248,6 +248,16 @@ class Store:
                 conn.execute(stmt, recs)
         return len(rows)
 
+    def catalog_version(self) -> str:
+        """Changes whenever an item or category is written: counts and latest update."""
+        items, cats = models.Item.__table__, models.Category.__table__
+        with self.engine.connect() as conn:
+            n_items, item_ts = conn.execute(
+                select(func.count(), func.max(items.c.updated_at))).one()
+            n_cats, cat_ts = conn.execute(
+                select(func.count(), func.max(cats.c.updated_at))).one()
+        return f"{n_items}:{item_ts}:{n_cats}:{cat_ts}"
+
     def items_frame(self) -> pd.DataFrame:
         cols = ["id", "title", "description", "category_id", "tags", "price",
                 "original_price", "stock", "active", "image_url", "attributes",

@@ -184,3 +184,92 @@ def load_one(schema: Schema, row: Any, what: str) -> dict[str, Any]:
         return schema.load(row)
     except ValidationError as exc:
         raise ValidationFailed(exc.messages, what) from exc
+
+
+_EVENT_FIELDS = frozenset(EventSchema().fields)
+_OPTIONAL_IDS = ("session_id", "event_id")
+
+
+def _fast_event(row: Any, now: datetime, types_ok: set[str]) -> dict[str, Any] | None:
+    """The row as EventSchema would load it, or None when only the schema may judge.
+
+    Accepts only the plain shapes that ingestion sees in bulk (string or integer ids,
+    ISO text or UNIX-second timestamps, numeric values, a dict context); anything
+    else, valid or not, is left to the schema, so behaviour and error messages are
+    the schema's. ``tests/core/test_fast_validation.py`` checks the two agree.
+    """
+    if type(row) is not dict or not row.keys() <= _EVENT_FIELDS:
+        return None
+    out: dict[str, Any] = {}
+    for key in ("user_id", "item_id"):
+        v = row.get(key)
+        if type(v) is int:
+            v = str(v)
+        elif type(v) is not str or not v or len(v) > ID_LENGTH:
+            return None
+        out[key] = v
+    t = row.get("type")
+    if type(t) is not str:
+        return None
+    if t not in types_ok:
+        if not EVENT_TYPE_PATTERN.match(t):
+            return None
+        types_ok.add(t)
+    out["type"] = t
+    ts = row.get("timestamp")
+    if ts is not None:
+        try:
+            if type(ts) is str:
+                ts = datetime.fromisoformat(ts.replace("Z", "+00:00") if ts[-1:] == "Z" else ts)
+            elif type(ts) in (int, float) and math.isfinite(ts):
+                ts = datetime.fromtimestamp(ts, UTC)
+            else:
+                return None
+        except (ValueError, OverflowError, OSError):
+            return None
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+        if ts > now + MAX_CLOCK_SKEW or ts < MIN_TIMESTAMP:
+            return None
+    out["timestamp"] = ts
+    for key in _OPTIONAL_IDS:
+        v = row.get(key)
+        if type(v) is int:
+            v = str(v)
+        elif v is not None and (type(v) is not str or not v or len(v) > ID_LENGTH):
+            return None
+        out[key] = v
+    value = row.get("value")
+    if value is not None:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            return None
+        value = float(value)
+    elif t == "rating":
+        return None
+    out["value"] = value
+    context = row.get("context")
+    if context is not None and (type(context) is not dict
+                                or not all(type(k) is str for k in context)):
+        return None
+    out["context"] = context
+    return out
+
+
+def load_events(rows: Any) -> list[dict[str, Any]]:
+    """Validate a batch of events exactly as :class:`EventSchema` does, but fast.
+
+    Plain rows take a tight path (about ten times faster than marshmallow for bulk
+    ingestion); the first row it cannot vouch for sends the whole batch through the
+    schema, which then names every problem.
+    """
+    if isinstance(rows, list):
+        now = datetime.now(UTC)
+        types_ok: set[str] = set()
+        out = []
+        for row in rows:
+            loaded = _fast_event(row, now, types_ok)
+            if loaded is None:
+                break
+            out.append(loaded)
+        else:
+            return out
+    return load_many(EventSchema(), rows, "events")

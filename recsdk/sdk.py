@@ -33,10 +33,10 @@ from recsdk.plugin_manager import PluginManager
 from recsdk.request_log import RequestLog
 from recsdk.schemas import (
     CategorySchema,
-    EventSchema,
     FeedbackSchema,
     ItemSchema,
     UserSchema,
+    load_events,
     load_many,
 )
 from recsdk.storage.store import InsertReport, Store
@@ -52,7 +52,6 @@ from recsdk.types import (
 log = logging.getLogger(__name__)
 
 VOCABULARY_ARTIFACT = "vocabulary"
-_EVENTS = EventSchema()
 _ITEMS = ItemSchema()
 _USERS = UserSchema()
 _CATEGORIES = CategorySchema()
@@ -206,7 +205,7 @@ class RecSDK:
         an ``event_id`` already stored are skipped and counted as duplicates.
         """
         try:
-            rows = load_many(_EVENTS, list(events), "events")
+            rows = load_events(list(events) if not isinstance(events, list | str) else events)
         except ValidationFailed:
             self.telemetry.events.labels(outcome="rejected").inc(len(events))
             raise

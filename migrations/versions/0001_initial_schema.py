@@ -46,7 +46,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('event_id', name=op.f('uq_events_event_id'))
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_events_item_id'), ['item_id'], unique=False)
         batch_op.create_index('ix_events_session_id_timestamp', ['session_id', 'timestamp'], unique=False)
         batch_op.create_index('ix_events_user_id_timestamp', ['user_id', 'timestamp'], unique=False)
 
@@ -159,7 +158,6 @@ def downgrade() -> None:
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.drop_index('ix_events_user_id_timestamp')
         batch_op.drop_index('ix_events_session_id_timestamp')
-        batch_op.drop_index(batch_op.f('ix_events_item_id'))
 
     op.drop_table('events')
     with op.batch_alter_table('categories', schema=None) as batch_op:

@@ -137,7 +137,8 @@ class Event(Base):
     event_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), unique=True)
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     session_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
-    item_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    # no item index: nothing reads events by item, and each index costs ingestion
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     type: Mapped[str] = mapped_column(String(64))
     timestamp: Mapped[datetime]
     value: Mapped[float | None] = mapped_column(Float)

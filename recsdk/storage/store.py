@@ -7,6 +7,7 @@ it is, and a method returns only after the commit, so accepted data is durable.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,78 +70,52 @@ class Store:
         """Store validated event rows in one transaction; skip repeated ``event_id``s."""
         now = datetime.now(UTC)
         seen: set[str] = set()
-        keyed: list[dict[str, Any]] = []
-        plain: list[dict[str, Any]] = []
+        keyed: list[tuple[Any, ...]] = []
+        plain: list[tuple[Any, ...]] = []
         for row in rows:
-            rec = {
-                "user_id": row["user_id"],
-                "item_id": row["item_id"],
-                "type": row["type"],
-                "timestamp": row.get("timestamp") or now,
-                "session_id": row.get("session_id"),
-                "value": row.get("value"),
-                "event_id": row.get("event_id"),
-                "context": row.get("context"),
-            }
-            eid = rec["event_id"]
+            eid = row.get("event_id")
+            rec = (row["user_id"], row.get("session_id"), row["item_id"], row["type"],
+                   row.get("timestamp") or now, row.get("value"), row.get("context"), eid)
             if eid is None:
                 plain.append(rec)
             elif eid not in seen:
                 seen.add(eid)
                 keyed.append(rec)
-        table = models.Event.__table__
-        stored_keyed: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
-            if plain:
-                conn.execute(table.insert(), plain)
-            if keyed:
-                stmt = (
-                    self._insert(table)
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                    .returning(table.c.event_id)
-                )
-                new_ids = {
-                    r[0] for r in conn.execute(stmt, keyed, execution_options={
-                        "insertmanyvalues_page_size": 1000}).all()
-                }
-                stored_keyed = [r for r in keyed if r["event_id"] in new_ids]
+            writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
+            stored_keyed = writer.write(conn, plain, keyed)
         stored = plain + stored_keyed
         return InsertReport(
             received=len(rows),
             stored=len(stored),
             duplicates=len(rows) - len(stored),
-            events=[Event(**r) for r in stored],
+            events=[_to_event(r) for r in stored],
         )
 
     def copy_events(self, frame: pd.DataFrame) -> int:
         """Bulk-load a clean events frame (PostgreSQL COPY, SQLite executemany).
 
-        For imports of files already validated column by column; rows with an
-        ``event_id`` go through :meth:`add_events` instead, for idempotency.
+        For imports of files already validated column by column: columns
+        ``user_id, item_id, type, timestamp`` and optional ``session_id, value``.
+        Rows with an ``event_id`` go through :meth:`add_events`, for idempotency.
         """
-        columns = ["user_id", "session_id", "item_id", "type", "timestamp", "value"]
-        frame = frame.reindex(columns=columns)
-        if self.dialect != "postgresql":
-            recs = frame.astype(object).where(frame.notna(), None).to_dict("records")
-            with self.engine.begin() as conn:
-                conn.execute(models.Event.__table__.insert(), recs)
-            return len(recs)
-        buf = io.StringIO()
-        out = frame.copy()
-        out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).map(
-            lambda t: t.isoformat()
-        )
-        out.to_csv(buf, index=False, header=False, na_rep="\\N")
-        raw = self.engine.raw_connection()
-        try:
-            with raw.cursor() as cur, cur.copy(
-                f"COPY events ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
-            ) as copy:
-                copy.write(buf.getvalue())
-            raw.commit()
-        finally:
-            raw.close()
-        return len(out)
+        n = len(frame)
+        if n == 0:
+            return 0
+
+        def col(name: str) -> list[Any]:
+            if name not in frame:
+                return [None] * n
+            series = frame[name]
+            return series.astype(object).where(series.notna(), None).tolist()
+
+        stamps = pd.to_datetime(frame["timestamp"], utc=True).dt.to_pydatetime().tolist()
+        rows = list(zip(col("user_id"), col("session_id"), col("item_id"), col("type"),
+                        stamps, col("value"), [None] * n, [None] * n, strict=True))
+        with self.engine.begin() as conn:
+            writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
+            writer.write(conn, rows, [])
+        return n
 
     def count_events(self) -> int:
         with self.session() as s:
@@ -369,6 +344,79 @@ class Store:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return True
+
+
+EVENT_COLUMNS = ("user_id", "session_id", "item_id", "type", "timestamp", "value", "context",
+                 "event_id")
+
+
+def _to_event(r: tuple[Any, ...]) -> Event:
+    return Event(user_id=r[0], session_id=r[1], item_id=r[2], type=r[3], timestamp=r[4],
+                 value=r[5], context=r[6], event_id=r[7])
+
+
+class _SqliteEvents:
+    """Event rows straight through the DB-API: SQLAlchemy's per-value processing
+    costs more than SQLite's insert. Values are encoded exactly as the models'
+    types store them (UTC text timestamps, JSON text)."""
+
+    SQL = (f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})")
+
+    @staticmethod
+    def _encode(r: tuple[Any, ...]) -> tuple[Any, ...]:
+        ts = r[4].astimezone(UTC) if r[4].tzinfo else r[4]
+        return (r[0], r[1], r[2], r[3], ts.strftime("%Y-%m-%d %H:%M:%S.%f"), r[5],
+                None if r[6] is None else json.dumps(r[6]), r[7])
+
+    @classmethod
+    def write(cls, conn: Any, plain: list[tuple[Any, ...]],
+              keyed: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if plain:
+            conn.exec_driver_sql(cls.SQL, [cls._encode(r) for r in plain])
+        stored = []
+        if keyed:
+            cursor = conn.connection.dbapi_connection.cursor()
+            sql = cls.SQL.replace("INSERT INTO", "INSERT OR IGNORE INTO")
+            for r in keyed:  # rowcount tells which event ids were new
+                cursor.execute(sql, cls._encode(r))
+                if cursor.rowcount == 1:
+                    stored.append(r)
+            cursor.close()
+        return stored
+
+
+class _PostgresEvents:
+    """PostgreSQL COPY for new events; keyed ones through a temporary table so that
+    ``ON CONFLICT DO NOTHING RETURNING`` says which event ids were new."""
+
+    COLUMNS = ", ".join(EVENT_COLUMNS)
+
+    @staticmethod
+    def _copy(cursor: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
+        with cursor.copy(f"COPY {table} ({_PostgresEvents.COLUMNS}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row(r if r[6] is None else (*r[:6], json.dumps(r[6]), r[7]))
+
+    @classmethod
+    def write(cls, conn: Any, plain: list[tuple[Any, ...]],
+              keyed: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        raw = conn.connection.dbapi_connection
+        stored: list[tuple[Any, ...]] = []
+        with raw.cursor() as cursor:
+            if plain:
+                cls._copy(cursor, "events", plain)
+            if keyed:
+                cursor.execute("CREATE TEMPORARY TABLE IF NOT EXISTS incoming_events "
+                               "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+                cls._copy(cursor, "incoming_events", keyed)
+                cursor.execute(
+                    f"INSERT INTO events ({cls.COLUMNS}) SELECT {cls.COLUMNS} "
+                    "FROM incoming_events ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+                new_ids = {row[0] for row in cursor.fetchall()}
+                cursor.execute("DELETE FROM incoming_events")
+                stored = [r for r in keyed if r[7] in new_ids]
+        return stored
 
 
 def _topological(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from recsdk.storage.store import Store
@@ -18,10 +19,12 @@ log = logging.getLogger(__name__)
 
 
 class RequestLog:
-    def __init__(self, store: Store, batch: int = 500, interval_s: float = 0.5) -> None:
+    def __init__(self, store: Store, batch: int = 1000, interval_s: float = 0.5,
+                 linger_s: float = 0.25) -> None:
         self.store = store
         self.batch = batch
         self.interval_s = interval_s
+        self.linger_s = linger_s
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=100_000)
         self._idle = threading.Condition()
         self._pending = 0
@@ -58,9 +61,11 @@ class RequestLog:
             if first is None:
                 return
             records = [first]
+            # linger so that a busy shop writes few large batches, not many small ones
+            deadline = time.monotonic() + self.linger_s
             while len(records) < self.batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
                 except queue.Empty:
                     break
                 if nxt is None:

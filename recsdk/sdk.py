@@ -47,6 +47,7 @@ from recsdk.types import (
     RecommendationRequest,
     RecommendationResult,
     UserHistory,
+    new_request_id,
 )
 
 log = logging.getLogger(__name__)
@@ -330,7 +331,7 @@ class RecSDK:
         cached = self.cache.get(key)
         if cached is not None:
             result = RecommendationResult.from_dict(json.loads(cached))
-            result.request_id = uuid.uuid4().hex
+            result.request_id = new_request_id()
             outcome = "cached"
         else:
             request = RecommendationRequest(

@@ -236,8 +236,13 @@ class TrendingPopularity(Plugin):
         if not hasattr(self, "scores_"):
             return None
         scores = self.scores_
+        # codes index the fitted vocabulary, which is the head of scores_; items that
+        # arrived since have slots after it, found by id
+        out = _lookup(scores, candidates.codes)
+        unknown = np.flatnonzero(candidates.codes < 0)
         get = self.item_index_.get
-        return np.fromiter(
-            (scores[c] if (c := get(i)) is not None else 0.0 for i in candidates.ids),
-            dtype=np.float64, count=len(candidates),
-        )
+        for pos in unknown:
+            code = get(candidates.ids[pos])
+            if code is not None:
+                out[pos] = scores[code]
+        return out

@@ -72,6 +72,17 @@ class CacheSchema(Schema):
     catalog_refresh_s = fields.Float(load_default=10.0, validate=validate.Range(min=0))
 
 
+class PlacementSchema(Schema):
+    """Per-placement overrides: list length and scoring plugins' weights."""
+
+    class Meta:
+        unknown = RAISE
+
+    k = fields.Integer(validate=validate.Range(1, 1000))
+    weights = fields.Dict(keys=fields.String(), values=fields.Float(validate=validate.Range(
+        min=0)), load_default=dict)
+
+
 class SettingsSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -87,7 +98,8 @@ class SettingsSchema(Schema):
     api = fields.Nested(ApiSchema, load_default=dict)
     cache = fields.Nested(CacheSchema, load_default=dict)
     plugins = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=None)
-    placements = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    placements = fields.Dict(keys=fields.String(), values=fields.Nested(PlacementSchema),
+                             load_default=dict)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,13 @@ class RecSDK:
                 f"pipeline.fallback names {fallback!r}, which is not enabled; enabled: "
                 f"{', '.join(self.plugins.settings)}"
             )
+        for placement, table in self.settings.placements.items():
+            unknown = set(table.get("weights", {})) - set(self.plugins.settings)
+            if unknown:
+                raise ConfigurationError(
+                    f"placements.{placement}.weights names {sorted(unknown)}, which are not "
+                    f"enabled; enabled: {', '.join(self.plugins.settings)}"
+                )
         self.device = resolve_device(self.settings.device)
         self.pipeline = Pipeline(self.plugins, self.settings)
         self.request_log = RequestLog(self.store)

@@ -76,3 +76,13 @@ def test_disabled_plugin_and_config_hash():
     c = load_settings({"plugins": {"popularity": {"weight": 2}}}, environ={})
     assert b.config_hash == c.config_hash
     assert a.config_hash != b.config_hash
+
+
+def test_placements_are_validated():
+    s = load_settings({"placements": {"home": {"k": 6, "weights": {"trending": 2}}}},
+                      environ={})
+    assert s.placements["home"] == {"k": 6, "weights": {"trending": 2.0}}
+    with pytest.raises(ConfigurationError, match=r"placements\.home"):
+        load_settings({"placements": {"home": {"size": 6}}}, environ={})
+    with pytest.raises(ConfigurationError, match=r"placements\.home"):
+        load_settings({"placements": {"home": {"weights": {"trending": -1}}}}, environ={})

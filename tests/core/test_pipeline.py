@@ -227,3 +227,22 @@ def test_bad_k_is_refused(make_sdk):
     sdk = make_sdk({"plugins": POP})
     with pytest.raises(ValidationFailed, match="k must be"):
         sdk.recommend("u1", k=0)
+
+
+def test_placement_weights_override_plugin_weights(make_sdk):
+    rows = shop_rows()
+    sdk = make_sdk({"plugins": {"popularity": {"weight": 10}, "rev": {"weight": 1}},
+                    "placements": {"clearance": {"k": 2, "weights": {"rev": 100}}}},
+                   plugins={"rev": Reverse})
+    fill(sdk, rows)
+    sdk.fit()
+    assert sdk.recommend("stranger", k=1).item_ids == popularity_order(rows)[:1]
+    clearance = sdk.recommend("stranger", placement="clearance")
+    assert clearance.item_ids == ["i0", "i1"]
+
+
+def test_placement_weights_must_name_enabled_plugins(make_sdk):
+    from recsdk.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"placements\.home\.weights"):
+        make_sdk({"placements": {"home": {"weights": {"trending": 1}}}})

@@ -27,6 +27,7 @@ from recsdk.cache import Cache, make_cache
 from recsdk.catalog import Catalog
 from recsdk.config import Settings, load_settings
 from recsdk.dataset import InteractionDataset
+from recsdk.device import resolve_device
 from recsdk.errors import ConfigurationError, NotTrainedError, ValidationFailed
 from recsdk.pipeline import ModelState, Pipeline
 from recsdk.plugin_manager import PluginManager
@@ -69,17 +70,6 @@ class TrainReport:
     seconds: float
 
 
-def resolve_device(setting: str) -> str:
-    """``auto`` picks CUDA when torch sees a GPU; anything else is used as given."""
-    if setting != "auto":
-        return setting
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class RecSDK:
     """Recommendations inside the shop's own process, on the shop's own database."""
 
@@ -120,7 +110,6 @@ class RecSDK:
                     f"placements.{placement}.weights names {sorted(unknown)}, which are not "
                     f"enabled; enabled: {', '.join(self.plugins.settings)}"
                 )
-        self.device = resolve_device(self.settings.device)
         self.pipeline = Pipeline(self.plugins, self.settings)
         self.request_log = RequestLog(self.store)
         self._state_lock = threading.Lock()
@@ -135,9 +124,14 @@ class RecSDK:
 
     # ---- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def device(self) -> str:
+        """Where deep plugins run; resolved on first use (importing torch is slow)."""
+        return resolve_device(self.settings.device)
+
     def _context(self) -> PluginContext:
         return PluginContext(settings=self.settings, store=self.store,
-                             seed=self.settings.seed, device=self.device)
+                             seed=self.settings.seed, device_setting=self.settings.device)
 
     def close(self) -> None:
         self.request_log.close()
@@ -358,14 +352,15 @@ class RecSDK:
             self._log(result, user_id, session_id)
         return result
 
-    def similar_items(self, item_id: str, k: int = 10, *,
-                      placement: str = "similar") -> RecommendationResult:
+    def similar_items(self, item_id: str, k: int = 10, *, placement: str = "similar",
+                      log_request: bool = True) -> RecommendationResult:
         """Items like ``item_id`` (for product pages), the item itself excluded."""
         if not self.trained:
             raise NotTrainedError("similar_items needs a trained model: run fit() first")
         result = self.pipeline.similar_items(str(item_id), k, self._state, self.config_hash,
                                              placement=placement)
-        self._log(result, None, None)
+        if log_request:
+            self._log(result, None, None)
         return result
 
     def _result_key(self, user_id: str | None, session_id: str | None, placement: str,

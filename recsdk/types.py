@@ -203,5 +203,12 @@ class PluginContext:
     settings: Settings
     store: Store | None = None
     seed: int = 0
-    device: str = "cpu"
+    device_setting: str = "auto"
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        """``cuda`` or ``cpu`` (or what settings name); resolved on first use."""
+        from recsdk.device import resolve_device
+
+        return resolve_device(self.device_setting)

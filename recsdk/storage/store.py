@@ -160,7 +160,7 @@ class Store:
 
     def upsert_categories(self, rows: Sequence[Mapping[str, Any]]) -> int:
         rows = [{**r, "name": r.get("name") or r["id"]} for r in rows]
-        known = self._existing_ids(models.Category, {r["parent_id"] for r in rows})
+        known = self._existing_ids(models.Category, {r.get("parent_id") for r in rows})
         known |= {r["id"] for r in rows}
         bad = {
             i: {"parent_id": [f"Unknown category {r['parent_id']!r}."]}

@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 EVENTS ?= 50000
-export RECSDK_DATABASE_URL ?= sqlite:///recsdk-data/shop.db
+export RECSDK_CONFIG ?= config/demo.toml
 
 .PHONY: install services run test lint bench
 

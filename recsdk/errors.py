@@ -20,6 +20,7 @@ class ValidationFailed(RecSDKError):
 
     def __init__(self, messages: object, what: str = "input") -> None:
         self.messages = messages
+        self.what = what
         super().__init__(f"invalid {what}: {messages}")
 
 

@@ -19,6 +19,8 @@ from recsdk.storage.models import ID_LENGTH
 MAX_CLOCK_SKEW = timedelta(days=1)
 #: Earliest accepted event time (before e-commerce, so certainly a unit mistake).
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
+#: UNIX seconds beyond this (year 5138) are surely milliseconds or microseconds.
+MAX_EPOCH_SECONDS = 1e11
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_:\-]{0,63}$")
 
 
@@ -48,7 +50,9 @@ class Timestamp(fields.Field):
     default_error_messages = {  # noqa: RUF012 - marshmallow's API
         "invalid": "Not a valid timestamp: give ISO 8601 text or UNIX seconds.",
         "future": "Timestamp is more than a day in the future.",
-        "past": "Timestamp is before 1990-01-01; milliseconds given as seconds?",
+        "past": "Timestamp is before 1990-01-01.",
+        "milliseconds": "Timestamp is too large for UNIX seconds; milliseconds given as "
+        "seconds? Divide by 1000.",
     }
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
@@ -58,6 +62,8 @@ class Timestamp(fields.Field):
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 if not math.isfinite(value):
                     raise ValueError
+                if value > MAX_EPOCH_SECONDS:
+                    raise self.make_error("milliseconds")
                 ts = datetime.fromtimestamp(value, UTC)
             elif isinstance(value, str):
                 ts = datetime.fromisoformat(value.replace("Z", "+00:00"))

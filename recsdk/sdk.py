@@ -136,6 +136,7 @@ class RecSDK:
     def close(self) -> None:
         self.request_log.close()
         self.plugins.close()
+        self.cache.close()
         self.store.close()
 
     def __enter__(self) -> RecSDK:
@@ -340,6 +341,9 @@ class RecSDK:
                 context=dict(context or {}), history=history, variant=variant,
             )
             result = self.pipeline.recommend(request, self._state, self.config_hash)
+            if not self.trained:
+                result.degraded = True
+                result.failures.append("no trained model: run `recsdk train` (or fit())")
             if not result.degraded:
                 self.cache.set(key, json.dumps(result.to_dict()).encode(),
                                self.settings.cache["result_ttl_s"])

@@ -30,3 +30,9 @@ class Cache(Protocol):
         """The list at ``key``, oldest first, or None when it is not cached."""
 
     def clear(self) -> None: ...
+
+    def ping(self) -> bool:
+        """True when the backend answers now (health checks)."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -60,3 +60,9 @@ class MemoryCache:
         with self._lock:
             self._values.clear()
             self._lists.clear()
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.clear()

@@ -105,6 +105,18 @@ class RedisCache:
                 self.client.delete(key)
         self._run("clear", clear, None)
 
+    def ping(self) -> bool:
+        """Ask Redis directly (not through the breaker); a failure opens the breaker."""
+        try:
+            return bool(self.client.ping())
+        except (redis.RedisError, OSError):
+            with self._lock:
+                self._down_until = time.monotonic() + self.retry_after_s
+            return False
+
+    def close(self) -> None:
+        self.client.close()
+
 
 def make_cache(redis_url: str | None, telemetry: Telemetry, max_entries: int = 100_000,
                socket_timeout_s: float = 0.25) -> Cache:

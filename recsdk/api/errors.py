@@ -1,0 +1,99 @@
+"""One JSON shape for every error: ``{"code", "status", "message", "errors"}``.
+
+flask-smorest already answers HTTP errors and argument validation this way; this
+module adds a message to errors raised without one (413 from Flask's size limit, say)
+and maps recsdk's own exceptions: field-level validation is 422, a model that is
+not trained yet is 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from flask import Flask, current_app
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
+
+from recsdk.errors import NotTrainedError, ValidationFailed
+
+#: How many problems the one-line ``message`` lists; ``errors`` always has them all.
+SUMMARY_PROBLEMS = 3
+
+
+class RecApi(Api):
+    """flask-smorest's Api whose error payloads always carry a ``message``."""
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" in payload:
+            return payload, code, headers
+        if "errors" in payload:  # webargs' validation errors (query arguments)
+            payload["message"] = f"Invalid request: {summarise(payload['errors'])}"
+        elif isinstance(error, RequestEntityTooLarge):  # Flask's MAX_CONTENT_LENGTH
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            payload["message"] = (f"The body is larger than the limit of {limit} bytes per "
+                                  "request (api.max_content_length); split it.")
+        elif error.description:
+            payload["message"] = error.description
+        return payload, code, headers
+
+
+def fail(code: int, message: str, **data: Any) -> NoReturn:
+    """Stop the request with ``code``; ``data`` (``errors``, ``headers``) joins the body."""
+    error = default_exceptions[code](message)
+    error.data = {"message": message, **data}  # type: ignore[attr-defined]
+    raise error
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ValidationFailed, _validation_failed)
+    app.register_error_handler(NotTrainedError, _not_trained)
+
+
+def validation_payload(what: str, messages: Any) -> dict[str, Any]:
+    """The 422 body for messages keyed by field, or by row number then field."""
+    return {
+        "code": 422,
+        "status": "Unprocessable Entity",
+        "message": f"Invalid {what}: {summarise(messages)}",
+        "errors": {"json": messages},
+    }
+
+
+def summarise(messages: Any) -> str:
+    """The first few problems as ``row 3: user_id: Missing data ...`` text."""
+    problems = list(_problems(messages, ()))
+    shown = "; ".join(problems[:SUMMARY_PROBLEMS])
+    more = len(problems) - SUMMARY_PROBLEMS
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def _problems(messages: Any, path: tuple[str, ...]) -> Any:
+    if isinstance(messages, Mapping):
+        keys = sorted(messages, key=lambda k: (not isinstance(k, int), str(k)))
+        for key in keys:
+            label = f"row {key}" if isinstance(key, int) and not path else str(key)
+            step = () if key == "_schema" else (label,)
+            yield from _problems(messages[key], path + step)
+    elif isinstance(messages, list | tuple):
+        text = " ".join(str(m) for m in messages if not isinstance(m, Mapping | list))
+        if text:
+            yield ": ".join((*path, text))
+        for nested in (m for m in messages if isinstance(m, Mapping | list)):
+            yield from _problems(nested, path)
+    else:
+        yield ": ".join((*path, str(messages)))
+
+
+def _validation_failed(exc: ValidationFailed) -> tuple[dict[str, Any], int]:
+    return validation_payload("input", exc.messages), 422
+
+
+def _not_trained(exc: NotTrainedError) -> tuple[dict[str, Any], int]:
+    return {
+        "code": 409,
+        "status": "Conflict",
+        "message": f"{exc}; train with POST /api/v1/admin/train",
+    }, 409
+

@@ -1,0 +1,34 @@
+"""Where an app keeps its RecSDK: ``app.extensions``, the Flask-extension way.
+
+Views find the SDK through the current app, never through a module global, so
+several apps (tests, multi-tenant hosts) can live in one process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask, current_app
+
+from recsdk.sdk import RecSDK
+
+EXTENSION = "recsdk"
+#: True when the app built its SDK itself and so must close it (see ``close_app``).
+OWNED = "recsdk.owned"
+#: Serialises training runs started over HTTP; plugins are not trained concurrently.
+TRAIN_LOCK = "recsdk.train_lock"
+
+
+def init_sdk(app: Flask, sdk: RecSDK, owned: bool) -> None:
+    app.extensions[EXTENSION] = sdk
+    app.extensions[OWNED] = owned
+    app.extensions[TRAIN_LOCK] = threading.Lock()
+
+
+def current_sdk() -> RecSDK:
+    """The SDK of the app handling the current request."""
+    return current_app.extensions[EXTENSION]
+
+
+def train_lock() -> threading.Lock:
+    return current_app.extensions[TRAIN_LOCK]

@@ -1,0 +1,45 @@
+"""Reads: recommendations for a user or session, and items similar to an item.
+
+Open without an API key: storefront pages call them. Each served list is logged
+(off the request path) under its ``request_id`` so that feedback can credit it.
+Results are already JSON-shaped (``to_dict``), so they are sent as they are: the
+response schema documents them without a marshmallow dump on the hot path.
+"""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+from flask_smorest import Blueprint
+
+from recsdk.api.errors import fail
+from recsdk.api.extension import current_sdk
+from recsdk.api.schemas import RecommendationQuery, RecommendationSchema, SimilarQuery
+
+
+def make_serving_blueprint() -> Blueprint:
+    blp = Blueprint("serving", __name__, url_prefix="/api/v1",
+                    description="Recommendations and similar items (open)")
+
+    @blp.route("/recommendations", methods=["GET"])
+    @blp.arguments(RecommendationQuery, location="query", as_kwargs=True)
+    @blp.response(200, RecommendationSchema)
+    @blp.alt_response(400, response="BAD_REQUEST")
+    def get_recommendations(user_id: str | None, session_id: str | None, k: int | None,
+                            placement: str) -> Response:
+        """Top k items for a user (or an anonymous session) at a placement."""
+        if user_id is None and session_id is None:
+            fail(400, "Say whom the list is for: give user_id or session_id "
+                      "(query parameters).")
+        result = current_sdk().recommend(user_id, session_id=session_id, k=k,
+                                         placement=placement)
+        return jsonify(result.to_dict())
+
+    @blp.route("/items/<path:item_id>/similar", methods=["GET"])
+    @blp.arguments(SimilarQuery, location="query", as_kwargs=True)
+    @blp.response(200, RecommendationSchema)
+    @blp.alt_response(409, response="CONFLICT", description="No model trained yet")
+    def get_similar(item_id: str, k: int) -> Response:
+        """Items like ``item_id``, for product pages; the item itself is left out."""
+        return jsonify(current_sdk().similar_items(item_id, k).to_dict())
+
+    return blp

@@ -1,0 +1,70 @@
+"""``recsdk serve``: the REST API on waitress, a production WSGI server.
+
+The server runs until SIGINT or SIGTERM; then it finishes the requests in flight and
+closes the SDK, which writes the served-list log still queued in memory.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from recsdk.cli.session import open_sdk
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve)
+
+
+def listen_addresses(server: Any) -> list[str]:
+    """``http://host:port`` of every socket the waitress server listens on."""
+    pairs = getattr(server, "effective_listen", None) or [
+        (server.effective_host, server.effective_port)]
+    return [f"http://[{h}]:{p}" if ":" in str(h) else f"http://{h}:{p}" for h, p, *_ in pairs]
+
+
+@contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Make SIGTERM (what process managers send) stop the server like Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (0: any free port, printed at startup).")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 512),
+              help="Worker threads, i.e. requests handled at the same time.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
+    """Serve the REST API (docs/api.md) until interrupted."""
+    from waitress import create_server
+
+    from recsdk.api import create_app
+
+    with open_sdk(ctx) as sdk:
+        server = create_server(create_app(sdk), host=host, port=port, threads=threads)
+        for address in listen_addresses(server):
+            click.echo(f"recsdk API serving on {address} (OpenAPI: {address}/api/openapi.json)")
+        sys.stdout.flush()
+        with exit_on_sigterm():
+            server.run()  # returns after SIGINT/SIGTERM, once in-flight requests end
+        server.close()

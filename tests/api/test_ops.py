@@ -1,0 +1,95 @@
+"""The OpenAPI document, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import json
+
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from recsdk import RecSDK
+
+API_PATHS = {
+    "/api/v1/events": {"post"},
+    "/api/v1/items": {"put"},
+    "/api/v1/users": {"put"},
+    "/api/v1/categories": {"put"},
+    "/api/v1/feedback": {"post"},
+    "/api/v1/recommendations": {"get"},
+    "/api/v1/items/{item_id}/similar": {"get"},
+    "/api/v1/admin/train": {"post"},
+    "/healthz": {"get"},
+    "/metrics": {"get"},
+}
+
+
+def test_the_openapi_document_lists_every_endpoint(client: FlaskClient) -> None:
+    answer = client.get("/api/openapi.json")
+    assert answer.status_code == 200
+    doc = json.loads(answer.get_data())
+    assert doc["openapi"] == "3.0.3"
+    validate(doc)  # raises on anything that breaks the OpenAPI 3.0 specification
+    methods = {path: set(ops) - {"parameters"} for path, ops in doc["paths"].items()}
+    assert methods == API_PATHS
+    similar = doc["paths"]["/api/v1/items/{item_id}/similar"]["parameters"]
+    assert [(p["name"], p["in"]) for p in similar] == [("item_id", "path")]
+
+
+def test_the_openapi_document_describes_bodies_security_and_errors(
+        client: FlaskClient) -> None:
+    doc = client.get("/api/openapi.json").get_json()
+    events = doc["paths"]["/api/v1/events"]["post"]
+    one_or_many = events["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert one_or_many[0] == {"$ref": "#/components/schemas/Event"}
+    assert one_or_many[1]["items"] == {"$ref": "#/components/schemas/Event"}
+    assert one_or_many[1]["maxItems"] == 10_000
+    assert {"200", "201", "400", "401", "413", "415", "422"} <= set(events["responses"])
+    event = doc["components"]["schemas"]["Event"]
+    assert set(event["required"]) == {"user_id", "item_id", "type"}
+    assert event["properties"]["user_id"]["type"] == "string"
+    assert event["properties"]["timestamp"]["format"] == "date-time"
+    assert event["additionalProperties"] is False
+    for name in ("Item", "User", "Category", "Feedback"):
+        assert name in doc["components"]["schemas"]
+    assert doc["components"]["securitySchemes"]["ApiKeyHeader"]["name"] == "X-API-Key"
+    assert "security" in doc["paths"]["/api/v1/admin/train"]["post"]
+    assert "security" not in doc["paths"]["/api/v1/recommendations"]["get"]
+    params = {p["name"] for p in doc["paths"]["/api/v1/recommendations"]["get"]["parameters"]}
+    assert params == {"user_id", "session_id", "k", "placement"}
+
+
+def test_health_reports_database_cache_and_model(client: FlaskClient, sdk: RecSDK) -> None:
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
+    assert answer.get_json() == {
+        "status": "ok",
+        "database": {"status": "ok", "dialect": "sqlite"},
+        "cache": {"backend": "memory", "available": True},
+        "trained": False,
+        "model_run": None,
+    }
+    client.post("/api/v1/events", json={"user_id": "u", "item_id": "i", "type": "view"})
+    client.post("/api/v1/admin/train")
+    after = client.get("/healthz").get_json()
+    assert (after["trained"], after["model_run"]) == (True, sdk.model_run)
+
+
+def test_metrics_are_prometheus_text(client: FlaskClient) -> None:
+    client.get("/api/v1/recommendations?user_id=u1&placement=home")
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.content_type.startswith("text/plain")
+    text = answer.get_data(as_text=True)
+    assert "# TYPE recsdk_recommend_seconds histogram" in text
+    # the client's SDK is untrained, so the answer is counted as degraded
+    assert ('recsdk_recommendations_total{outcome="degraded",placement="home",'
+            'variant="default"} 1.0' in text)
+
+
+def test_unknown_paths_and_methods_answer_json(client: FlaskClient) -> None:
+    missing = client.get("/api/v1/nothing")
+    assert missing.status_code == 404
+    assert missing.get_json()["code"] == 404
+    wrong = client.get("/api/v1/events")
+    assert wrong.status_code == 405
+    assert wrong.get_json()["status"] == "Method Not Allowed"

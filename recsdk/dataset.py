@@ -154,6 +154,6 @@ class InteractionDataset:
             "type": types.to_numpy(),
             "timestamp": seconds.to_numpy(float),
             "value": value.to_numpy(float),
-            "weight": types.map(lambda t: weights.get(t, 1.0)).to_numpy(np.float32),
+            "weight": types.map(weights).fillna(1.0).to_numpy(np.float32),
         })
         return cls(user_ids=user_ids, item_ids=item_ids, interactions=inter, catalog=catalog)

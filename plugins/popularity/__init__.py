@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 
 import numpy as np
+import scipy.sparse as sp
 from marshmallow import RAISE, Schema, fields, validate
 
 from recsdk import Plugin, hookimpl
@@ -59,6 +60,10 @@ def _lookup(values: np.ndarray, codes: np.ndarray, missing: float = 0.0) -> np.n
     return out
 
 
+def _same_for_all(row: np.ndarray, n_users: int) -> np.ndarray:
+    return np.broadcast_to(row, (n_users, len(row)))
+
+
 class GlobalPopularity(Plugin):
     """Ranks items by how many users (or events) they had; scores every user alike."""
 
@@ -84,9 +89,11 @@ class GlobalPopularity(Plugin):
         return _lookup(self.popularity_, candidates.codes)
 
     @hookimpl
-    def recsdk_score_users(self, user_ids: list[str], candidates: CandidateSet) -> np.ndarray:
-        row = _lookup(self.popularity_, candidates.codes)
-        return np.broadcast_to(row, (len(user_ids), len(row)))
+    def recsdk_score_users(self, user_ids: list[str],
+                           candidates: CandidateSet) -> np.ndarray | None:
+        if not hasattr(self, "popularity_"):
+            return None
+        return _same_for_all(_lookup(self.popularity_, candidates.codes), len(user_ids))
 
 
 class CategoryPopularity(Plugin):
@@ -105,6 +112,45 @@ class CategoryPopularity(Plugin):
         pop = item_popularity(dataset, self.params["count"], self.params["window_days"])
         self.popularity_ = pop / pop.max() if len(pop) and pop.max() > 0 else pop
         self._paths: dict[str | None, list[str]] = {}
+        self._training = dataset  # for the offline batch path only; not saved
+
+    def _item_nodes(self, dataset: InteractionDataset) -> sp.csr_matrix:
+        """Items x category-tree nodes: 1 where the node is on the item's path."""
+        catalog = dataset.catalog
+        positions = catalog.positions(dataset.item_ids)
+        nodes: dict[str, int] = {}
+        rows, cols = [], []
+        for code, pos in enumerate(positions):
+            if pos < 0:
+                continue
+            for node in self._path(catalog, catalog.category[pos]):
+                rows.append(code)
+                cols.append(nodes.setdefault(node, len(nodes)))
+        return sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                             shape=(dataset.n_items, max(len(nodes), 1)))
+
+    @hookimpl
+    def recsdk_score_users(self, user_ids: list[str],
+                           candidates: CandidateSet) -> np.ndarray | None:
+        """The same score for every user at once, their histories being the training data."""
+        dataset = getattr(self, "_training", None)
+        if dataset is None:
+            return None
+        if getattr(self, "_item_nodes_", None) is None:
+            self._item_nodes_ = self._item_nodes(dataset)
+        codes = dataset.user_codes(user_ids)
+        history = dataset.matrix[np.maximum(codes, 0)]
+        history.data[:] = 1.0
+        history = sp.diags((codes >= 0).astype(float)) @ history
+        n_hist = np.asarray(history.sum(axis=1)).ravel()
+        affinity = sp.diags(np.divide(1.0, n_hist, out=np.zeros_like(n_hist),
+                                      where=n_hist > 0)) @ history @ self._item_nodes_
+        known = candidates.codes >= 0
+        scores = np.zeros((len(user_ids), len(candidates)))
+        scores[:, known] = (affinity @ self._item_nodes_[candidates.codes[known]].T).toarray()
+        scores += self.POPULARITY_TIE_BREAK * _lookup(self.popularity_, candidates.codes)
+        scores[n_hist == 0] = np.nan  # no history: abstain, as recsdk_score does
+        return scores
 
     @hookimpl
     def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
@@ -114,6 +160,7 @@ class CategoryPopularity(Plugin):
     def recsdk_load_state(self, state: Mapping[str, np.ndarray]) -> None:
         self.popularity_ = np.asarray(state["popularity"], dtype=np.float64)
         self._paths = {}
+        self._training = None
 
     def _path(self, catalog: Catalog, category: str | None) -> list[str]:
         paths = getattr(self, "_paths", None)
@@ -246,3 +293,9 @@ class TrendingPopularity(Plugin):
             if code is not None:
                 out[pos] = scores[code]
         return out
+
+    @hookimpl
+    def recsdk_score_users(self, user_ids: list[str],
+                           candidates: CandidateSet) -> np.ndarray | None:
+        row = self.recsdk_score(candidates=candidates)
+        return None if row is None else _same_for_all(row, len(user_ids))

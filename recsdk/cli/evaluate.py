@@ -1,0 +1,390 @@
+"""``recsdk evaluate``, ``recommend-batch``, ``split`` and ``tune``: offline evaluation.
+
+The commands only parse arguments, read files and print; the work is done by
+:mod:`recsdk.evaluation`, which the benchmarks and tests call directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from recsdk.errors import RecSDKError, ValidationFailed
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _describe(exc: Exception) -> str:
+    """A one-line-per-problem message; ValidationFailed's dict made readable."""
+    if isinstance(exc, ValidationFailed) and isinstance(exc.messages, dict):
+        source = str(exc).removeprefix("invalid ").split(": ", 1)[0]
+        problems = [f"{source}: {field}: {message}"
+                    for field, messages in exc.messages.items()
+                    for message in (messages if isinstance(messages, list) else [messages])]
+        return "\n".join(problems)
+    return str(exc)
+
+
+def _run(action: Callable[[], None]) -> None:
+    """Run ``action``, turning expected failures into a clean message and exit code 1."""
+    try:
+        action()
+    except (RecSDKError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(_describe(exc)) from exc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError as exc:
+        raise click.BadParameter(f"expected whole numbers separated by commas, got {text!r}",
+                                 param_hint="--ks") from exc
+    if not ks or ks[0] < 1:
+        raise click.BadParameter("every k must be at least 1", param_hint="--ks")
+    return ks
+
+
+def _plugin_options(function: F) -> F:
+    function = click.option(
+        "--param", "params", multiple=True, metavar="[LABEL.]KEY=VALUE",
+        help="A plugin parameter (JSON value or text); prefix LABEL. when several plugins.",
+    )(function)
+    return click.option(
+        "--plugin", "plugins", multiple=True, metavar="[LABEL=]NAME",
+        help="Plugin entry point to fit; repeat to compare (LABEL names a run).",
+    )(function)
+
+
+def _catalog_options(function: F) -> F:
+    function = click.option("--category-column", default="category", show_default=True,
+                            help="Column of --items holding categories.")(function)
+    return click.option("--items", "items_path", type=click.Path(dir_okay=False),
+                        help="Items file (item,category): categories for diversity.")(function)
+
+
+def _read_items(items_path: str | None, category_column: str) -> Any:
+    from recsdk.evaluation.files import read_items
+
+    return read_items(items_path, category_column) if items_path else None
+
+
+def register(group: click.Group) -> None:
+    group.add_command(evaluate)
+    group.add_command(recommend_batch)
+    group.add_command(split)
+    group.add_command(tune)
+
+
+# --------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--recs", "recs_path", type=click.Path(dir_okay=False),
+              help="Mode a: recommendations to score (user,item,rank[,score]).")
+@click.option("--truth", "truth_path", type=click.Path(dir_okay=False),
+              help="Mode a: held-out interactions (user,item); each pair is relevant.")
+@click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False),
+              help="Rating mode: predicted ratings (user,item,rating) scored against --truth.")
+@click.option("--train", "train_path", type=click.Path(dir_okay=False),
+              help="Training interactions: popularity for novelty, items for coverage/AUC "
+                   "(mode a); what plugins are fitted on (mode b).")
+@click.option("--test", "test_path", type=click.Path(dir_okay=False),
+              help="Mode b: held-out interactions to recommend for and score against.")
+@_plugin_options
+@_catalog_options
+@click.option("--embeddings", "embeddings_path", type=click.Path(dir_okay=False),
+              help=".npz with item_ids and vectors: embedding diversity.")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--negatives", type=click.IntRange(min=1), default=None,
+              help="Mode b: rank test items among N sampled items instead of all items.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
+              default="table", show_default=True)
+@click.option("--report-dir", type=click.Path(file_okay=False),
+              help="Also write report.html and report.json here.")
+@click.option("--ks", "ks_text", default="1,5,10,20", show_default=True,
+              help="k values for the report's metrics-against-k plot.")
+@click.option("--save-recs", type=click.Path(file_okay=False),
+              help="Mode b: also write each run's top-k lists to DIR/LABEL.tsv.")
+@click.pass_context
+def evaluate(ctx: click.Context, recs_path: str | None, truth_path: str | None,
+             predictions_path: str | None, train_path: str | None, test_path: str | None,
+             plugins: Sequence[str], params: Sequence[str], items_path: str | None,
+             category_column: str, embeddings_path: str | None, k: int,
+             negatives: int | None, seed: int, output_format: str, report_dir: str | None,
+             ks_text: str, save_recs: str | None) -> None:
+    """Score recommendations against held-out interactions.
+
+    \b
+    Mode a, a recommendation file made anywhere:
+      recsdk evaluate --recs RECS --truth TRUTH [--train TRAIN] [--items ITEMS]
+    Mode b, fit plugins on TRAIN and score their top k for every TEST user:
+      recsdk evaluate --train TRAIN --test TEST --plugin NAME [--param KEY=VALUE]
+      (no --plugin: the scoring plugins of the --config settings, one row each)
+    Rating predictions:
+      recsdk evaluate --predictions PRED --truth TRUTH
+    """
+    modes = [name for name, given in (("--recs", recs_path), ("--test", test_path),
+                                      ("--predictions", predictions_path)) if given]
+    if len(modes) != 1:
+        raise click.UsageError("give exactly one of --recs (score a file), --test (fit and "
+                               f"score plugins) or --predictions (ratings); got {modes or 'none'}")
+    ks = _ks(ks_text)
+
+    def run() -> None:
+        if predictions_path:
+            _evaluate_ratings(predictions_path, truth_path, output_format)
+        elif recs_path:
+            if plugins or params or negatives:
+                raise click.UsageError("--plugin, --param and --negatives belong to mode b "
+                                       "(--train with --test)")
+            _evaluate_file(recs_path, truth_path, train_path, items_path, category_column,
+                           embeddings_path, k, ks, output_format, report_dir)
+        else:
+            _evaluate_plugins(ctx, train_path, test_path, plugins, params, items_path,
+                              category_column, embeddings_path, k, ks, negatives, seed,
+                              output_format, report_dir, save_recs)
+
+    _run(run)
+
+
+def _evaluate_ratings(predictions_path: str, truth_path: str | None,
+                      output_format: str) -> None:
+    from recsdk.evaluation.evaluator import rating_errors
+    from recsdk.evaluation.files import read_interactions, read_truth
+
+    if not truth_path:
+        raise click.UsageError("--predictions needs --truth")
+    errors = rating_errors(read_truth(truth_path),
+                           read_interactions(predictions_path, "predictions"))
+    if output_format == "json":
+        click.echo(json.dumps(errors))
+    else:
+        click.echo(f"rmse  {errors['rmse']:.4f}\nmae   {errors['mae']:.4f}\n"
+                   f"pairs {int(errors['pairs'])}")
+
+
+def _evaluate_file(recs_path: str, truth_path: str | None, train_path: str | None,
+                   items_path: str | None, category_column: str,
+                   embeddings_path: str | None, k: int, ks: list[int], output_format: str,
+                   report_dir: str | None) -> None:
+    from recsdk.evaluation.comparison import evaluate_recommendations
+    from recsdk.evaluation.files import (
+        read_embeddings,
+        read_interactions,
+        read_recommendations,
+        read_truth,
+    )
+    from recsdk.evaluation.report import write_report
+    from recsdk.evaluation.tables import text_table
+
+    if not truth_path:
+        raise click.UsageError("--recs needs --truth")
+    truth = read_truth(truth_path)
+    recs = read_recommendations(recs_path)
+    result = evaluate_recommendations(
+        Path(recs_path).stem, recs, truth, k=k, ks=ks,
+        train=read_interactions(train_path, "train") if train_path else None,
+        items=_read_items(items_path, category_column),
+        embeddings=read_embeddings(embeddings_path) if embeddings_path else None,
+    )
+    if output_format == "json":
+        click.echo(json.dumps(_jsonable(dict(result.main))))
+    else:
+        click.echo(text_table([result]))
+    if report_dir:
+        html_path, _ = write_report([result], report_dir, f"Evaluation of {recs_path}",
+                                    {"recommendations": recs_path, "truth": truth_path,
+                                     "train": train_path or "-", "k": k})
+        click.echo(f"report: {html_path}", err=True)
+
+
+def _evaluate_plugins(ctx: click.Context, train_path: str | None, test_path: str | None,
+                      plugins: Sequence[str], params: Sequence[str], items_path: str | None,
+                      category_column: str, embeddings_path: str | None, k: int,
+                      ks: list[int], negatives: int | None, seed: int, output_format: str,
+                      report_dir: str | None, save_recs: str | None) -> None:
+    from recsdk.config import load_settings
+    from recsdk.evaluation.comparison import evaluate_plugin
+    from recsdk.evaluation.files import read_embeddings, read_interactions, write_table
+    from recsdk.evaluation.report import write_report
+    from recsdk.evaluation.specs import configured_specs, parse_plugin_specs
+    from recsdk.evaluation.tables import text_table
+
+    if not train_path:
+        raise click.UsageError("--test needs --train (the interactions to fit on)")
+    if plugins:
+        specs = parse_plugin_specs(plugins, params)
+    else:
+        if params:
+            raise click.UsageError("--param needs --plugin")
+        specs = configured_specs(load_settings((ctx.obj or {}).get("config")).plugins)
+        if not specs:
+            raise click.UsageError("no --plugin given and no scoring plugin configured")
+    train = read_interactions(train_path, "train")
+    test = read_interactions(test_path, "test")  # type: ignore[arg-type]
+    items = _read_items(items_path, category_column)
+    embeddings = read_embeddings(embeddings_path) if embeddings_path else None
+    results = []
+    for spec in specs:
+        result = evaluate_plugin(spec, train, test, k=k, ks=ks if report_dir else (),
+                                 items=items, embeddings=embeddings, negatives=negatives,
+                                 seed=seed, progress=True,
+                                 keep_recommendations=bool(save_recs))
+        if save_recs and result.recommendations is not None:
+            write_table(result.recommendations, Path(save_recs) / f"{spec.label}.tsv")
+        results.append(result)
+    if output_format == "json":
+        click.echo(json.dumps({r.label: _jsonable({**r.main, "fit_seconds": r.fit_seconds,
+                                                   "score_seconds": r.score_seconds})
+                               for r in results}))
+    else:
+        click.echo(text_table(results))
+    if report_dir:
+        protocol = {"train": train_path, "test": test_path, "k": k,
+                    "candidates": f"{negatives} sampled negatives" if negatives
+                    else "all items (full ranking)", "training items": "filtered out",
+                    "seed": seed}
+        html_path, _ = write_report(results, report_dir, "Plugin comparison", protocol)
+        click.echo(f"report: {html_path}", err=True)
+
+
+# --------------------------------------------------------------------------------------
+# recommend-batch
+# --------------------------------------------------------------------------------------
+
+
+@click.command("recommend-batch")
+@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False),
+              help="Interactions to fit on (user,item[,rating][,timestamp]).")
+@click.option("--plugin", required=True, help="Plugin entry point name.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A plugin parameter (JSON value or text).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--users", "users_path", type=click.Path(dir_okay=False),
+              help="File with a user column: recommend for these (default: every user).")
+@_catalog_options
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to write user,item,rank,score (TSV if it ends in .tsv).")
+def recommend_batch(train_path: str, plugin: str, params: Sequence[str], k: int,
+                    users_path: str | None, items_path: str | None, category_column: str,
+                    seed: int, out_path: str) -> None:
+    """Fit one plugin and write every user's top k, their training items filtered out."""
+
+    def run() -> None:
+        from recsdk.evaluation.files import read_interactions, read_users, write_table
+        from recsdk.evaluation.offline import FittedPlugin, catalog_from_items, implicit_dataset
+        from recsdk.evaluation.specs import parse_plugin_specs
+
+        (spec,) = parse_plugin_specs([plugin], params)
+        train = read_interactions(train_path, "train")
+        items = _read_items(items_path, category_column)
+        dataset = implicit_dataset(train, catalog_from_items(items) if items is not None
+                                   else None)
+        users = read_users(users_path) if users_path else list(dataset.user_ids)
+        with FittedPlugin(spec, dataset, seed=seed) as fitted:
+            recommendations = fitted.top_k(users, k, progress=True).to_frame()
+        write_table(recommendations, out_path)
+        click.echo(f"wrote {len(recommendations)} recommendations for "
+                   f"{recommendations['user'].nunique()} of {len(users)} users to {out_path}",
+                   err=True)
+
+    _run(run)
+
+
+# --------------------------------------------------------------------------------------
+# split
+# --------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="Interactions to split (user,item[,rating][,timestamp]).")
+@click.option("--method", type=click.Choice(["random", "temporal", "leave-last", "kfold"]),
+              default="random", show_default=True)
+@click.option("--test-ratio", type=float, default=0.2, show_default=True,
+              help="random/temporal: share of interactions held out.")
+@click.option("-n", "n", type=int, default=1, show_default=True,
+              help="leave-last: interactions held out per user.")
+@click.option("--folds", type=int, default=5, show_default=True, help="kfold: folds.")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for train.tsv, test.tsv, split.json (kfold: fold-N/).")
+def split(input_path: str, method: str, test_ratio: float, n: int, folds: int, seed: int,
+          out_dir: str) -> None:
+    """Split interactions into training and test files, deterministically for a seed."""
+
+    def run() -> None:
+        from recsdk.evaluation.files import read_interactions
+        from recsdk.evaluation.splits import make_splits, save_splits
+
+        splits = make_splits(read_interactions(input_path), method, test_ratio=test_ratio,
+                             n=n, folds=folds, seed=seed)
+        for path, s in zip(save_splits(splits, out_dir), splits, strict=True):
+            click.echo(f"{path}: {len(s.train)} train, {len(s.test)} test rows", err=True)
+
+    _run(run)
+
+
+# --------------------------------------------------------------------------------------
+# tune
+# --------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--train", "train_path", required=True, type=click.Path(dir_okay=False),
+              help="Interactions to cross-validate on.")
+@click.option("--plugin", required=True, help="Plugin entry point name.")
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2,...",
+              help="Values to try; with --random also KEY=uniform|loguniform|int:LOW:HIGH.")
+@click.option("--random", "n_random", type=click.IntRange(min=1), default=None,
+              help="Random search: try this many draws instead of the whole grid.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--metric", default="ndcg", show_default=True, help="Metric to optimise.")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@_catalog_options
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]),
+              default="table", show_default=True)
+def tune(train_path: str, plugin: str, grid: Sequence[str], n_random: int | None,
+         folds: int, metric: str, k: int, items_path: str | None, category_column: str,
+         seed: int, output_format: str) -> None:
+    """Grid or random search over a plugin's parameters with per-user k-fold CV."""
+
+    def run() -> None:
+        from recsdk.evaluation.files import read_interactions
+        from recsdk.evaluation.specs import parse_grid, parse_space
+        from recsdk.evaluation.tuning import grid_candidates, random_candidates, search
+
+        candidates = (random_candidates(parse_space(grid), n_random, seed) if n_random
+                      else grid_candidates(parse_grid(grid)))
+        result = search(read_interactions(train_path, "train"), plugin, candidates,
+                        folds=folds, metric=metric, k=k, seed=seed, progress=True,
+                        items=_read_items(items_path, category_column))
+        if output_format == "json":
+            click.echo(json.dumps(_jsonable(result.to_dict())))
+            return
+        for row in result.table.itertuples():
+            click.echo(f"{metric}@{k} {row.mean:.4f} ± {row.std:.4f}  {json.dumps(row.params)}")
+        click.echo(f"best: {json.dumps(result.best_params)} "
+                   f"({metric}@{k} = {result.best_score:.4f})")
+
+    _run(run)

@@ -21,7 +21,7 @@ MAX_CLOCK_SKEW = timedelta(days=1)
 MIN_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 #: UNIX seconds beyond this (year 5138) are surely milliseconds or microseconds.
 MAX_EPOCH_SECONDS = 1e11
-EVENT_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_:\-]{0,63}$")
+EVENT_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_:\-]{0,63}\Z")  # \Z: no trailing newline
 
 
 class Identifier(fields.Field):

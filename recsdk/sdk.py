@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -232,6 +232,14 @@ class RecSDK:
         cap = self.settings.cache["recent_events"]
         for key, entries in recent.items():
             self.cache.push_recent(key, entries, cap)
+
+    def forget_recent(self, user_ids: Iterable[str] = (), session_ids: Iterable[str] = ()
+                      ) -> None:
+        """Drop cached recent activity (after a bulk import), so it is read again."""
+        keys = [_history_key(u, None) for u in user_ids]
+        keys += [_history_key(None, s) for s in session_ids]
+        for start in range(0, len(keys), 10_000):
+            self.cache.delete(*keys[start : start + 10_000])
 
     def history(self, user_id: str | None, session_id: str | None = None) -> UserHistory:
         """Recent activity of a user (or an anonymous session), cached."""

@@ -69,8 +69,10 @@ def read_table(path: str | Path, *, dtype: type | None = str) -> pd.DataFrame:
                         {f"line {lineno}": ["expected a JSON object"]}, str(path))
                 rows.append(row)
         frame = pd.DataFrame(rows)
-        if dtype is not None:
-            frame = frame.astype(object).where(frame.isna(), frame.astype(str))
+        if dtype is not None:  # scalars as text; nested objects stay dicts and lists
+            frame = frame.astype(object).map(
+                lambda v: v if v is None or isinstance(v, dict | list)
+                or (isinstance(v, float) and v != v) else str(v))
         frame.attrs["field_types"] = {}
         return frame
     sep = "\t" if fmt == "tsv" else ","

@@ -98,23 +98,31 @@ class Store:
         For imports of files already validated column by column: columns
         ``user_id, item_id, type, timestamp`` and optional ``session_id, value``.
         Rows with an ``event_id`` go through :meth:`add_events`, for idempotency.
+        Values are encoded column-wise, once per call, not row by row.
         """
         n = len(frame)
         if n == 0:
             return 0
-
-        def col(name: str) -> list[Any]:
-            if name not in frame:
-                return [None] * n
-            series = frame[name]
-            return series.astype(object).where(series.notna(), None).tolist()
-
-        stamps = pd.to_datetime(frame["timestamp"], utc=True).dt.to_pydatetime().tolist()
-        rows = list(zip(col("user_id"), col("session_id"), col("item_id"), col("type"),
-                        stamps, col("value"), [None] * n, [None] * n, strict=True))
+        stamps = pd.to_datetime(frame["timestamp"], utc=True)
+        columns = {
+            name: (frame[name] if name in frame else pd.Series([None] * n, index=frame.index))
+            for name in ("user_id", "session_id", "item_id", "type", "value")
+        }
         with self.engine.begin() as conn:
-            writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
-            writer.write(conn, rows, [])
+            if self.dialect == "postgresql":
+                out = pd.DataFrame({**columns, "timestamp": stamps.map(
+                    lambda t: t.isoformat())})[list(_PostgresEvents.BULK)]
+                buf = io.StringIO()
+                out.to_csv(buf, index=False, header=False, na_rep="\\N")
+                _PostgresEvents.copy_csv(conn, buf.getvalue())
+            else:
+                text = stamps.dt.strftime(SQLITE_TIMESTAMP)
+                cols = [columns[c].astype(object).where(columns[c].notna(), None).tolist()
+                        for c in ("user_id", "session_id", "item_id", "type")]
+                value = columns["value"].astype(object).where(columns["value"].notna(), None)
+                rows = list(zip(*cols, text.tolist(), value.tolist(), [None] * n, [None] * n,
+                                strict=True))
+                conn.exec_driver_sql(_SqliteEvents.SQL, rows)
         return n
 
     def count_events(self) -> int:
@@ -346,6 +354,8 @@ class Store:
         return True
 
 
+#: How SQLAlchemy's SQLite DateTime stores a (UTC) timestamp; raw writes must match.
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 EVENT_COLUMNS = ("user_id", "session_id", "item_id", "type", "timestamp", "value", "context",
                  "event_id")
 
@@ -366,7 +376,7 @@ class _SqliteEvents:
     @staticmethod
     def _encode(r: tuple[Any, ...]) -> tuple[Any, ...]:
         ts = r[4].astimezone(UTC) if r[4].tzinfo else r[4]
-        return (r[0], r[1], r[2], r[3], ts.strftime("%Y-%m-%d %H:%M:%S.%f"), r[5],
+        return (r[0], r[1], r[2], r[3], ts.strftime(SQLITE_TIMESTAMP), r[5],
                 None if r[6] is None else json.dumps(r[6]), r[7])
 
     @classmethod
@@ -391,6 +401,16 @@ class _PostgresEvents:
     ``ON CONFLICT DO NOTHING RETURNING`` says which event ids were new."""
 
     COLUMNS = ", ".join(EVENT_COLUMNS)
+    BULK = ("user_id", "session_id", "item_id", "type", "timestamp", "value")
+
+    @classmethod
+    def copy_csv(cls, conn: Any, text: str) -> None:
+        """COPY CSV text with the :attr:`BULK` columns (NULL as ``\\N``) into events."""
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cursor, cursor.copy(
+            f"COPY events ({', '.join(cls.BULK)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+        ) as copy:
+            copy.write(text)
 
     @staticmethod
     def _copy(cursor: Any, table: str, rows: list[tuple[Any, ...]]) -> None:

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from recsdk import RecSDK
 from recsdk.cli import cli
-from tests.storage.postgres import fresh_postgres_database
+from tests.postgres import fresh_postgres_database
 
 #: Variables recsdk reads from the environment; unset for every test invocation.
 HOST_VARIABLES = ("RECSDK_CONFIG", "RECSDK_DATABASE_URL", "RECSDK_REDIS_URL",

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 
 from recsdk import RecSDK
+from tests.postgres import fresh_postgres_database
 
-POSTGRES_URL = os.environ.get("RECSDK_TEST_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RECSDK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -42,16 +39,8 @@ def make_sdk(sqlite_url) -> Iterator[Any]:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"recsdk_core_{uuid.uuid4().hex[:10]}"
-    admin = psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg", "postgresql"),
-                            autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = POSTGRES_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres_database("recsdk_core") as url:
+        yield url
 
 
 @pytest.fixture

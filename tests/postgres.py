@@ -19,7 +19,7 @@ POSTGRES_URL = os.environ.get("RECSDK_TEST_POSTGRES_URL",
 
 
 @contextmanager
-def fresh_postgres_database(prefix: str = "recsdk_cli") -> Iterator[str]:
+def fresh_postgres_database(prefix: str = "recsdk_test") -> Iterator[str]:
     """Create an empty database, yield its URL, drop it afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     server = make_url(POSTGRES_URL)

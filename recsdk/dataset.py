@@ -136,7 +136,9 @@ class InteractionDataset:
         if "timestamp" in frame:
             ts = frame["timestamp"]
             if pd.api.types.is_datetime64_any_dtype(ts):
-                seconds = pd.to_datetime(ts, utc=True).astype("int64") / 1e9
+                # not astype("int64"): its unit follows the column's resolution (ns, us...)
+                seconds = (pd.to_datetime(ts, utc=True)
+                           - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
             else:
                 seconds = pd.to_numeric(ts, errors="coerce")
         else:

@@ -35,6 +35,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "category_popularity": "plugins.popularity:CategoryPopularity",
     "trending": "plugins.popularity:TrendingPopularity",
     "filters": "plugins.filters:AvailabilityFilters",
+    "interest": "plugins.interest:UserInterest",
+    "content": "plugins.content:ContentBased",
 }
 
 

@@ -215,23 +215,22 @@ class RecSDK:
         report = self.store.add_events(rows)
         self.telemetry.events.labels(outcome="stored").inc(report.stored)
         self.telemetry.events.labels(outcome="duplicate").inc(report.duplicates)
-        if report.events:
+        if report.rows:
             self._remember(report)
-            self.plugins.call_each("recsdk_collect_event", events=report.events,
-                                   weights=self.settings.event_weights)
+            if self.plugins.implementers("recsdk_collect_event"):
+                self.plugins.call_each("recsdk_collect_event", events=report.events,
+                                       weights=self.settings.event_weights)
         return report
 
     def _remember(self, report: InsertReport) -> None:
         """Extend the cached recent activity of every user and session in the batch."""
         recent: dict[str, list[str]] = {}
-        for e in report.events:
-            entry = f"{e.item_id}\t{e.type}"
-            recent.setdefault(_history_key(e.user_id, None), []).append(entry)
-            if e.session_id:
-                recent.setdefault(_history_key(None, e.session_id), []).append(entry)
-        cap = self.settings.cache["recent_events"]
-        for key, entries in recent.items():
-            self.cache.push_recent(key, entries, cap)
+        for user, session, item, kind, *_ in report.rows:
+            entry = f"{item}\t{kind}"
+            recent.setdefault(_history_key(user, None), []).append(entry)
+            if session:
+                recent.setdefault(_history_key(None, session), []).append(entry)
+        self.cache.push_recent(recent, self.settings.cache["recent_events"])
 
     def forget_recent(self, user_ids: Iterable[str] = (), session_ids: Iterable[str] = ()
                       ) -> None:
@@ -307,8 +306,11 @@ class RecSDK:
                 log.warning("stored state of plugin %s is from another training run; "
                             "retrain to use it", name)
                 continue
-            self.plugins.call_each("recsdk_load_state", isolate=False, only=[name],
-                                   state=state, dataset=dataset)
+            (loaded,) = self.plugins.call_each("recsdk_load_state", only=[name],
+                                               state=state, dataset=dataset) or (None,)
+            if loaded is not None and not loaded.ok:  # e.g. parameters changed since
+                log.warning("plugin %s could not load its stored state (%s); it abstains "
+                            "until `recsdk train`", name, loaded.error)
         with self._state_lock:
             self._state = ModelState.build(catalog, dataset)
             self.trained = True

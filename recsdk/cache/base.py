@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 
@@ -20,8 +21,9 @@ class Cache(Protocol):
 
     def delete(self, *keys: str) -> None: ...
 
-    def push_recent(self, key: str, entries: list[str], cap: int) -> None:
-        """Append ``entries`` to the list at ``key`` if it exists, keeping the last ``cap``."""
+    def push_recent(self, entries: Mapping[str, list[str]], cap: int) -> None:
+        """Append each key's entries to its list if the list exists, keeping the last
+        ``cap``; a missing list stays missing (it is filled from the database)."""
 
     def set_recent(self, key: str, entries: list[str], cap: int, ttl_s: float) -> None:
         """Replace the list at ``key`` (after a miss was filled from the database)."""

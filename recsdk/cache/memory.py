@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 
 from cachetools import TTLCache
 
@@ -41,11 +42,12 @@ class MemoryCache:
                 self._values.pop(key, None)
                 self._lists.pop(key, None)
 
-    def push_recent(self, key: str, entries: list[str], cap: int) -> None:
+    def push_recent(self, entries: Mapping[str, list[str]], cap: int) -> None:
         with self._lock:
-            current = self._lists.get(key)
-            if current is not None:
-                self._lists[key] = (current + entries)[-cap:]
+            lists = self._lists
+            for key, new in entries.items():
+                if key in lists:
+                    lists[key] = (lists[key] + new)[-cap:]
 
     def set_recent(self, key: str, entries: list[str], cap: int, ttl_s: float) -> None:
         with self._lock:

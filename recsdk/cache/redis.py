@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -67,13 +67,13 @@ class RedisCache:
         if keys:
             self._run("delete", lambda: self.client.delete(*[PREFIX + k for k in keys]), None)
 
-    def push_recent(self, key: str, entries: list[str], cap: int) -> None:
+    def push_recent(self, entries: Mapping[str, list[str]], cap: int) -> None:
         def push() -> None:
-            k = PREFIX + key
-            # only extend lists that exist: a missing list is filled from the database
-            pipe = self.client.pipeline(transaction=True)
-            pipe.rpushx(k, *entries)
-            pipe.ltrim(k, -cap, -1)
+            # one round trip for the whole batch; RPUSHX only extends lists that exist
+            pipe = self.client.pipeline(transaction=False)
+            for key, new in entries.items():
+                pipe.rpushx(PREFIX + key, *new)
+                pipe.ltrim(PREFIX + key, -cap, -1)
             pipe.execute()
         if entries:
             self._run("push_recent", push, None)

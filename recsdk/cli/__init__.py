@@ -10,7 +10,8 @@ import click
 from recsdk import __version__
 
 #: Modules that each define ``register(group)``, adding their commands.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("db", "train", "recommend", "plugins", "serve", "evaluate",
+                                   "importer", "demo")
 
 
 @click.group()

@@ -214,3 +214,27 @@ class ModelArtifact(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ItemFeature(Base):
+    """One computed feature vector of an item (``name`` = block, e.g. ``text:minilm``).
+
+    ``version`` names the extractor that produced it and ``content_hash`` the input it
+    read, so only items whose content (or the extractor) changed are recomputed.
+    ``vector`` holds ``.npy`` bytes (dense float32) or ``.npz`` bytes (sparse).
+    """
+
+    __tablename__ = "item_features"
+    __table_args__ = (UniqueConstraint("item_id", "name"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(128))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(16))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

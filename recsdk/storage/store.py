@@ -6,6 +6,7 @@ it is, and a method returns only after the commit, so accepted data is durable.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,12 +28,17 @@ from recsdk.types import Event
 
 @dataclass
 class InsertReport:
-    """What an ingestion call stored."""
+    """What an ingestion call stored; ``rows`` are the stored events as tuples."""
 
     received: int
     stored: int
     duplicates: int
-    events: list[Event] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+
+    @functools.cached_property
+    def events(self) -> list[Event]:
+        """The stored events as objects, built only when someone asks (plugin hooks)."""
+        return [_to_event(r) for r in self.rows]
 
 
 class Store:
@@ -89,7 +95,7 @@ class Store:
             received=len(rows),
             stored=len(stored),
             duplicates=len(rows) - len(stored),
-            events=[_to_event(r) for r in stored],
+            rows=stored,
         )
 
     def copy_events(self, frame: pd.DataFrame) -> int:

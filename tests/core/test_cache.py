@@ -22,10 +22,10 @@ def test_memory_cache_ttl_and_recent_lists():
     assert cache.get("a") == b"1"
     time.sleep(0.06)
     assert cache.get("a") is None
-    cache.push_recent("r", ["x"], cap=3)  # no list yet: stays a miss
+    cache.push_recent({"r": ["x"]}, cap=3)  # no list yet: stays a miss
     assert cache.get_recent("r") is None
     cache.set_recent("r", ["a", "b"], cap=3, ttl_s=60)
-    cache.push_recent("r", ["c", "d"], cap=3)
+    cache.push_recent({"r": ["c", "d"]}, cap=3)
     assert cache.get_recent("r") == ["b", "c", "d"]
 
 

@@ -35,6 +35,7 @@ from recsdk import RecSDK
 POSTGRES = os.environ.get("RECSDK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("RECSDK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BATCH = 10_000
+N_ITEMS = 5_000
 TYPES = ["view"] * 70 + ["click"] * 20 + ["add_to_cart"] * 7 + ["purchase"] * 3
 
 
@@ -45,7 +46,7 @@ def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
         {
             "user_id": f"u{rng.randrange(20_000)}",
             "session_id": f"s{rng.randrange(60_000)}",
-            "item_id": f"i{int(rng.paretovariate(1.2)) % 5_000}",
+            "item_id": f"i{int(rng.random() ** 3 * N_ITEMS)}",  # skewed, all items seen
             "type": rng.choice(TYPES),
             "timestamp": (start + timedelta(seconds=i * 7)).isoformat(),
         }

@@ -285,7 +285,6 @@ class RecSDK:
             self._state = ModelState.build(dataset.catalog, dataset)
             self.trained = True
             self.model_run = run_id
-        self.cache_version = run_id
         return TrainReport(run_id, dataset.n_users, dataset.n_items, len(dataset.interactions),
                            sizes, time.perf_counter() - start)
 
@@ -306,11 +305,11 @@ class RecSDK:
                 log.warning("stored state of plugin %s is from another training run; "
                             "retrain to use it", name)
                 continue
-            (loaded,) = self.plugins.call_each("recsdk_load_state", only=[name],
-                                               state=state, dataset=dataset) or (None,)
-            if loaded is not None and not loaded.ok:  # e.g. parameters changed since
-                log.warning("plugin %s could not load its stored state (%s); it abstains "
-                            "until `recsdk train`", name, loaded.error)
+            for loaded in self.plugins.call_each("recsdk_load_state", only=[name],
+                                                 state=state, dataset=dataset):
+                if not loaded.ok:  # e.g. its parameters changed since it was trained
+                    log.warning("plugin %s could not load its stored state (%s); it "
+                                "abstains until `recsdk train`", name, loaded.error)
         with self._state_lock:
             self._state = ModelState.build(catalog, dataset)
             self.trained = True

@@ -116,8 +116,8 @@ class Store:
         }
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
-                out = pd.DataFrame({**columns, "timestamp": stamps.map(
-                    lambda t: t.isoformat())})[list(_PostgresEvents.BULK)]
+                out = pd.DataFrame({**columns, "timestamp": stamps.dt.strftime(
+                    "%Y-%m-%dT%H:%M:%S.%f+00:00")})[list(_PostgresEvents.BULK)]
                 buf = io.StringIO()
                 out.to_csv(buf, index=False, header=False, na_rep="\\N")
                 _PostgresEvents.copy_csv(conn, buf.getvalue())

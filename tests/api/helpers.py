@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
@@ -69,7 +70,9 @@ def live_server(app: Flask, threads: int = 8) -> Iterator[str]:
         yield f"127.0.0.1:{server.effective_port}"
     finally:
         # close every socket from inside the loop's own thread, so the loop ends
-        server.trigger.pull_trigger(lambda: [d.close() for d in list(server._map.values())])
+        # OSError: the trigger is closed already, the loop is on its way out
+        with contextlib.suppress(OSError):
+            server.trigger.pull_trigger(lambda: [d.close() for d in list(server._map.values())])
         runner.join(timeout=10)
         server.task_dispatcher.shutdown()
         assert not runner.is_alive(), "waitress did not stop"

@@ -19,20 +19,17 @@ import http.client
 import json
 import os
 import random
-import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import psycopg
+from raw_baseline import Database, raw_insert
 
 from recsdk import RecSDK
 
-POSTGRES = os.environ.get("RECSDK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("RECSDK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BATCH = 10_000
 N_ITEMS = 5_000
@@ -54,57 +51,13 @@ def make_events(n: int, seed: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-class Database:
-    """A fresh PostgreSQL database, or a SQLite file, dropped afterwards."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        if kind == "sqlite":
-            self.dir = tempfile.TemporaryDirectory()
-            self.path = os.path.join(self.dir.name, f"{uuid.uuid4().hex}.db")
-            self.url = f"sqlite:///{self.path}"
-        else:
-            self.name = f"recsdk_bench_{uuid.uuid4().hex[:8]}"
-            self.admin = psycopg.connect(POSTGRES, autocommit=True)
-            self.admin.execute(f'CREATE DATABASE "{self.name}"')
-            self.url = POSTGRES.rsplit("/", 1)[0] + "/" + self.name
-
-    def drop(self) -> None:
-        if self.kind == "sqlite":
-            self.dir.cleanup()
-        else:
-            self.admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            self.admin.close()
-
-
-def raw_insert(db: Database, events: list[dict[str, Any]]) -> float:
-    """Seconds for the driver alone to store the rows, pre-encoded, same schema."""
-    cols = "user_id, session_id, item_id, type, timestamp, value, context, event_id"
-    if db.kind == "sqlite":
-        rows = [(e["user_id"], e["session_id"], e["item_id"], e["type"],
-                 datetime.fromisoformat(e["timestamp"]).strftime("%Y-%m-%d %H:%M:%S.%f"),
-                 None, None, None) for e in events]
-        con = sqlite3.connect(db.path)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
-        start = time.perf_counter()
-        for s in range(0, len(rows), BATCH):
-            with con:
-                con.executemany(f"INSERT INTO events ({cols}) VALUES (?,?,?,?,?,?,?,?)",
-                                rows[s:s + BATCH])
-        elapsed = time.perf_counter() - start
-        con.close()
-        return elapsed
-    rows = [(e["user_id"], e["session_id"], e["item_id"], e["type"],
-             datetime.fromisoformat(e["timestamp"]), None, None, None) for e in events]
-    with psycopg.connect(db.url) as con:
-        start = time.perf_counter()
-        for s in range(0, len(rows), BATCH):
-            with con.cursor() as cur, cur.copy(f"COPY events ({cols}) FROM STDIN") as copy:
-                for r in rows[s:s + BATCH]:
-                    copy.write_row(r)
-            con.commit()
-        return time.perf_counter() - start
+def encode(events: list[dict[str, Any]], kind: str) -> list[tuple[Any, ...]]:
+    """The rows as the driver takes them (outside the raw timer)."""
+    def stamp(text: str) -> Any:
+        ts = datetime.fromisoformat(text)
+        return ts.strftime("%Y-%m-%d %H:%M:%S.%f") if kind == "sqlite" else ts
+    return [(e["user_id"], e["session_id"], e["item_id"], e["type"], stamp(e["timestamp"]),
+             None, None, None) for e in events]
 
 
 def sdk_insert(sdk: RecSDK, events: list[dict[str, Any]]) -> float:
@@ -122,11 +75,10 @@ def bench_ingestion(n: int) -> None:
         sdk_db, raw_db = Database(kind), Database(kind)
         try:
             sdk = RecSDK({"database_url": sdk_db.url}, environ={})
-            RecSDK({"database_url": raw_db.url}, environ={}).close()  # same schema, empty
             t_sdk = sdk_insert(sdk, events)
             assert sdk.store.count_events() == n
             sdk.close()
-            t_raw = raw_insert(raw_db, events)
+            t_raw = raw_insert(raw_db, encode(events, kind), BATCH)
         finally:
             sdk_db.drop()
             raw_db.drop()

@@ -6,7 +6,6 @@ TORCH_VERSION ?= 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 EVENTS ?= 50000
-export RECSDK_CONFIG ?= config/demo.toml
 
 .PHONY: install services run test lint bench
 
@@ -18,6 +17,8 @@ install:
 services:
 	bash scripts/services.sh
 
+# the quick start's settings; the tests keep their own
+run: export RECSDK_CONFIG ?= config/demo.toml
 run: install
 	recsdk db upgrade
 	recsdk demo-data --events $(EVENTS) --seed 42

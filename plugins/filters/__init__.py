@@ -2,14 +2,21 @@
 
 Enabled unless configuration says ``[plugins.filters] enabled = false``. Runs before
 any other reranker (``tryfirst``) so that diversity or business rerankers only see
-items that can be shown.
+items that can be shown. What a user consumed is what they did since training (the
+request's recent history) plus everything in the training data: the recent history
+is capped, and a long-time customer's old purchases must stay filtered too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
+import scipy.sparse as sp
 from marshmallow import RAISE, Schema, fields
 
 from recsdk import Plugin, hookimpl
+from recsdk.dataset import InteractionDataset
 from recsdk.types import Ranking, RecommendationRequest
 
 #: What a user already "has": bought or rated items are not recommended again.
@@ -37,10 +44,51 @@ class FilterParams(Schema):
 class AvailabilityFilters(Plugin):
     Params = FilterParams
 
+    @hookimpl
+    def recsdk_fit(self, dataset: InteractionDataset) -> None:
+        inter = dataset.interactions
+        types = self.params["consumed_types"]
+        if types is not None:
+            inter = inter[inter["type"].isin(types)]
+        self.consumed_ = sp.csr_matrix(
+            (np.ones(len(inter), dtype=np.int8),
+             (inter["user"].to_numpy(), inter["item"].to_numpy())),
+            shape=(dataset.n_users, dataset.n_items))
+        self._vocabulary(dataset)
+
+    def _vocabulary(self, dataset: InteractionDataset) -> None:
+        self._user_index = dataset.user_index
+        self._item_ids = dataset.item_ids
+
+    @hookimpl
+    def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
+        if not hasattr(self, "consumed_"):
+            return None
+        m = self.consumed_
+        return {"indptr": m.indptr, "indices": m.indices, "shape": np.array(m.shape)}
+
+    @hookimpl
+    def recsdk_load_state(self, state: Mapping[str, np.ndarray],
+                          dataset: InteractionDataset) -> None:
+        indices = state["indices"]
+        self.consumed_ = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.int8), indices, state["indptr"]),
+            shape=tuple(state["shape"]))
+        self._vocabulary(dataset)
+
+    def trained_consumption(self, user_id: str | None) -> set[str]:
+        """Items the user consumed in the training data."""
+        code = None if user_id is None else getattr(self, "_user_index", {}).get(user_id)
+        if code is None:
+            return set()
+        m = self.consumed_
+        return set(self._item_ids[m.indices[m.indptr[code]:m.indptr[code + 1]]])
+
     @hookimpl(tryfirst=True)
     def recsdk_rerank(self, request: RecommendationRequest, ranking: Ranking) -> Ranking:
         p = self.params
         consumed = (request.history.items_of_types(p["consumed_types"])
+                    | self.trained_consumption(request.user_id)
                     if p["exclude_consumed"] else set())
         catalog = request.catalog
         keep: list[bool] = []

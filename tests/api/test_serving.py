@@ -53,7 +53,8 @@ def test_training_reports_what_it_learned(shop: Any) -> None:
     assert report["users"] == len({e["user_id"] for e in events})
     assert report["items"] == len({e["item_id"] for e in events})
     assert report["interactions"] > 0
-    assert set(report["plugins"]) == {"popularity"}
+    # plugins with learned state: popularity counts, and what each user consumed
+    assert set(report["plugins"]) == {"popularity", "filters"}
     assert report["run_id"] == sdk.model_run
 
 

@@ -34,7 +34,8 @@ def test_the_default_configuration_enables_popularity_and_filters(
         assert row["target"] == installed.target
         assert (row["distribution"], row["version"]) == ("recsdk", __version__)
     assert "recsdk_score" in rows["popularity"]["hooks"]
-    assert rows["filters"]["hooks"] == ["recsdk_rerank"]
+    assert rows["filters"]["hooks"] == ["recsdk_fit", "recsdk_load_state", "recsdk_rerank",
+                                        "recsdk_save_state"]
     assert rows["trending"]["enabled"] is False and rows["trending"]["weight"] is None
 
 
@@ -77,7 +78,8 @@ def test_the_text_listing_shows_each_plugin(invoke: Invoke, sqlite_url: str) -> 
     assert "trending  (installed, not enabled)" in out
     assert f"  entry point   filters = {discover_plugins()['filters'].target}" in out
     assert f"  distribution  recsdk {__version__}" in out
-    assert "  hooks         recsdk_rerank" in out
+    assert ("  hooks         recsdk_fit, recsdk_load_state, recsdk_rerank, recsdk_save_state"
+            in out)
 
 
 def test_an_unknown_plugin_lists_the_available_ones(invoke: Invoke, sqlite_url: str) -> None:

@@ -246,3 +246,21 @@ def test_placement_weights_must_name_enabled_plugins(make_sdk):
 
     with pytest.raises(ConfigurationError, match=r"placements\.home\.weights"):
         make_sdk({"placements": {"home": {"weights": {"trending": 1}}}})
+
+
+def test_consumed_items_older_than_the_recent_history_stay_filtered(make_sdk):
+    # the cached recent history keeps 3 events; the user bought 6 items before that
+    sdk = make_sdk({"plugins": POP, "cache": {"recent_events": 3}})
+    rows = shop_rows()
+    fill(sdk, rows)
+    bought = [f"i{n}" for n in range(6)]
+    sdk.track_many([{"user_id": "loyal", "item_id": i, "type": "purchase",
+                     "timestamp": "2024-02-01T00:00:00+00:00"} for i in bought])
+    sdk.track_many([{"user_id": "loyal", "item_id": "i19", "type": "view",
+                     "timestamp": "2024-02-02T00:00:00+00:00"} for _ in range(3)])
+    sdk.fit()
+    assert sdk.history("loyal").item_ids == ["i19"] * 3
+    shown = sdk.recommend("loyal", k=10).item_ids
+    assert not set(bought) & set(shown)
+    restarted = make_sdk({"plugins": POP, "cache": {"recent_events": 3}})
+    assert not set(bought) & set(restarted.recommend("loyal", k=10).item_ids)

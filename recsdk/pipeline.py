@@ -93,7 +93,7 @@ class Pipeline:
 
     # ---- configuration -------------------------------------------------------------
 
-    def scorer_weights(self, placement: str, variant: str = "default") -> dict[str, float]:
+    def scorer_weights(self, placement: str) -> dict[str, float]:
         """Plugin weights for a placement: placement overrides over plugin settings."""
         weights = {name: cfg.weight for name, cfg in self.plugins.settings.items()}
         overrides = self.settings.placements.get(placement, {}).get("weights", {})
@@ -209,7 +209,7 @@ class Pipeline:
         request.catalog = state.catalog
         self._features(request, failures)
         candidates = self._candidates(request, state, failures)
-        weights = self.scorer_weights(request.placement, request.variant)
+        weights = self.scorer_weights(request.placement)
         blended = self._score("recsdk_score", weights, len(candidates), request=request,
                               candidates=candidates)
         failures += blended.failures

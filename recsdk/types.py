@@ -204,7 +204,6 @@ class PluginContext:
     store: Store | None = None
     seed: int = 0
     device_setting: str = "auto"
-    params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> str:

@@ -129,7 +129,7 @@ class FittedPlugin:
             context = PluginContext(
                 settings=Settings(seed=seed, device=device, event_weights=weights,
                                   plugins=(settings,)),
-                seed=seed, device_setting=device, params=dict(spec.params))
+                seed=seed, device_setting=device)
             start = time.perf_counter()
             self._call("recsdk_configure", context=context)
             self._call("recsdk_fit", dataset=dataset, context=context)

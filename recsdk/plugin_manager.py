@@ -31,12 +31,12 @@ ENTRY_POINT_GROUP = "recsdk"
 
 #: Built-in plugins, found even when recsdk runs from a checkout that is not installed.
 BUILTIN_PLUGINS: dict[str, str] = {
-    "popularity": "plugins.popularity:GlobalPopularity",
-    "category_popularity": "plugins.popularity:CategoryPopularity",
-    "trending": "plugins.popularity:TrendingPopularity",
-    "filters": "plugins.filters:AvailabilityFilters",
-    "interest": "plugins.interest:UserInterest",
-    "content": "plugins.content:ContentBased",
+    "popularity": "recsdk_plugins.popularity:GlobalPopularity",
+    "category_popularity": "recsdk_plugins.popularity:CategoryPopularity",
+    "trending": "recsdk_plugins.popularity:TrendingPopularity",
+    "filters": "recsdk_plugins.filters:AvailabilityFilters",
+    "interest": "recsdk_plugins.interest:UserInterest",
+    "content": "recsdk_plugins.content:ContentBased",
 }
 
 

@@ -87,8 +87,7 @@ class RecSDK:
         self.settings: Settings = load_settings(config, environ=environ)
         self.telemetry = Telemetry()
         self.store = Store(self.settings.database_url)
-        if migrate:
-            self.store.upgrade()
+        self.store.ensure_schema(migrate=migrate)
         self.cache: Cache = cache or make_cache(
             self.settings.redis_url, self.telemetry,
             max_entries=self.settings.cache["max_entries"],

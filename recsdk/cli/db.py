@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine
 
@@ -42,7 +41,7 @@ def _database(ctx: click.Context) -> Iterator[Engine]:
 
 
 def _heads() -> tuple[str, ...]:
-    return tuple(ScriptDirectory.from_config(migrate.alembic_config()).get_heads())
+    return migrate.head_revisions()
 
 
 def _describe_revision(revision: str | None, heads: tuple[str, ...]) -> str:

@@ -61,14 +61,18 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 @contextmanager
-def open_sdk(ctx: click.Context) -> Iterator[RecSDK]:
-    """A RecSDK on the configured database (migrated), closed when the command ends."""
+def open_sdk(ctx: click.Context, migrate: bool = True) -> Iterator[RecSDK]:
+    """A RecSDK on the configured database, closed when the command ends.
+
+    ``migrate``: bring an old schema up to date (under the migration lock); a server
+    passes False and stops with the command to run instead.
+    """
     # Imported here: the SDK pulls in pandas and numpy, which `recsdk --help` never needs.
     from recsdk.sdk import RecSDK
 
     settings = settings_of(ctx)
     with user_errors(settings.database_url):
-        sdk = RecSDK(config_source(ctx))
+        sdk = RecSDK(config_source(ctx), migrate=migrate)
         try:
             yield sdk
         finally:

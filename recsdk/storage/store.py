@@ -58,10 +58,20 @@ class Store:
         models.Base.metadata.create_all(self.engine)
 
     def upgrade(self) -> None:
-        """Migrate the database to the latest schema with alembic."""
+        """Migrate the database to the latest schema with alembic (under the lock)."""
         from recsdk.storage.migrate import upgrade
 
         upgrade(self.engine)
+
+    def ensure_schema(self, migrate: bool) -> None:
+        """Upgrade an old schema (``migrate``) or refuse it with :class:`SchemaOutdated`.
+
+        See :func:`recsdk.storage.migrate.ensure_schema`; servers pass ``migrate=False``
+        so that they never migrate behind a deploy's back.
+        """
+        from recsdk.storage.migrate import ensure_schema
+
+        ensure_schema(self.engine, migrate)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -61,7 +62,8 @@ class Listing(Plugin):
 class Reading(Plugin):
     """Scores candidates by the shelf's retrieval score."""
 
-    seen: dict = {}
+    seen: ClassVar[dict] = {}
+    ids: ClassVar[list] = []
 
     @hookimpl
     def recsdk_score(self, candidates):

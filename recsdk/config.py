@@ -84,6 +84,7 @@ class ModelsSchema(Schema):
     inline_max_bytes = fields.Integer(load_default=8 * 1024 * 1024,
                                       validate=validate.Range(min=0))
     train_interval_s = fields.Float(load_default=86_400.0, validate=validate.Range(min=1))
+    train_timeout_s = fields.Float(load_default=3_600.0, validate=validate.Range(min=1))
 
 
 class PlacementSchema(Schema):

@@ -67,8 +67,14 @@ class TrainingJobs:
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
 
-    def start(self, work: Callable[[], dict[str, Any]]) -> str:
-        """Run ``work`` in a thread; its return value becomes the job's ``result``."""
+    def start(self, work: Callable[[], dict[str, Any]], timeout_s: float | None = None,
+              on_timeout: Callable[[], None] | None = None) -> str:
+        """Run ``work`` in a thread; its return value becomes the job's ``result``.
+
+        A job still running after ``timeout_s`` is reported failed and
+        ``on_timeout`` is called (to fail its model run); Python cannot kill the
+        thread, but it no longer blocks the next job and its run is never activated.
+        """
         job_id = uuid.uuid4().hex
         with self._lock:
             if any(j["status"] in ("queued", "running") for j in self._jobs.values()):
@@ -79,22 +85,41 @@ class TrainingJobs:
                                   "finished_at": None}
             while len(self._jobs) > self.KEEP:
                 self._jobs.popitem(last=False)
-        thread = threading.Thread(target=self._run, args=(job_id, work),
+        thread = threading.Thread(target=self._run, args=(job_id, work, timeout_s, on_timeout),
                                   name=f"recsdk-train-{job_id[:8]}", daemon=True)
         self._threads[job_id] = thread
         thread.start()
         return job_id
 
-    def _run(self, job_id: str, work: Callable[[], dict[str, Any]]) -> None:
+    def _run(self, job_id: str, work: Callable[[], dict[str, Any]], timeout_s: float | None,
+             on_timeout: Callable[[], None] | None) -> None:
         self._set(job_id, status="running", started_at=_now())
+        outcome: dict[str, Any] = {}
+
+        def attempt() -> None:
+            try:
+                outcome["result"] = work()
+            except Exception as exc:
+                log.exception("training job %s failed", job_id)
+                outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+        worker = threading.Thread(target=attempt, name=f"recsdk-fit-{job_id[:8]}",
+                                  daemon=True)
+        worker.start()
+        worker.join(timeout_s)
         try:
-            result = work()
-        except Exception as exc:
-            log.exception("training job %s failed", job_id)
-            self._set(job_id, status="failed", error=f"{type(exc).__name__}: {exc}",
-                      finished_at=_now())
-        else:
-            self._set(job_id, status="succeeded", result=result, finished_at=_now())
+            if worker.is_alive():
+                log.error("training job %s still running after %s s: reported failed",
+                          job_id, timeout_s)
+                if on_timeout is not None:
+                    on_timeout()
+                self._set(job_id, status="failed", finished_at=_now(),
+                          error=f"timed out after {timeout_s:g} s ([models] train_timeout_s)")
+            elif "error" in outcome:
+                self._set(job_id, status="failed", error=outcome["error"], finished_at=_now())
+            else:
+                self._set(job_id, status="succeeded", result=outcome["result"],
+                          finished_at=_now())
         finally:
             self._threads.pop(job_id, None)
 

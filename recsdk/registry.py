@@ -118,24 +118,35 @@ class ModelRegistry:
 
     def finish_run(self, run_id: str, *, fingerprint: str, events_through: int | None,
                    stats: Mapping[str, Any], activate: bool = True) -> None:
-        """Mark the run ready (immutable from now on) and, by default, activate it."""
+        """Mark the run ready (immutable from now on) and, by default, activate it.
+
+        Raises :class:`UnknownRun` when the run is no longer training (it was ended
+        as timed out meanwhile), so a late finish can never activate it.
+        """
         now = datetime.now(UTC)
         values: dict[str, Any] = {"status": "ready", "data_fingerprint": fingerprint,
                                   "events_through": events_through, "stats": dict(stats),
                                   "finished_at": now}
         if activate:
             values["activated_at"] = now
-        self._update(run_id, values)
+        if not self._update(run_id, values, only_if="training"):
+            raise UnknownRun(f"run {run_id} was ended before it finished (timed out?); "
+                             "it is not activated")
 
     def fail_run(self, run_id: str, error: str) -> None:
+        """Record a run as failed (if it was still training) and delete its files."""
         self._update(run_id, {"status": "failed", "error": error[:4000],
-                              "finished_at": datetime.now(UTC)})
+                              "finished_at": datetime.now(UTC)}, only_if="training")
         shutil.rmtree(self.artifact_dir / run_id, ignore_errors=True)
 
-    def _update(self, run_id: str, values: Mapping[str, Any]) -> None:
+    def _update(self, run_id: str, values: Mapping[str, Any],
+                only_if: str | None = None) -> bool:
         table = models.ModelRun.__table__
+        stmt = update(table).where(table.c.id == run_id)
+        if only_if is not None:
+            stmt = stmt.where(table.c.status == only_if)
         with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.id == run_id).values(**values))
+            return conn.execute(stmt.values(**values)).rowcount > 0
 
     def activate(self, run_id: str) -> RunInfo:
         """Make a ready run the one every serving process loads (a rollback, say)."""
@@ -189,12 +200,14 @@ class ModelRegistry:
         )
 
     def prune(self, keep: int) -> list[str]:
-        """Delete all but the ``keep`` newest ready runs (never the active one),
-        failed runs beyond them, and their files; return the deleted ids."""
-        runs = self.list_runs(limit=1_000_000)
+        """Keep the ``keep`` newest ready runs, the active one and failures among the
+        ``keep`` newest runs; delete the rest with their files; return deleted ids."""
+        runs = self.list_runs(limit=1_000_000)  # newest first
         ready = [r for r in runs if r.status == "ready"]
         keep_ids = {r.id for r in ready[:keep]} | {r.id for r in runs if r.active}
-        # a run still training is someone's work in progress: leave it alone
+        # failures among the newest ``keep`` runs stay for diagnosis; a run still
+        # training is someone's work in progress
+        keep_ids |= {r.id for r in runs[:keep] if r.status == "failed"}
         doomed = [r.id for r in runs if r.id not in keep_ids and r.status != "training"]
         if doomed:
             runs_t, arts = models.ModelRun.__table__, models.ModelArtifact.__table__

@@ -30,7 +30,7 @@ from recsdk.config import Settings, load_settings
 from recsdk.dataset import InteractionDataset
 from recsdk.device import resolve_device
 from recsdk.errors import ConfigurationError, NotTrainedError, ValidationFailed
-from recsdk.lifecycle import ModelWatcher, TrainingBusy, TrainingJobs
+from recsdk.lifecycle import ModelWatcher, TrainingJobs
 from recsdk.pipeline import ModelState, Pipeline
 from recsdk.plugin_manager import PluginManager
 from recsdk.registry import STATE, VOCABULARY, ArtifactError, ModelRegistry, default_artifact_dir
@@ -130,7 +130,7 @@ class RecSDK:
         self.request_log = RequestLog(self.store)
         self.served = ServedDispatcher(self.telemetry)
         self._swap_lock = threading.RLock()
-        self._train_lock = threading.Lock()
+        self._training_run: str | None = None
         self.jobs = TrainingJobs()
         catalog = self._read_catalog()
         dataset = InteractionDataset.from_vocabulary(
@@ -359,6 +359,7 @@ class RecSDK:
         plugins.call_each("recsdk_configure", isolate=False, context=context)
         run_id = (self.registry.begin_run(self.config_hash, plugins.names()) if save
                   else uuid.uuid4().hex)
+        self._training_run = run_id
         sizes: dict[str, int] = {}
         try:
             plugins.call_each("recsdk_fit", isolate=False, dataset=dataset, context=context)
@@ -475,18 +476,23 @@ class RecSDK:
         return self.load_models(active)
 
     def start_training(self) -> str:
-        """Train in a background thread; returns the job id (see :attr:`jobs`)."""
-        return self.jobs.start(self._train_job)
+        """Train in a background thread; returns the job id (see :attr:`jobs`).
+
+        A job still running after ``[models] train_timeout_s`` is reported failed,
+        its run is failed (a late finish is never activated) and the next job may
+        start. Raises :class:`TrainingBusy` while a job runs.
+        """
+        return self.jobs.start(self._train_job, self.settings.models["train_timeout_s"],
+                               self._end_timed_out_training)
 
     def _train_job(self) -> dict[str, Any]:
-        if not self._train_lock.acquire(blocking=False):
-            raise TrainingBusy("a training run is already in progress in this process")
-        try:
-            report = self.fit()
-            self.registry.prune(self.settings.models["keep_runs"])
-            return asdict(report)
-        finally:
-            self._train_lock.release()
+        report = self.fit()
+        self.registry.prune(self.settings.models["keep_runs"])
+        return asdict(report)
+
+    def _end_timed_out_training(self) -> None:
+        if self._training_run is not None:
+            self.registry.fail_run(self._training_run, "timed out ([models] train_timeout_s)")
 
     # ---- recommendations -----------------------------------------------------------------
 

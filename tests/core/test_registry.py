@@ -254,3 +254,31 @@ def test_a_failed_training_run_is_recorded_and_changes_nothing(make_sdk):
     runs = {r.status: r for r in sdk.registry.list_runs()}
     assert "out of memory" in runs["failed"].error
     assert sdk.registry.active_run_id() == good
+
+
+def test_a_hung_training_job_is_ended_and_never_blocks_the_next(make_sdk):
+    class Hanging(Plugin):
+        release = threading.Event()
+
+        @hookimpl
+        def recsdk_fit(self, dataset):
+            type(self).release.wait(30)
+
+    sdk = make_sdk({"plugins": {**POP, "hanging": {}}, "models": {"train_timeout_s": 1}},
+                   plugins={"hanging": Hanging})
+    fill(sdk)
+    hung = sdk.start_training()
+    deadline = time.monotonic() + 10
+    while sdk.jobs.get(hung)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = sdk.jobs.get(hung)
+    assert job["status"] == "failed" and "timed out after 1 s" in job["error"]
+    (run,) = sdk.registry.list_runs()
+    assert run.status == "failed" and "timed out" in run.error
+    Hanging.release.set()  # the stuck fit returns late: its run must stay failed
+    nxt = sdk.start_training()
+    sdk.jobs.wait(timeout_s=10)
+    assert sdk.jobs.get(nxt)["status"] == "succeeded"
+    statuses = sorted(r.status for r in sdk.registry.list_runs())
+    assert statuses == ["failed", "ready"]
+    assert sdk.model_run == sdk.jobs.get(nxt)["result"]["run_id"]

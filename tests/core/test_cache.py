@@ -108,3 +108,23 @@ def test_requests_are_answered_when_redis_goes_down(make_sdk):
         for op in ("get", "set", "get_recent", "set_recent", "push_recent")
     )
     assert errors >= 3
+
+
+@pytest.mark.redis
+def test_purchases_made_while_redis_stalls_are_never_recommended(make_sdk, redis_url):
+    cache = RedisCache(redis_url, socket_timeout_s=0.1, retry_after_s=0.2)
+    sdk = make_sdk({"plugins": POP, "redis_url": redis_url, "cache": {"result_ttl_s": 0}},
+                   cache=cache)
+    fill(sdk)
+    sdk.fit()
+    bought = sdk.recommend("u1", k=2).item_ids  # u1's history is now cached in Redis
+    redis.Redis.from_url(redis_url).execute_command("CLIENT", "PAUSE", 700, "ALL")
+    sdk.track_many([{"user_id": "u1", "item_id": i, "type": "purchase"} for i in bought])
+    assert cache.is_suspect("recent:u:u1")  # the push timed out: the list is stale
+    assert not set(bought) & set(sdk.recommend("u1", k=5).item_ids)  # Redis still paused
+    time.sleep(0.9)  # Redis answers again: the stale list is deleted, then refilled
+    after = sdk.recommend("u1", k=5)
+    assert not set(bought) & set(after.item_ids) and not after.degraded
+    assert not cache.is_suspect("recent:u:u1")
+    cached = redis.Redis.from_url(redis_url).lrange("recsdk:recent:u:u1", 0, -1)
+    assert {json.loads(e)[0] for e in cached} >= set(bought)

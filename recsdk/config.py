@@ -24,7 +24,7 @@ from recsdk.errors import ConfigurationError
 DEFAULT_DATABASE_URL = "sqlite:///recsdk.db"
 
 #: Per-plugin keys the host reads itself; every other key goes to the plugin.
-HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms")
+HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota")
 
 #: Implicit-feedback strength of each event type (a return counts against).
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
@@ -72,6 +72,21 @@ class CacheSchema(Schema):
     catalog_refresh_s = fields.Float(load_default=10.0, validate=validate.Range(min=0))
 
 
+class ModelsSchema(Schema):
+    """The model registry and lifecycle: where artifacts live, refresh and retention."""
+
+    class Meta:
+        unknown = RAISE
+
+    artifact_dir = fields.String(load_default=None, allow_none=True)
+    model_refresh_s = fields.Float(load_default=30.0, validate=validate.Range(min=0))
+    keep_runs = fields.Integer(load_default=5, validate=validate.Range(min=1))
+    inline_max_bytes = fields.Integer(load_default=8 * 1024 * 1024,
+                                      validate=validate.Range(min=0))
+    train_interval_s = fields.Float(load_default=86_400.0, validate=validate.Range(min=1))
+    train_timeout_s = fields.Float(load_default=3_600.0, validate=validate.Range(min=1))
+
+
 class PlacementSchema(Schema):
     """Per-placement overrides: list length and scoring plugins' weights."""
 
@@ -97,6 +112,7 @@ class SettingsSchema(Schema):
     pipeline = fields.Nested(PipelineSchema, load_default=dict)
     api = fields.Nested(ApiSchema, load_default=dict)
     cache = fields.Nested(CacheSchema, load_default=dict)
+    models = fields.Nested(ModelsSchema, load_default=dict)
     plugins = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=None)
     placements = fields.Dict(keys=fields.String(), values=fields.Nested(PlacementSchema),
                              load_default=dict)
@@ -111,6 +127,8 @@ class PluginSettings:
     weight: float = 1.0
     timeout_ms: float | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: candidates this plugin may retrieve per request (None: pipeline.candidate_limit)
+    quota: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,7 @@ class Settings:
     pipeline: Mapping[str, Any] = field(default_factory=lambda: PipelineSchema().load({}))
     api: Mapping[str, Any] = field(default_factory=lambda: ApiSchema().load({}))
     cache: Mapping[str, Any] = field(default_factory=lambda: CacheSchema().load({}))
+    models: Mapping[str, Any] = field(default_factory=lambda: ModelsSchema().load({}))
     plugins: tuple[PluginSettings, ...] = ()
     placements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -143,7 +162,7 @@ class Settings:
         shaping = {
             "pipeline": dict(self.pipeline),
             "plugins": [
-                [p.name, p.plugin, p.weight, dict(p.params)] for p in self.plugins
+                [p.name, p.plugin, p.weight, dict(p.params), p.quota] for p in self.plugins
             ],
             "placements": self.placements,
             "event_weights": dict(self.event_weights),
@@ -195,6 +214,7 @@ def _split_plugins(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[PluginS
             continue
         weight = table.pop("weight", 1.0)
         timeout_ms = table.pop("timeout_ms", None)
+        quota = table.pop("quota", None)
         try:
             weight = float(weight)
             timeout_ms = None if timeout_ms is None else float(timeout_ms)
@@ -202,8 +222,13 @@ def _split_plugins(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[PluginS
             raise ConfigurationError(
                 f"plugins.{name}: weight and timeout_ms must be numbers ({exc})"
             ) from exc
+        if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int)
+                                  or quota < 1):
+            raise ConfigurationError(
+                f"plugins.{name}.quota must be a positive integer (candidates per "
+                f"request), got {quota!r}")
         entry = str(table.pop("plugin", name))
-        out.append(PluginSettings(name, entry, weight, timeout_ms, table))
+        out.append(PluginSettings(name, entry, weight, timeout_ms, table, quota))
     return tuple(out)
 
 
@@ -230,7 +255,7 @@ def load_settings(
         env["plugins"] = {n: dict(file_plugins.get(n, {})) for n in env["plugins"]}
         merged["plugins"] = env.pop("plugins")
     merged = _deep_merge(merged, env)
-    for section in ("pipeline", "api", "cache"):  # so nested defaults apply
+    for section in ("pipeline", "api", "cache", "models"):  # so nested defaults apply
         merged.setdefault(section, {})
     try:
         data = SettingsSchema().load(merged)
@@ -247,6 +272,7 @@ def load_settings(
         pipeline=data["pipeline"],
         api=data["api"],
         cache=data["cache"],
+        models=data["models"],
         plugins=_split_plugins(data["plugins"]),
         placements=data["placements"],
         raw=merged,

@@ -33,6 +33,11 @@ class Telemetry:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
 
+        self.served_dropped = Counter(
+            "recsdk_served_dropped", "recsdk_served notifications dropped (queue full)",
+            registry=self.registry,
+        )
+
     def value(self, name: str, **labels: str) -> float:
         """Current value of a counter sample (for tests and the CLI)."""
         got = self.registry.get_sample_value(f"{name}_total", labels)

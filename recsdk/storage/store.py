@@ -145,8 +145,10 @@ class Store:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(models.Event)) or 0)
 
-    def events_frame(self, since: datetime | None = None) -> pd.DataFrame:
-        """All events (or those after ``since``) as a frame, oldest first."""
+    def events_frame(self, since: datetime | None = None,
+                     through_id: int | None = None) -> pd.DataFrame:
+        """All events (or those after ``since``, up to row id ``through_id``) as a
+        frame, oldest first."""
         table = models.Event.__table__
         stmt = select(
             table.c.user_id, table.c.session_id, table.c.item_id, table.c.type,
@@ -154,6 +156,8 @@ class Store:
         ).order_by(table.c.timestamp, table.c.id)
         if since is not None:
             stmt = stmt.where(table.c.timestamp > since)
+        if through_id is not None:
+            stmt = stmt.where(table.c.id <= through_id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         frame = pd.DataFrame(
@@ -165,10 +169,12 @@ class Store:
 
     def history(
         self, user_id: str | None, session_id: str | None = None, limit: int = 200
-    ) -> list[tuple[str, str]]:
-        """The newest ``limit`` (item, type) pairs of a user or session, oldest first."""
+    ) -> list[tuple[str, str, datetime, float | None, str | None]]:
+        """The newest ``limit`` events of a user or session, oldest first, as
+        ``(item, type, timestamp, value, session)``."""
         table = models.Event.__table__
-        stmt = select(table.c.item_id, table.c.type)
+        stmt = select(table.c.item_id, table.c.type, table.c.timestamp, table.c.value,
+                      table.c.session_id)
         if user_id is not None:
             stmt = stmt.where(table.c.user_id == user_id)
         elif session_id is not None:
@@ -178,7 +184,26 @@ class Store:
         stmt = stmt.order_by(table.c.timestamp.desc(), table.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [(r[0], r[1]) for r in reversed(rows)]
+        return [tuple(r) for r in reversed(rows)]  # type: ignore[misc]
+
+    def max_event_id(self) -> int:
+        """The newest stored event's row id (0 when none): a training run's cut-off."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(models.Event.__table__.c.id))).scalar()
+                       or 0)
+
+    def events_after(self, event_row_id: int, limit: int = 100_000
+                     ) -> tuple[list[Event], int]:
+        """Events stored after row id ``event_row_id`` (oldest first, at most ``limit``)
+        and the last row id read, so a model loaded later catches up with them."""
+        table = models.Event.__table__
+        cols = [table.c[c] for c in EVENT_COLUMNS]
+        stmt = (select(table.c.id, *cols).where(table.c.id > event_row_id)
+                .order_by(table.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        last = rows[-1][0] if rows else event_row_id
+        return [_to_event(tuple(r[1:])) for r in rows], int(last)
 
     # ---- catalogue -------------------------------------------------------------------
 

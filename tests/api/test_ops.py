@@ -8,6 +8,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from recsdk import RecSDK
+from tests.api.helpers import train_over_http
 
 API_PATHS = {
     "/api/v1/events": {"post"},
@@ -18,6 +19,9 @@ API_PATHS = {
     "/api/v1/recommendations": {"get"},
     "/api/v1/items/{item_id}/similar": {"get"},
     "/api/v1/admin/train": {"post"},
+    "/api/v1/admin/jobs/{job_id}": {"get"},
+    "/api/v1/admin/models": {"get"},
+    "/api/v1/admin/models/{run_id}/activate": {"post"},
     "/healthz": {"get"},
     "/metrics": {"get"},
 }
@@ -69,7 +73,7 @@ def test_health_reports_database_cache_and_model(client: FlaskClient, sdk: RecSD
         "model_run": None,
     }
     client.post("/api/v1/events", json={"user_id": "u", "item_id": "i", "type": "view"})
-    client.post("/api/v1/admin/train")
+    train_over_http(client)
     after = client.get("/healthz").get_json()
     assert (after["trained"], after["model_run"]) == (True, sdk.model_run)
 

@@ -65,13 +65,21 @@ class BreakerState(IntEnum):
 
 @dataclass(frozen=True)
 class Admission:
-    """A breaker's permission for one call; ``trial`` is the half-open probe."""
+    """A breaker's permission for one call, given at ``at`` (the breaker's clock);
+    ``trial`` marks the half-open probe."""
 
+    at: float = 0.0
     trial: bool = False
 
 
 class CircuitBreaker:
     """Closed -> open after N consecutive failures -> half-open after a cool-down.
+
+    Failures of calls that were already running when a failure was counted belong to
+    that incident and are not counted again: one stall of the whole process (a long GC
+    pause, a starved CPU) times out every call in flight at once, and must not open
+    the breaker of a healthy plugin. A plugin that keeps failing fails call after call,
+    and N of those open it.
 
     In half-open exactly one trial call runs; its outcome alone decides (success
     closes, failure re-opens). Outcomes of calls admitted earlier that finish while the
@@ -91,6 +99,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._consecutive = 0
         self._opened_at = 0.0
+        self._last_counted = float("-inf")
         self._trial_running = False
 
     @property
@@ -118,13 +127,14 @@ class CircuitBreaker:
     def admit(self) -> Admission | None:
         """Permission for a call now, or None when it must be skipped."""
         with self._lock:
-            state = self._effective(self._clock())
+            now = self._clock()
+            state = self._effective(now)
             if state is BreakerState.CLOSED:
-                return Admission()
+                return Admission(now)
             if state is BreakerState.HALF_OPEN and not self._trial_running:
                 self._state = BreakerState.HALF_OPEN
                 self._trial_running = True
-                return Admission(trial=True)
+                return Admission(now, trial=True)
             return None
 
     def succeeded(self, admission: Admission) -> None:
@@ -141,8 +151,9 @@ class CircuitBreaker:
             if admission.trial:
                 self._trial_running = False
                 self._open()
-            elif self._state is BreakerState.CLOSED:
+            elif self._state is BreakerState.CLOSED and admission.at >= self._last_counted:
                 self._consecutive += 1
+                self._last_counted = self._clock()
                 if self._consecutive >= self.failures:
                     self._open()
 

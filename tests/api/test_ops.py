@@ -8,7 +8,6 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from recsdk import RecSDK
-from recsdk.isolation import Admission
 
 API_PATHS = {
     "/api/v1/events": {"post"},
@@ -81,7 +80,7 @@ def test_an_open_breaker_degrades_health_but_keeps_it_200(client: FlaskClient,
                                                           sdk: RecSDK) -> None:
     breaker = sdk.plugins.runner.breaker("filters")
     for _ in range(breaker.failures):
-        breaker.failed(Admission())
+        breaker.failed(breaker.admit())
     answer = client.get("/healthz")
     assert answer.status_code == 200
     body = answer.get_json()

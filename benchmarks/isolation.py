@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import random
 import tempfile
 import threading
@@ -148,9 +149,7 @@ def scenario(name: str, url: str, users: list[str], args: argparse.Namespace
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.getLogger("recsdk").addHandler(handler)
     rng = random.Random(0)
-    try:
-        for user in users[:50]:  # warm up: first calls, lazy imports
-            sdk.recommend(user, k=K, log_request=False)
+    try:  # no warm-up: the first requests, before the breaker opens, are the point
         answers = run_clients(lambda: sdk.recommend(rng.choice(users), k=K), args.clients,
                               args.seconds)
         value = sdk.telemetry.value
@@ -168,6 +167,7 @@ def scenario(name: str, url: str, users: list[str], args: argparse.Namespace
     return {
         "answers": len(answers), "per_s": len(answers) / args.seconds,
         "non_empty": 100 * np.mean([len(r.items) > 0 for _, r in answers]),
+        "empty": sum(not r.items for _, r in answers),
         "full": 100 * np.mean([len(r.items) == K for _, r in answers]),
         "degraded": 100 * np.mean([r.degraded for _, r in answers]),
         "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
@@ -181,14 +181,16 @@ def scenario(name: str, url: str, users: list[str], args: argparse.Namespace
 def print_scenarios(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     base = results["popularity"]
     print(f"\n## {args.clients} clients x {args.seconds:g} s, budget {args.budget_ms:g} ms, "
-          f"breaker_reset_s {args.breaker_reset_s:g}")
-    print("| scenario | answers | req/s | x baseline | non-empty | full | degraded | "
+          f"breaker_reset_s {args.breaker_reset_s:g}; load average before/after: "
+          f"{args.load_before:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("| scenario | answers | req/s | x baseline | non-empty (empty) | full | degraded | "
           "p50 ms | p99 ms | p99 x baseline | max ms | > budget+50 | skipped | log bytes |")
     print("|---|" + "---|" * 13)
     for name, r in results.items():
         print(f"| {name} | {r['answers']:,} | {r['per_s']:,.0f} | "
-              f"{r['per_s'] / base['per_s']:.2f} | {r['non_empty']:.1f}% | {r['full']:.1f}% | "
-              f"{r['degraded']:.1f}% | {r['p50']:.2f} | {r['p99']:.2f} | "
+              f"{r['per_s'] / base['per_s']:.2f} | {r['non_empty']:.2f}% ({r['empty']}) | "
+              f"{r['full']:.2f}% | "
+              f"{r['degraded']:.2f}% | {r['p50']:.2f} | {r['p99']:.2f} | "
               f"{r['p99'] / base['p99']:.2f} | {r['max']:.0f} | {r['over_budget']} | "
               f"{r['skipped']:,.0f} | {r['log_bytes']:,} |")
     print("failed/skipped calls by plugin: " + "; ".join(
@@ -256,6 +258,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--only", choices=sorted(SCENARIOS), action="append")
     args = parser.parse_args()
+    args.load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'shop.db'}"
         started = time.perf_counter()

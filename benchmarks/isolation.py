@@ -8,6 +8,8 @@ request runs the pipeline and no scenario gains from the result cache):
 * ``slow``: a plugin that sleeps 2 s in ``recsdk_score`` (issue 7, item 4); popularity
   has weight 0, so it serves only as the fallback and every list comes from it.
 * ``raising``: a plugin that raises in ``recsdk_score`` beside popularity (issue 8).
+* ``slow_fallback_1s``: ``slow`` with the fallback's own ``timeout_ms`` at 1000 ms, so
+  that a fallback call delayed by a starved CPU still answers.
 
 Each prints answers, throughput, non-empty and degraded shares, p50/p99/max latency and
 the ratio to the baseline, and the bytes the failure log wrote. Then the cost of the
@@ -64,6 +66,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], dict[str, type]]] = {
     "popularity": ({"popularity": {}}, {}),
     "slow": ({"popularity": {"weight": 0}, "slow": {}}, {"slow": SleepsTwoSeconds}),
     "raising": ({"popularity": {}, "raising": {}}, {"raising": Raising}),
+    # the same slow plugin, the fallback given a budget of its own (1 s)
+    "slow_fallback_1s": ({"popularity": {"weight": 0, "timeout_ms": 1000}, "slow": {}},
+                         {"slow": SleepsTwoSeconds}),
 }
 
 

@@ -159,8 +159,9 @@ def scenario(name: str, url: str, users: list[str], args: argparse.Namespace
                               args.seconds)
         value = sdk.telemetry.value
         names = sdk.plugins.names()
-        skipped = {p: sum(value("recsdk_plugin_skipped", plugin=p, reason=r)
-                          for r in ("open", "saturated")) for p in names}
+        by_reason = {p: {r: value("recsdk_plugin_skipped", plugin=p, reason=r)
+                         for r in ("open", "saturated")} for p in names}
+        skipped = {p: sum(by_reason[p].values()) for p in names}
         failed = {p: sum(value("recsdk_plugin_failures", plugin=p, hook=h, kind=k)
                          for h in sdk.plugins.hooks_of(p) for k in ("error", "timeout"))
                   for p in names}
@@ -178,8 +179,11 @@ def scenario(name: str, url: str, users: list[str], args: argparse.Namespace
         "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
         "max": float(lat.max()), "over_budget": int((lat > args.budget_ms + 50).sum()),
         "skipped": sum(skipped.values()), "log_bytes": len(log_bytes.getvalue().encode()),
-        "by_plugin": ", ".join(f"{p} {failed[p]:.0f}/{skipped[p]:.0f}" for p in names
-                               if failed[p] or skipped[p]) or "-",
+        "by_plugin": ", ".join(
+            f"{p} {failed[p]:.0f}/{skipped[p]:.0f}"
+            + (f" (open {by_reason[p]['open']:.0f}, saturated {by_reason[p]['saturated']:.0f})"
+               if skipped[p] else "")
+            for p in names if failed[p] or skipped[p]) or "-",
     }
 
 
@@ -198,7 +202,7 @@ def print_scenarios(results: dict[str, dict[str, Any]], args: argparse.Namespace
               f"{r['degraded']:.2f}% | {r['p50']:.2f} | {r['p99']:.2f} | "
               f"{r['p99'] / base['p99']:.2f} | {r['max']:.0f} | {r['over_budget']} | "
               f"{r['skipped']:,.0f} | {r['log_bytes']:,} |")
-    print("failed/skipped calls by plugin: " + "; ".join(
+    print("failed/skipped calls by plugin (scenario: plugin failed/skipped): " + "; ".join(
         f"{name}: {r['by_plugin']}" for name, r in results.items()))
 
 

@@ -44,7 +44,6 @@ from recsdk.telemetry import Telemetry
 if TYPE_CHECKING:
     from recsdk.config import Settings
 
-log = logging.getLogger(__name__)
 
 #: Outcome kinds of a call that did not answer; the last two mean it never ran.
 ERROR, TIMEOUT, OPEN, SATURATED = "error", "timeout", "open", "saturated"
@@ -191,6 +190,7 @@ class _Lane:
 
     def try_submit(self, fn: Callable[..., Any], args: Sequence[Any]) -> Future[Any] | None:
         """Start ``fn(*args)`` on this lane, or None when its capacity is all taken."""
+        number = 0
         with self._lock:
             if self._closed:
                 raise RuntimeError("the plugin runner is closed")
@@ -306,6 +306,7 @@ class PluginRunner:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings or IsolationSettings()
         self.telemetry = telemetry
+        # under the plugin manager's logger name, where plugin failures were always logged
         self.failure_log = ThrottledLog(logging.getLogger("recsdk.plugin_manager"),
                                         self.settings.log_interval_s)
         self._clock = clock

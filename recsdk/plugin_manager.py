@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from recsdk.config import PluginSettings
 from recsdk.errors import ConfigurationError, PluginError
 from recsdk.isolation import ERROR, SKIPPED_KINDS, IsolationSettings, PendingCall, PluginRunner
 from recsdk.telemetry import Telemetry
-
-log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "recsdk"
 

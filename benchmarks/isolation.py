@@ -128,7 +128,7 @@ def scenario(name: str, url: str, users: list[str], args: argparse.Namespace
     config = {"database_url": url, "plugins": plugins, "cache": {"result_ttl_s": 0},
               "pipeline": {"timeout_ms": args.budget_ms,
                            "breaker_reset_s": args.breaker_reset_s}}
-    sdk, runner = build_sdk(config, extra)
+    sdk, _ = build_sdk(config, extra)
     log_bytes = io.StringIO()
     handler = logging.StreamHandler(log_bytes)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))

@@ -81,6 +81,7 @@ class CacheSchema(Schema):
     max_entries = fields.Integer(load_default=100_000, validate=validate.Range(min=1))
     socket_timeout_s = fields.Float(load_default=0.25, validate=validate.Range(min=0.001))
     catalog_refresh_s = fields.Float(load_default=10.0, validate=validate.Range(min=0))
+    degraded_ttl_s = fields.Float(load_default=5.0, validate=validate.Range(min=0))
 
 
 class ModelsSchema(Schema):

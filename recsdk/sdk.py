@@ -541,9 +541,14 @@ class RecSDK:
             if not run.trained:
                 result.degraded = True
                 result.failures.append("no trained model: run `recsdk train` (or fit())")
-            if key and not result.degraded:
-                self.cache.set(key, json.dumps(result.to_dict()).encode(),
-                               self.settings.cache["result_ttl_s"])
+            # a degraded answer is cached briefly: while a plugin is failing, its
+            # breaker keeps failing it, and recomputing the same fallback list per
+            # request would cost the healthy path's throughput
+            ttl = (self.settings.cache["degraded_ttl_s"] if result.degraded
+                   else self.settings.cache["result_ttl_s"])
+            if key and run.trained and ttl > 0:
+                ttl = min(ttl, self.settings.cache["result_ttl_s"])
+                self.cache.set(key, json.dumps(result.to_dict()).encode(), ttl)
             outcome = "degraded" if result.degraded else "ok"
         self.telemetry.recommendations.labels(placement=placement, variant=variant,
                                               outcome=outcome).inc()

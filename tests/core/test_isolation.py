@@ -442,6 +442,7 @@ def test_a_plugin_that_sleeps_two_seconds_starves_nothing(make_sdk) -> None:
     config = {
         "pipeline": {"timeout_ms": budget_ms, "breaker_failures": 3, "breaker_reset_s": 1.0},
         "plugins": {"popularity": {"weight": 0, "timeout_ms": 1000}, "slow": {}},
+        "cache": {"result_ttl_s": 0},  # every answer runs the pipeline
     }
     sdk = make_sdk(config, plugins={"slow": SleepsTwoSeconds})
     fill(sdk)

@@ -24,7 +24,14 @@ from recsdk.errors import ConfigurationError
 DEFAULT_DATABASE_URL = "sqlite:///recsdk.db"
 
 #: Per-plugin keys the host reads itself; every other key goes to the plugin.
-HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota")
+HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota", "max_concurrency")
+
+#: Upper bound of a plugin's ``max_concurrency`` (threads it may hold at once).
+MAX_PLUGIN_CONCURRENCY = 1024
+
+#: ``[pipeline]`` keys that say how plugins are run, not what they recommend: left out
+#: of the configuration hash, so tuning them does not invalidate cached lists or runs.
+ISOLATION_KEYS = ("breaker_failures", "breaker_reset_s", "fallback_workers")
 
 #: Implicit-feedback strength of each event type (a return counts against).
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
@@ -47,7 +54,11 @@ class PipelineSchema(Schema):
     timeout_ms = fields.Float(load_default=250.0, validate=validate.Range(min=1))
     fallback = fields.String(load_default="popularity")
     candidate_limit = fields.Integer(load_default=1000, validate=validate.Range(min=1))
+    # each plugin's default max_concurrency (calls of it running at once)
     max_workers = fields.Integer(load_default=16, validate=validate.Range(1, 256))
+    breaker_failures = fields.Integer(load_default=5, validate=validate.Range(1, 1000))
+    breaker_reset_s = fields.Float(load_default=30.0, validate=validate.Range(0.01, 86_400))
+    fallback_workers = fields.Integer(load_default=16, validate=validate.Range(1, 256))
 
 
 class ApiSchema(Schema):
@@ -70,6 +81,7 @@ class CacheSchema(Schema):
     max_entries = fields.Integer(load_default=100_000, validate=validate.Range(min=1))
     socket_timeout_s = fields.Float(load_default=0.25, validate=validate.Range(min=0.001))
     catalog_refresh_s = fields.Float(load_default=10.0, validate=validate.Range(min=0))
+    degraded_ttl_s = fields.Float(load_default=5.0, validate=validate.Range(min=0))
 
 
 class ModelsSchema(Schema):
@@ -129,6 +141,7 @@ class PluginSettings:
     params: Mapping[str, Any] = field(default_factory=dict)
     #: candidates this plugin may retrieve per request (None: pipeline.candidate_limit)
     quota: int | None = None
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +173,7 @@ class Settings:
     def config_hash(self) -> str:
         """A short stable digest of the settings that shape recommendations."""
         shaping = {
-            "pipeline": dict(self.pipeline),
+            "pipeline": {k: v for k, v in self.pipeline.items() if k not in ISOLATION_KEYS},
             "plugins": [
                 [p.name, p.plugin, p.weight, dict(p.params), p.quota] for p in self.plugins
             ],
@@ -227,9 +240,30 @@ def _split_plugins(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[PluginS
             raise ConfigurationError(
                 f"plugins.{name}.quota must be a positive integer (candidates per "
                 f"request), got {quota!r}")
+        max_concurrency = table.pop("max_concurrency", None)
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+            or not 1 <= max_concurrency <= MAX_PLUGIN_CONCURRENCY
+        ):
+            raise ConfigurationError(
+                f"plugins.{name}: max_concurrency must be an integer from 1 to "
+                f"{MAX_PLUGIN_CONCURRENCY}, got {max_concurrency!r}"
+            )
         entry = str(table.pop("plugin", name))
-        out.append(PluginSettings(name, entry, weight, timeout_ms, table, quota))
+        out.append(PluginSettings(name, entry, weight, timeout_ms, table, quota=quota,
+                                  max_concurrency=max_concurrency))
     return tuple(out)
+
+
+def _check_fallback_capacity(plugins: tuple[PluginSettings, ...], fallback: str) -> None:
+    """The fallback's capacity is ``[pipeline] fallback_workers``: one knob, not two."""
+    for p in plugins:
+        if p.name == fallback and p.max_concurrency is not None:
+            raise ConfigurationError(
+                f"plugins.{p.name}.max_concurrency: {p.name!r} is the fallback, whose "
+                f"reserved capacity is set by pipeline.fallback_workers; remove "
+                f"max_concurrency there"
+            )
 
 
 def load_settings(
@@ -263,6 +297,8 @@ def load_settings(
         raise ConfigurationError(f"invalid settings: {_flatten(exc.messages)}") from exc
     weights = dict(DEFAULT_EVENT_WEIGHTS)
     weights.update(data["event_weights"])
+    plugins = _split_plugins(data["plugins"])
+    _check_fallback_capacity(plugins, data["pipeline"]["fallback"])
     return Settings(
         database_url=data["database_url"],
         redis_url=data["redis_url"],
@@ -273,7 +309,7 @@ def load_settings(
         api=data["api"],
         cache=data["cache"],
         models=data["models"],
-        plugins=_split_plugins(data["plugins"]),
+        plugins=plugins,
         placements=data["placements"],
         raw=merged,
     )

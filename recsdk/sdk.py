@@ -30,6 +30,7 @@ from recsdk.config import Settings, load_settings
 from recsdk.dataset import InteractionDataset
 from recsdk.device import resolve_device
 from recsdk.errors import ConfigurationError, NotTrainedError, ValidationFailed
+from recsdk.isolation import PluginRunner
 from recsdk.lifecycle import ModelWatcher, TrainingJobs
 from recsdk.pipeline import ModelState, Pipeline
 from recsdk.plugin_manager import PluginManager
@@ -62,8 +63,6 @@ _CATEGORIES = CategorySchema()
 _FEEDBACK = FeedbackSchema()
 #: owner of a run's own artifacts (vocabularies) in the registry
 RUN_OWNER = "run"
-#: how long a swapped-out run's plugins stay usable for requests still inside it
-OLD_RUN_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,8 @@ class RecSDK:
             models_cfg["inline_max_bytes"],
         )
         self._extra_plugins = dict(plugins or {})
+        # breakers and per-plugin capacity belong to plugin names, across model runs
+        self.runner = PluginRunner.from_settings(self.settings, self.telemetry)
         first = self._new_plugins()
         self._check_configuration(first)
         self.request_log = RequestLog(self.store)
@@ -146,8 +147,7 @@ class RecSDK:
 
     def _new_plugins(self) -> PluginManager:
         """A fresh set of plugin instances (one per training run or loaded run)."""
-        manager = PluginManager(self.telemetry, self._extra_plugins,
-                                max_workers=self.settings.pipeline["max_workers"])
+        manager = PluginManager(self.telemetry, self._extra_plugins, runner=self.runner)
         manager.enable(self.settings.plugins)
         return manager
 
@@ -204,6 +204,7 @@ class RecSDK:
         self.served.close()
         self.request_log.close()
         self._run.plugins.close()
+        self.runner.close()
         self.cache.close()
         self.store.close()
 
@@ -451,10 +452,8 @@ class RecSDK:
             old, self._run = self._run, run
         log.info("serving model run %s", run.id)
         if old.plugins is not run.plugins:
-            # requests that picked up the old run may still be in it: close it later
-            closer = threading.Timer(OLD_RUN_GRACE_S, old.plugins.close)
-            closer.daemon = True
-            closer.start()
+            # shares the runner, so closing releases nothing requests still inside it use
+            old.plugins.close()
 
     def _replay(self, run: ServingRun, after: int | None) -> int:
         last = after or 0
@@ -541,9 +540,14 @@ class RecSDK:
             if not run.trained:
                 result.degraded = True
                 result.failures.append("no trained model: run `recsdk train` (or fit())")
-            if key and not result.degraded:
-                self.cache.set(key, json.dumps(result.to_dict()).encode(),
-                               self.settings.cache["result_ttl_s"])
+            # a degraded answer is cached briefly: while a plugin is failing, its
+            # breaker keeps failing it, and recomputing the same fallback list per
+            # request would cost the healthy path's throughput
+            ttl = (self.settings.cache["degraded_ttl_s"] if result.degraded
+                   else self.settings.cache["result_ttl_s"])
+            if key and run.trained and ttl > 0:
+                ttl = min(ttl, self.settings.cache["result_ttl_s"])
+                self.cache.set(key, json.dumps(result.to_dict()).encode(), ttl)
             outcome = "degraded" if result.degraded else "ok"
         self.telemetry.recommendations.labels(placement=placement, variant=variant,
                                               outcome=outcome).inc()

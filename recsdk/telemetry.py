@@ -6,7 +6,7 @@ from sharing counts; the REST app serves it at ``/metrics``.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Telemetry:
@@ -15,6 +15,18 @@ class Telemetry:
         self.plugin_failures = Counter(
             "recsdk_plugin_failures", "Plugin calls that raised or timed out",
             ["plugin", "hook", "kind"], registry=self.registry,
+        )
+        self.plugin_skipped = Counter(
+            "recsdk_plugin_skipped", "Plugin calls not made: breaker open or capacity taken",
+            ["plugin", "reason"], registry=self.registry,
+        )
+        self.plugin_breaker_state = Gauge(
+            "recsdk_plugin_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["plugin"], registry=self.registry,
+        )
+        self.plugin_in_flight = Gauge(
+            "recsdk_plugin_in_flight", "Plugin calls running now, abandoned ones included",
+            ["plugin"], registry=self.registry,
         )
         self.cache_errors = Counter(
             "recsdk_cache_errors", "Cache operations that failed (cache bypassed)",

@@ -124,8 +124,19 @@ class CacheHealthSchema(Schema):
     available = fields.Boolean()
 
 
+class PluginHealthSchema(Schema):
+    breaker = fields.String(metadata={"description": "closed, half_open or open"})
+    consecutive_failures = fields.Integer()
+    in_flight = fields.Integer(metadata={"description": "calls running, abandoned included"})
+    max_concurrency = fields.Integer()
+    retry_in_s = fields.Float(metadata={"description": "when open: seconds to the trial call"})
+
+
 class HealthSchema(Schema):
-    status = fields.String(metadata={"description": "ok or unavailable"})
+    status = fields.String(metadata={
+        "description": "ok; degraded (some plugin's breaker is not closed: lists still "
+                       "served, by the others and the fallback); or unavailable"})
+    plugins = fields.Dict(keys=fields.String(), values=fields.Nested(PluginHealthSchema))
     database = fields.Nested(DatabaseHealthSchema)
     cache = fields.Nested(CacheHealthSchema)
     trained = fields.Boolean()

@@ -23,6 +23,7 @@ from sqlalchemy.orm import sessionmaker
 from recsdk.errors import ValidationFailed
 from recsdk.storage import models
 from recsdk.storage.database import make_engine
+from recsdk.storage.retry import retry_conflicts
 from recsdk.types import Event
 
 
@@ -82,8 +83,14 @@ class Store:
 
     # ---- events ----------------------------------------------------------------------
 
+    @retry_conflicts
     def add_events(self, rows: Sequence[Mapping[str, Any]]) -> InsertReport:
-        """Store validated event rows in one transaction; skip repeated ``event_id``s."""
+        """Store validated event rows in one transaction; skip repeated ``event_id``s.
+
+        Keyed rows are written in ``event_id`` order, so overlapping batches from
+        concurrent clients take their locks in the same order; a transaction that
+        still loses a deadlock is run again (see :mod:`recsdk.storage.retry`).
+        """
         now = datetime.now(UTC)
         seen: set[str] = set()
         keyed: list[tuple[Any, ...]] = []
@@ -97,6 +104,7 @@ class Store:
             elif eid not in seen:
                 seen.add(eid)
                 keyed.append(rec)
+        keyed.sort(key=lambda r: r[7])
         with self.engine.begin() as conn:
             writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
             stored_keyed = writer.write(conn, plain, keyed)
@@ -220,7 +228,7 @@ class Store:
             raise ValidationFailed(bad, "categories")
         # parents first so that foreign keys hold inside the transaction
         ordered = _topological(rows)
-        return self._upsert(models.Category, ordered)
+        return self._upsert(models.Category, ordered, keep_order=True)
 
     def upsert_items(self, rows: Sequence[Mapping[str, Any]]) -> int:
         wanted = {r["category_id"] for r in rows if r.get("category_id") is not None}
@@ -249,8 +257,14 @@ class Store:
                 out |= set(conn.execute(select(model.id).where(model.id.in_(chunk))).scalars())
         return out
 
-    def _upsert(self, model: type[models.Base], rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert or update by id; a field left out of a row keeps its stored value."""
+    @retry_conflicts
+    def _upsert(self, model: type[models.Base], rows: Sequence[Mapping[str, Any]],
+                keep_order: bool = False) -> int:
+        """Insert or update by id; a field left out of a row keeps its stored value.
+
+        Rows go in id order (one lock order for every writer) unless ``keep_order``
+        (categories: parents first, for the foreign keys).
+        """
         if not rows:
             return 0
         table = model.__table__
@@ -263,6 +277,8 @@ class Store:
             groups.setdefault(tuple(sorted(rec)), []).append(rec)
         with self.engine.begin() as conn:
             for keys, recs in groups.items():
+                if not keep_order:
+                    recs.sort(key=lambda r: str(r["id"]))
                 stmt = self._insert(table)
                 update = {k: stmt.excluded[k] for k in keys if k != "id"}
                 stmt = (
@@ -473,7 +489,8 @@ class _PostgresEvents:
                 cls._copy(cursor, "incoming_events", keyed)
                 cursor.execute(
                     f"INSERT INTO events ({cls.COLUMNS}) SELECT {cls.COLUMNS} "
-                    "FROM incoming_events ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+                    "FROM incoming_events ORDER BY event_id "  # one lock order for all
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
                 new_ids = {row[0] for row in cursor.fetchall()}
                 cursor.execute("DELETE FROM incoming_events")
                 stored = [r for r in keyed if r[7] in new_ids]

@@ -24,7 +24,8 @@ RECOMMENDATION_COLUMNS = ("user", "item", "rank", "score")
 SHOWN_LINES = 5
 
 
-def _read(path: str | Path) -> pd.DataFrame:
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """The file as text columns, RecBole's ``user_id``/``item_id`` named ``user``/``item``."""
     frame = read_table(path)
     frame = frame.rename(columns={k: v for k, v in COLUMN_ALIASES.items()
                                   if k in frame.columns and v not in frame.columns})
@@ -133,12 +134,12 @@ def check_interactions(frame: pd.DataFrame, what: str = "interactions",
 
 def read_interactions(path: str | Path, what: str = "interactions") -> pd.DataFrame:
     """Read ``user,item[,rating][,timestamp]`` (CSV, TSV or a RecBole ``.inter`` file)."""
-    return check_interactions(_read(path), what)
+    return check_interactions(read_frame(path), what)
 
 
 def read_truth(path: str | Path) -> pd.DataFrame:
     """The held-out interactions: each (user, item) is relevant. An empty file is an error."""
-    frame = _read(path)
+    frame = read_frame(path)
     _require_columns(frame, ["user", "item"], "truth")
     if len(frame) == 0:
         raise ValidationFailed({"rows": ["empty test set: nothing to score against"]},
@@ -174,7 +175,7 @@ def check_recommendations(frame: pd.DataFrame, what: str = "recommendations") ->
 
 def read_recommendations(path: str | Path) -> pd.DataFrame:
     """Read ``user,item,rank[,score]`` and check it (see :func:`check_recommendations`)."""
-    return check_recommendations(_read(path))
+    return check_recommendations(read_frame(path))
 
 
 def check_known_users(recommendations: pd.DataFrame, truth: pd.DataFrame) -> None:
@@ -188,7 +189,7 @@ def check_known_users(recommendations: pd.DataFrame, truth: pd.DataFrame) -> Non
 
 def read_users(path: str | Path) -> list[str]:
     """User ids from a file with a ``user`` (or ``user_id``) column, in file order."""
-    frame = _read(path)
+    frame = read_frame(path)
     _require_columns(frame, ["user"], "users")
     _require_values(frame, ["user"], "users")
     if len(frame) == 0:
@@ -203,7 +204,11 @@ def read_items(path: str | Path, category_column: str = "category") -> pd.DataFr
     any other column holds one, and an item on several rows collects them all. The other
     columns (title, description, price...) are kept for content-based plugins.
     """
-    frame = _read(path)
+    return items_from_frame(read_frame(path), category_column)
+
+
+def items_from_frame(frame: pd.DataFrame, category_column: str = "category") -> pd.DataFrame:
+    """:func:`read_items` on a frame already read (see :func:`read_frame`)."""
     _require_columns(frame, ["item", category_column], "items")
     _require_values(frame, ["item"], "items")
     frame["item"] = frame["item"].astype(str)

@@ -137,7 +137,16 @@ class ServedPipeline:
         from recsdk.sdk import RecSDK  # the SDK imports every layer: only when used
 
         self._directory = tempfile.TemporaryDirectory(prefix="recsdk-evaluation-")
-        started = time.perf_counter()
+        #: seconds spent per step: sdk (settings, schema), catalogue, history, fit
+        self.timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(step: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            self.timings[step] = now - clock
+            clock = now
+
         try:
             settings = offline_settings(config, Path(self._directory.name),
                                         timeouts=timeouts, environ=environ)
@@ -146,16 +155,18 @@ class ServedPipeline:
             self._directory.cleanup()
             raise
         try:
+            lap("sdk")
             if catalogue is not None:
                 catalogue.data.write_to(self.sdk, validate=True)
+            lap("catalogue")
             events = train_events(train)
             if history:
                 self.sdk.store.copy_events(events)
-            self.setup_seconds = time.perf_counter() - started
+            lap("history")
             dataset = InteractionDataset.from_frame(events, self.sdk.catalog,
                                                     self.sdk.settings.event_weights)
-            self.report = self.sdk.fit_dataset(dataset, save=False)
-            self.fit_seconds = self.report.seconds
+            self.sdk.fit_dataset(dataset, save=False)
+            lap("fit")
         except BaseException:
             self.close()
             raise
@@ -210,12 +221,15 @@ class ServedPipeline:
 
 @dataclass(frozen=True)
 class ServedEvaluation:
-    """A scored served run: the metrics row, the lists behind it, and how many test
-    pairs were left out because their item is not a candidate."""
+    """A scored served run: the metrics row (``fit_seconds``: everything before the
+    first request), the lists behind it, how many test pairs were left out because
+    their item is not a candidate, and where the time went."""
 
     result: RunResult
     lists: ServedLists
     outside_candidates: int = 0
+    #: seconds per step (see :attr:`ServedPipeline.timings`) and ``recommend``
+    timings: Mapping[str, float] = field(default_factory=dict)
 
 
 def restrict_to_candidates(truth: pd.DataFrame, train: pd.DataFrame,
@@ -271,13 +285,14 @@ def evaluate_served(
                         timeouts=timeouts, plugins=plugins, environ=environ) as served:
         lists = served.recommend(users, max([k, *ks]), placement=placement,
                                  candidates=candidates, progress=progress)
-        fit_seconds = served.setup_seconds + served.fit_seconds
+        timings = {**served.timings, "recommend": lists.seconds}
     result = evaluate_recommendations(
         label, lists.recommendations, truth, k=k, ks=ks, train=train,
         items=catalogue.item_categories if catalogue is not None else None,
         embeddings=embeddings, n_negative=n_negative)
     top = lists.recommendations
-    result = replace(result, plugin="pipeline", fit_seconds=fit_seconds,
+    result = replace(result, plugin="pipeline",
+                     fit_seconds=sum(v for n, v in timings.items() if n != "recommend"),
                      score_seconds=lists.seconds,
                      recommendations=top[top["rank"] <= k].reset_index(drop=True))
-    return ServedEvaluation(result, lists, outside)
+    return ServedEvaluation(result, lists, outside, timings)

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from recsdk.data.tables import detect_format, read_table
+from recsdk.data.validation import MESSAGES, check_types
 from recsdk.errors import ValidationFailed
 
 #: RecBole atomic files name these columns ``user_id``/``item_id``.
 COLUMN_ALIASES = {"user_id": "user", "item_id": "item"}
-INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp")
+INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "type")
 RECOMMENDATION_COLUMNS = ("user", "item", "rank", "score")
 #: How many offending lines an error message lists before it says "and N more".
 SHOWN_LINES = 5
@@ -114,7 +115,12 @@ def _timestamps(frame: pd.DataFrame, what: str) -> np.ndarray:
 
 def check_interactions(frame: pd.DataFrame, what: str = "interactions",
                        allow_empty: bool = False) -> pd.DataFrame:
-    """Validate an interactions frame and normalise it to ``user,item[,rating][,timestamp]``."""
+    """Validate an interactions frame and normalise it to
+    ``user,item[,rating][,timestamp][,type]``.
+
+    An event ``type`` (view, purchase...) is checked and lower-cased by the rules of
+    event ingestion; only the served pipeline reads it (its configured event weights).
+    """
     frame = frame.rename(columns={k: v for k, v in COLUMN_ALIASES.items()
                                   if k in frame.columns and v not in frame.columns})
     _require_columns(frame, ["user", "item"], what)
@@ -128,8 +134,21 @@ def check_interactions(frame: pd.DataFrame, what: str = "interactions",
         out["rating"] = _numbers(frame, "rating", what)
     if "timestamp" in frame:
         out["timestamp"] = _timestamps(frame, what)
+    if "type" in frame:
+        out["type"] = _types(frame, what)
     out.attrs.update(frame.attrs)
     return out
+
+
+def _types(frame: pd.DataFrame, what: str) -> np.ndarray:
+    """Event types as ingestion normalises them; an empty or malformed one is an error."""
+    checked, _ = check_types(frame["type"])
+    for rule in ("missing_type", "invalid_type"):
+        bad = np.flatnonzero(checked.problems[rule])
+        if len(bad):
+            raise fail(frame, what, "type", bad,
+                       f"{MESSAGES[rule]} (e.g. {frame['type'].iloc[bad[0]]!r})")
+    return checked.values.to_numpy(dtype=object)
 
 
 def read_interactions(path: str | Path, what: str = "interactions") -> pd.DataFrame:

@@ -35,7 +35,7 @@ from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError, ValidationFailed
 from recsdk.evaluation.catalogue import EvaluationCatalogue
 from recsdk.evaluation.comparison import RunResult, evaluate_recommendations, held_out_truth
-from recsdk.evaluation.files import read_frame
+from recsdk.evaluation.files import fail, read_frame
 from recsdk.evaluation.offline import IMPLICIT_EVENT
 
 #: The plugin budget when timeouts are lifted: an hour per call.
@@ -75,9 +75,16 @@ def check_placement(settings: Settings, placement: str) -> None:
 def train_events(train: pd.DataFrame) -> pd.DataFrame:
     """The training interactions as store events: type ``interaction`` (unless the file
     has a ``type`` column), the rating as value, UTC timestamps (file order when the
-    file has none, as :meth:`InteractionDataset.from_frame` would number them)."""
-    seconds = (train["timestamp"].to_numpy(dtype=float) if "timestamp" in train
-               else np.arange(len(train), dtype=float))
+    file has none, as :meth:`InteractionDataset.from_frame` would number them; an
+    empty one among others is an error, as events are stored with their time)."""
+    if "timestamp" in train:
+        seconds = train["timestamp"].to_numpy(dtype=float)
+        empty = np.flatnonzero(np.isnan(seconds))
+        if len(empty):
+            raise fail(train, "train", "timestamp", empty, "empty timestamp: the served "
+                       "pipeline stores every interaction with its time")
+    else:
+        seconds = np.arange(len(train), dtype=float)
     return pd.DataFrame({
         "user_id": train["user"].to_numpy(dtype=object),
         "item_id": train["item"].to_numpy(dtype=object),

@@ -335,3 +335,34 @@ def test_an_empty_catalogue(shop, tmp_path):
 def test_options_of_the_other_mode_are_refused(shop, args, message):
     code, output = invoke("evaluate", "--train", shop["train"], "--test", shop["test"], *args)
     assert code == 2 and message in output, output
+
+
+# ---- event types and times ---------------------------------------------------------------
+
+
+def test_event_types_weigh_as_configured(tmp_path):
+    rows = "user,item,type\nu1,a,view\nu2,a,view\nu3,a,view\nu4,b,Purchase\nz,c,view\n"
+    typed = write(tmp_path / "typed.csv", rows)
+    untyped = write(tmp_path / "untyped.csv", "user,item\nu1,a\nu2,a\nu3,a\nu4,b\nz,c\n")
+    config = write(tmp_path / "weights.toml", '[plugins.popularity]\ncount = "weight"\n'
+                   "[event_weights]\nview = 1\npurchase = 8\n")
+    firsts = {}
+    for name, train in (("typed", typed), ("untyped", untyped)):
+        out = tmp_path / f"{name}.csv"
+        code, output = invoke("recommend-batch", "--train", train, "--config", config,
+                              "--users", write(tmp_path / "z.csv", "user\nz\n"), "--out", out)
+        assert code == 0, output
+        firsts[name] = read_recommendations(out)["item"].iloc[0]
+    assert firsts == {"typed": "b", "untyped": "a"}  # one purchase outweighs three views
+
+
+def test_a_malformed_event_type_names_its_line(tmp_path):
+    train = write(tmp_path / "train.csv", "user,item,type\nu1,a,view\nu2,b,buy now!\n")
+    code, output = invoke("recommend-batch", "--train", train, "--out", tmp_path / "r.csv")
+    _one_line_error(code, output, str(train), "line 3", "Event type must be lower-case")
+
+
+def test_an_empty_timestamp_is_an_error_for_the_served_pipeline(tmp_path):
+    train = write(tmp_path / "train.csv", "user,item,timestamp\nu1,a,1600000000\nu2,b,\n")
+    code, output = invoke("recommend-batch", "--train", train, "--out", tmp_path / "r.csv")
+    _one_line_error(code, output, str(train), "line 3", "empty timestamp")

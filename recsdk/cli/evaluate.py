@@ -129,10 +129,15 @@ def _config(ctx: click.Context, served_config: str | None) -> str | None:
     return served_config or (ctx.obj or {}).get("config")
 
 
-def _warn_degraded(lists: Any) -> None:
+def _warn_served(lists: Any, uncatalogued: Sequence[str]) -> None:
+    """Degraded lists, and training items the --items catalogue lacks, on stderr."""
     summary = lists.degraded_summary()
     if summary:
         click.echo(f"warning: {summary}", err=True)
+    if uncatalogued:
+        click.echo(f"warning: {len(uncatalogued)} training item(s) are not in --items "
+                   f"(e.g. {uncatalogued[0]!r}); the served pipeline ranks catalogue items "
+                   "only, so they are never recommended", err=True)
 
 
 def register(group: click.Group) -> None:
@@ -373,7 +378,7 @@ def _evaluate_served(config: str | None, train_path: str | None, test_path: str 
         placement=placement, catalogue=catalogue, candidates=candidates,
         embeddings=read_embeddings(embeddings_path) if embeddings_path else None,
         timeouts=with_timeouts, progress=True)
-    _warn_degraded(evaluation.lists)
+    _warn_served(evaluation.lists, evaluation.uncatalogued)
     if evaluation.outside_candidates:
         click.echo(f"note: {evaluation.outside_candidates} test pair(s) name items outside "
                    "--candidates and are not scored", err=True)
@@ -478,7 +483,8 @@ def _served_batch(config: str | None, train: Any, users: list[str] | None, k: in
         wanted = users if users is not None else served.user_ids
         lists = served.recommend(wanted, k, placement=placement, candidates=candidates,
                                  progress=True)
-    _warn_degraded(lists)
+        uncatalogued = served.uncatalogued
+    _warn_served(lists, uncatalogued)
     return lists.recommendations, len(wanted)
 
 

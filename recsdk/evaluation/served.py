@@ -181,6 +181,10 @@ class ServedPipeline:
             str(u): list(dict.fromkeys(items))
             for u, items in train.groupby("user", sort=False)["item"]}
         self.user_ids = [str(u) for u in dataset.user_ids]
+        #: training items the catalogue lacks: with a catalogue, only its items are
+        #: candidates (as in production), so these are never recommended
+        self.uncatalogued: list[str] = [] if catalogue is None else sorted(
+            set(map(str, train["item"].unique())) - set(catalogue.item_ids))
 
     def close(self) -> None:
         self.sdk.close()
@@ -235,6 +239,8 @@ class ServedEvaluation:
     result: RunResult
     lists: ServedLists
     outside_candidates: int = 0
+    #: training items that the catalogue lacks (see :attr:`ServedPipeline.uncatalogued`)
+    uncatalogued: Sequence[str] = ()
     #: seconds per step (see :attr:`ServedPipeline.timings`) and ``recommend``
     timings: Mapping[str, float] = field(default_factory=dict)
 
@@ -293,6 +299,7 @@ def evaluate_served(
         lists = served.recommend(users, max([k, *ks]), placement=placement,
                                  candidates=candidates, progress=progress)
         timings = {**served.timings, "recommend": lists.seconds}
+        uncatalogued = served.uncatalogued
     result = evaluate_recommendations(
         label, lists.recommendations, truth, k=k, ks=ks, train=train,
         items=catalogue.item_categories if catalogue is not None else None,
@@ -302,4 +309,4 @@ def evaluate_served(
                      fit_seconds=sum(v for n, v in timings.items() if n != "recommend"),
                      score_seconds=lists.seconds,
                      recommendations=top[top["rank"] <= k].reset_index(drop=True))
-    return ServedEvaluation(result, lists, outside, timings)
+    return ServedEvaluation(result, lists, outside, uncatalogued, timings)

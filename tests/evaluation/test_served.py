@@ -366,3 +366,14 @@ def test_an_empty_timestamp_is_an_error_for_the_served_pipeline(tmp_path):
     train = write(tmp_path / "train.csv", "user,item,timestamp\nu1,a,1600000000\nu2,b,\n")
     code, output = invoke("recommend-batch", "--train", train, "--out", tmp_path / "r.csv")
     _one_line_error(code, output, str(train), "line 3", "empty timestamp")
+
+
+def test_training_items_missing_from_the_catalogue_are_named(shop, tmp_path):
+    partial = write(tmp_path / "partial.csv",
+                    "item,category\n" + "".join(f"i{n},c{n % 3}\n" for n in range(20)))
+    out = tmp_path / "recs.csv"
+    code, output = invoke("recommend-batch", "--train", shop["train"], "--items", partial,
+                          "-k", 10, "--out", out)
+    assert code == 0, output
+    assert "training item(s) are not in --items" in output
+    assert set(read_recommendations(out)["item"]) <= {f"i{n}" for n in range(20)}

@@ -4,7 +4,7 @@ The per-plugin loop (:mod:`.offline`) measures one algorithm; what a shop shows 
 the configured pipeline: retrieval, the weighted blend, the rerank chain with its
 filters, the fallback and the placement's overrides. :class:`ServedPipeline` builds a
 :class:`~recsdk.RecSDK` from the configuration on a throwaway SQLite database in a
-temporary directory (no Redis, no result cache, no model refresh), writes the
+temporary directory (no Redis, no cached results, no model refresh), writes the
 catalogue and the training interactions into it, so that plugins reading the
 catalogue or a user's history see them as in production, trains a run in-process
 (``fit_dataset(save=False)``) and asks ``recommend()`` for every user, with that user's
@@ -52,7 +52,7 @@ def offline_settings(config: str | os.PathLike[str] | Mapping[str, Any] | None, 
     raw = dict(load_settings(config, environ=environ).raw)
     raw["database_url"] = f"sqlite:///{directory / 'evaluation.db'}"
     raw["redis_url"] = None
-    raw["cache"] = {**raw.get("cache", {}), "result_ttl_s": 0}
+    raw["cache"] = {**raw.get("cache", {}), "result_ttl_s": 0, "degraded_ttl_s": 0}
     raw["models"] = {**raw.get("models", {}), "model_refresh_s": 0,
                      "artifact_dir": str(directory / "artifacts")}
     if not timeouts:

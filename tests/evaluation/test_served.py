@@ -240,7 +240,7 @@ def test_the_shop_database_and_caches_are_never_used(shop, tmp_path):
     settings = offline_settings(shop["config"], tmp_path, environ=environ)
     assert settings["database_url"] == f"sqlite:///{tmp_path / 'evaluation.db'}"
     assert settings["redis_url"] is None
-    assert settings["cache"]["result_ttl_s"] == 0
+    assert settings["cache"]["result_ttl_s"] == 0 and settings["cache"]["degraded_ttl_s"] == 0
     assert settings["models"]["model_refresh_s"] == 0
     assert settings["models"]["artifact_dir"].startswith(str(tmp_path))
 

@@ -227,7 +227,8 @@ class Pipeline:
         order_scores = np.where(np.isfinite(scores), scores, -np.inf)
         exclude = exclude | request.exclude
         if exclude:
-            order_scores[np.isin(candidates.ids, list(exclude))] = -np.inf
+            hit = np.fromiter((i in exclude for i in candidates.ids), bool, len(candidates))
+            order_scores[hit] = -np.inf
         valid = int(np.isfinite(order_scores).sum())
         k = request.k
         m = min(valid, 4 * k + len(request.history.item_ids) + 50)

@@ -190,6 +190,15 @@ def load_recbole(path: str | Path, *, now: datetime | None = None) -> ShopData:
     return data
 
 
+def load_recbole_items(path: str | Path) -> ShopData:
+    """Only the catalogue (categories and items) of one RecBole ``.item`` file, as
+    :func:`load_recbole` reads it, without its sibling ``.inter`` and ``.user`` files."""
+    report = LoadReport(str(path))
+    data = ShopData(report=report)
+    data.categories, data.items = _recbole_items(read_table(path), report)
+    return data
+
+
 def _recbole_files(path: Path) -> dict[str, Path]:
     if path.is_dir():
         candidates = sorted(p for p in path.iterdir() if p.suffix in RECBOLE_SUFFIXES)

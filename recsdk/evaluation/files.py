@@ -14,17 +14,19 @@ import numpy as np
 import pandas as pd
 
 from recsdk.data.tables import detect_format, read_table
+from recsdk.data.validation import MESSAGES, check_types
 from recsdk.errors import ValidationFailed
 
 #: RecBole atomic files name these columns ``user_id``/``item_id``.
 COLUMN_ALIASES = {"user_id": "user", "item_id": "item"}
-INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp")
+INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "type")
 RECOMMENDATION_COLUMNS = ("user", "item", "rank", "score")
 #: How many offending lines an error message lists before it says "and N more".
 SHOWN_LINES = 5
 
 
-def _read(path: str | Path) -> pd.DataFrame:
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """The file as text columns, RecBole's ``user_id``/``item_id`` named ``user``/``item``."""
     frame = read_table(path)
     frame = frame.rename(columns={k: v for k, v in COLUMN_ALIASES.items()
                                   if k in frame.columns and v not in frame.columns})
@@ -113,7 +115,12 @@ def _timestamps(frame: pd.DataFrame, what: str) -> np.ndarray:
 
 def check_interactions(frame: pd.DataFrame, what: str = "interactions",
                        allow_empty: bool = False) -> pd.DataFrame:
-    """Validate an interactions frame and normalise it to ``user,item[,rating][,timestamp]``."""
+    """Validate an interactions frame and normalise it to
+    ``user,item[,rating][,timestamp][,type]``.
+
+    An event ``type`` (view, purchase...) is checked and lower-cased by the rules of
+    event ingestion; only the served pipeline reads it (its configured event weights).
+    """
     frame = frame.rename(columns={k: v for k, v in COLUMN_ALIASES.items()
                                   if k in frame.columns and v not in frame.columns})
     _require_columns(frame, ["user", "item"], what)
@@ -127,18 +134,31 @@ def check_interactions(frame: pd.DataFrame, what: str = "interactions",
         out["rating"] = _numbers(frame, "rating", what)
     if "timestamp" in frame:
         out["timestamp"] = _timestamps(frame, what)
+    if "type" in frame:
+        out["type"] = _types(frame, what)
     out.attrs.update(frame.attrs)
     return out
 
 
+def _types(frame: pd.DataFrame, what: str) -> np.ndarray:
+    """Event types as ingestion normalises them; an empty or malformed one is an error."""
+    checked, _ = check_types(frame["type"])
+    for rule in ("missing_type", "invalid_type"):
+        bad = np.flatnonzero(checked.problems[rule])
+        if len(bad):
+            raise fail(frame, what, "type", bad,
+                       f"{MESSAGES[rule]} (e.g. {frame['type'].iloc[bad[0]]!r})")
+    return checked.values.to_numpy(dtype=object)
+
+
 def read_interactions(path: str | Path, what: str = "interactions") -> pd.DataFrame:
     """Read ``user,item[,rating][,timestamp]`` (CSV, TSV or a RecBole ``.inter`` file)."""
-    return check_interactions(_read(path), what)
+    return check_interactions(read_frame(path), what)
 
 
 def read_truth(path: str | Path) -> pd.DataFrame:
     """The held-out interactions: each (user, item) is relevant. An empty file is an error."""
-    frame = _read(path)
+    frame = read_frame(path)
     _require_columns(frame, ["user", "item"], "truth")
     if len(frame) == 0:
         raise ValidationFailed({"rows": ["empty test set: nothing to score against"]},
@@ -174,7 +194,7 @@ def check_recommendations(frame: pd.DataFrame, what: str = "recommendations") ->
 
 def read_recommendations(path: str | Path) -> pd.DataFrame:
     """Read ``user,item,rank[,score]`` and check it (see :func:`check_recommendations`)."""
-    return check_recommendations(_read(path))
+    return check_recommendations(read_frame(path))
 
 
 def check_known_users(recommendations: pd.DataFrame, truth: pd.DataFrame) -> None:
@@ -188,7 +208,7 @@ def check_known_users(recommendations: pd.DataFrame, truth: pd.DataFrame) -> Non
 
 def read_users(path: str | Path) -> list[str]:
     """User ids from a file with a ``user`` (or ``user_id``) column, in file order."""
-    frame = _read(path)
+    frame = read_frame(path)
     _require_columns(frame, ["user"], "users")
     _require_values(frame, ["user"], "users")
     if len(frame) == 0:
@@ -203,7 +223,11 @@ def read_items(path: str | Path, category_column: str = "category") -> pd.DataFr
     any other column holds one, and an item on several rows collects them all. The other
     columns (title, description, price...) are kept for content-based plugins.
     """
-    frame = _read(path)
+    return items_from_frame(read_frame(path), category_column)
+
+
+def items_from_frame(frame: pd.DataFrame, category_column: str = "category") -> pd.DataFrame:
+    """:func:`read_items` on a frame already read (see :func:`read_frame`)."""
     _require_columns(frame, ["item", category_column], "items")
     _require_values(frame, ["item"], "items")
     frame["item"] = frame["item"].astype(str)

@@ -122,12 +122,13 @@ def test_evaluate_plugins_gives_one_row_per_plugin_and_a_report(cli, files, tmp_
     assert (saved.groupby("user").size() == 5).all()
 
 
-def test_evaluate_uses_the_configured_plugins_without_plugin_options(cli, files, tmp_path):
+def test_each_plugin_evaluates_the_configured_scoring_plugins_alone(cli, files, tmp_path):
     config = write(tmp_path / "recsdk.toml",
                    '[plugins.pop]\nplugin = "popularity"\ncount = "events"\n'
                    '[plugins.filters]\n')
     result = CliRunner().invoke(cli, ["evaluate", "--train", str(files["train"]), "--test",
-                                      str(files["test"]), "--format", "json"],
+                                      str(files["test"]), "--format", "json",
+                                      "--each-plugin"],
                                 obj={"config": str(config)})
     assert result.exit_code == 0, result.output
     assert list(json.loads(result.output)) == ["pop"]

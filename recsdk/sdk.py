@@ -352,6 +352,8 @@ class RecSDK:
 
         ``save``: record the run in the registry (False: in this process only);
         ``activate``: make it the run every process serves (and serve it here).
+        The served catalogue is the dataset's until the next catalogue refresh, which
+        reads the store's: build the dataset with :attr:`catalog` to keep them equal.
         """
         start = started or time.perf_counter()
         plugins = self._new_plugins()

@@ -163,7 +163,7 @@ class ItemSchema(Schema):
     )
     active = fields.Boolean()
     image_url = fields.String(allow_none=True)
-    attributes = fields.Dict(keys=fields.String())
+    attributes = ItemAttributes()
 
 
 class UserSchema(Schema):
@@ -171,7 +171,7 @@ class UserSchema(Schema):
         unknown = RAISE
 
     id = Identifier(required=True)
-    attributes = fields.Dict(keys=fields.String(), load_default=dict)
+    attributes = JsonObject(load_default=dict)
 
 
 class FeedbackSchema(Schema):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -274,3 +275,70 @@ def item_attributes(value: object) -> dict[str, object]:
             raise RuleError(f"attributes.{key} must be a string or a number (it groups "
                             f"items), not {type(got).__name__}.")
     return attributes
+
+
+def category_problems(parents: Mapping[str, str | None], changed: Iterable[str]
+                      ) -> dict[str, str]:
+    """Why categories in ``changed`` cannot stand in the tree ``parents`` (id -> parent).
+
+    A category is refused when following parents from it comes back to it (a cycle,
+    however many requests built it), or when it makes some chain from a category up
+    to its root longer than :data:`MAX_CATEGORY_DEPTH` (its own, or one of a category
+    below it). Walks iteratively: any depth is checked without recursion.
+    """
+    changed = set(changed)
+    depth: dict[str, float] = {}  # levels from the root; inf in or under a cycle
+    for start in parents:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in depth and node not in on_path:
+            on_path.add(node)
+            path.append(node)
+            node = parents.get(node)
+        if node is not None and node in on_path:  # a cycle: it and all below it
+            base = math.inf
+        else:
+            base = 0.0 if node is None else depth[node]
+        for item in reversed(path):
+            base = base + 1
+            depth[item] = base
+    problems: dict[str, str] = {}
+    for node, levels in depth.items():
+        if levels <= MAX_CATEGORY_DEPTH:
+            continue
+        culprit = _first_changed(node, parents, changed)
+        if culprit is None or culprit in problems:
+            continue
+        if math.isinf(levels):
+            problems[culprit] = (f"Category cycle: following parent_id from {culprit!r} "
+                                 + ("comes back to it." if _on_cycle(culprit, parents)
+                                    else "runs into a cycle."))
+        else:
+            problems[culprit] = (f"Category chain too deep: {node!r} would be {int(levels)} "
+                                 f"levels below the root; at most {MAX_CATEGORY_DEPTH}.")
+    return problems
+
+
+def _first_changed(node: str, parents: Mapping[str, str | None], changed: set[str]
+                   ) -> str | None:
+    """The first category in ``changed`` on the way up from ``node`` (itself included)."""
+    seen: set[str] = set()
+    current: str | None = node
+    while current is not None and current not in seen:
+        if current in changed:
+            return current
+        seen.add(current)
+        current = parents.get(current)
+    return None
+
+
+def _on_cycle(node: str, parents: Mapping[str, str | None]) -> bool:
+    seen: set[str] = set()
+    current = parents.get(node)
+    while current is not None and current not in seen:
+        if current == node:
+            return True
+        seen.add(current)
+        current = parents.get(current)
+    return False

@@ -33,10 +33,22 @@ from recsdk.rules import RuleError
 
 
 class RuleField(fields.Field):
-    """A field checked and normalised by one rule of :mod:`recsdk.rules`."""
+    """A field checked and normalised by one rule of :mod:`recsdk.rules`.
+
+    ``openapi()`` is what the field accepts in OpenAPI terms; it becomes the field's
+    metadata, which apispec copies into the document (the app registers RuleField
+    without a type of its own), so the document states the rule's limits.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metadata = {**self.openapi(), **self.metadata}
 
     def rule(self, value: Any) -> Any:
         raise NotImplementedError
+
+    def openapi(self) -> dict[str, Any]:
+        return {}
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         try:
@@ -48,11 +60,28 @@ class RuleField(fields.Field):
         return value
 
 
+_TEXT_NOTE = "no NUL character (\\u0000) and no unpaired surrogate"
+_ID_TEXT = {"type": "string", "minLength": 1, "maxLength": ID_LENGTH}
+
+
 class Identifier(RuleField):
     """An id: a non-empty string (whole numbers are accepted and turned into strings)."""
 
     def rule(self, value: Any) -> str:
         return rules.identifier(value)
+
+    def openapi(self) -> dict[str, Any]:
+        return {"anyOf": [_ID_TEXT, {"type": "integer", "minimum": -(10 ** (ID_LENGTH - 1)) + 1,
+                                     "maximum": 10**ID_LENGTH - 1}],
+                "description": f"an id: text of 1 to {ID_LENGTH} characters ({_TEXT_NOTE}), "
+                               "or a whole number, stored as its decimal text"}
+
+
+class TextIdentifier(Identifier):
+    """An id that only ever arrives as text (query strings and paths)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return {**_ID_TEXT, "description": f"an id: 1 to {ID_LENGTH} characters, {_TEXT_NOTE}"}
 
 
 class EventType(RuleField):
@@ -60,6 +89,11 @@ class EventType(RuleField):
 
     def rule(self, value: Any) -> str:
         return rules.event_type(value)
+
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_:-]{0,63}$",
+                "description": "view, click, add_to_cart, remove_from_cart, purchase, rating, "
+                               "review, return or your own; trimmed and lower-cased"}
 
 
 class Timestamp(RuleField):
@@ -71,6 +105,12 @@ class Timestamp(RuleField):
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
         return None if value is None else value.isoformat()
 
+    def openapi(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "string", "format": "date-time"},
+                          {"type": "number", "minimum": rules.MIN_UNIX_SECONDS}],
+                "description": "ISO 8601 (naive means UTC) or UNIX seconds; from 1990-01-01 "
+                               "to one day after the server's clock, after conversion to UTC"}
+
 
 class Number(RuleField):
     """A finite number (text that is a plain decimal number counts)."""
@@ -78,20 +118,28 @@ class Number(RuleField):
     def rule(self, value: Any) -> float:
         return rules.number(value)
 
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "number", "description": "a finite number (no NaN or infinity)"}
+
 
 class Text(RuleField):
     """Text of at most ``max_length`` characters, without NUL or unpaired surrogates."""
 
     def __init__(self, max_length: int, *, min_length: int = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self.max_length = max_length
         self.min_length = min_length
+        super().__init__(**kwargs)
 
     def rule(self, value: Any) -> str:
         out = rules.text(value, "text", self.max_length)
         if len(out) < self.min_length:
             raise RuleError(f"Text must have at least {self.min_length} character(s).")
         return out
+
+    def openapi(self) -> dict[str, Any]:
+        bounds = {"minLength": self.min_length} if self.min_length else {}
+        return {"type": "string", "maxLength": self.max_length, **bounds,
+                "description": _TEXT_NOTE}
 
 
 class JsonObject(RuleField):
@@ -100,12 +148,24 @@ class JsonObject(RuleField):
     def rule(self, value: Any) -> dict[str, Any]:
         return rules.json_object(value, self.name or "object")
 
+    def openapi(self) -> dict[str, Any]:
+        return {"type": "object", "description": (
+            f"a JSON object at most {rules.MAX_JSON_DEPTH} levels deep; keys and texts at "
+            f"most {rules.MAX_JSON_TEXT} characters, {_TEXT_NOTE}; finite numbers; whole "
+            "numbers within 64 bits")}
+
 
 class ItemAttributes(JsonObject):
     """Item attributes: a JSON object whose reserved keys (``group_id``) are typed."""
 
     def rule(self, value: Any) -> dict[str, Any]:
         return rules.item_attributes(value)
+
+    def openapi(self) -> dict[str, Any]:
+        base = super().openapi()
+        return {**base, "properties": {"group_id": {
+            "anyOf": [{"type": "string"}, {"type": "number"}],
+            "description": "items of one group (sizes of a product) are shown once"}}}
 
 
 class EventSchema(Schema):
@@ -130,11 +190,13 @@ class EventSchema(Schema):
 
 
 class CategorySchema(Schema):
+    """A category; ``parent_id`` must exist (or come in the same batch), no cycles."""
+
     class Meta:
         unknown = RAISE
 
     id = Identifier(required=True)
-    name = fields.String(load_default=None, validate=validate.Length(max=ID_LENGTH))
+    name = Text(ID_LENGTH, load_default=None)
     parent_id = Identifier(load_default=None, allow_none=True)
 
 
@@ -145,24 +207,24 @@ class ItemSchema(Schema):
         unknown = RAISE
 
     id = Identifier(required=True)
-    title = fields.String()
-    description = fields.String()
+    title = Text(rules.MAX_TITLE_LENGTH)
+    description = Text(rules.MAX_DESCRIPTION_LENGTH)
     category_id = Identifier(allow_none=True)
-    tags = fields.List(fields.String(validate=validate.Length(1, 128)))
-    price = fields.Float(
-        allow_none=True, allow_nan=False,
-        validate=validate.Range(min=0, error="Price must not be negative."),
-    )
-    original_price = fields.Float(
-        allow_none=True, allow_nan=False,
-        validate=validate.Range(min=0, error="Original price must not be negative."),
-    )
+    tags = fields.List(Text(rules.MAX_TAG_LENGTH, min_length=1),
+                       validate=validate.Length(max=rules.MAX_TAGS))
+    price = Number(allow_none=True, metadata={"minimum": 0},
+                   validate=validate.Range(min=0, error="Price must not be negative."))
+    original_price = Number(
+        allow_none=True, metadata={"minimum": 0},
+        validate=validate.Range(min=0, error="Original price must not be negative."))
     stock = fields.Integer(
         allow_none=True, strict=True,
-        validate=validate.Range(min=0, error="Stock must not be negative."),
+        validate=validate.Range(min=0, max=rules.MAX_STOCK,
+                                error=f"Stock must be a whole number from 0 to "
+                                      f"{rules.MAX_STOCK}."),
     )
     active = fields.Boolean()
-    image_url = fields.String(allow_none=True)
+    image_url = Text(rules.MAX_URL_LENGTH, allow_none=True)
     attributes = ItemAttributes()
 
 

@@ -131,7 +131,7 @@ class Text(RuleField):
         super().__init__(**kwargs)
 
     def rule(self, value: Any) -> str:
-        out = rules.text(value, "text", self.max_length)
+        out = rules.text(value, self.name or "text", self.max_length)
         if len(out) < self.min_length:
             raise RuleError(f"Text must have at least {self.min_length} character(s).")
         return out

@@ -1,18 +1,30 @@
 # Two commands on a fresh machine: `make run` (the demo shop's recommender over REST)
-# and `make test` (the whole suite). Both install what they need first.
-PYTHON ?= python3
+# and `make test` (the whole suite). Both install what they need first, into the
+# project's own virtualenv $(VENV) (created when missing), never into the Python on PATH.
+BASE_PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 TORCH_VERSION ?= 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 EVENTS ?= 50000
+# reinstalled when the packaging files change (an editable install covers code changes)
+INSTALLED := $(VENV)/.recsdk-installed
 
 .PHONY: install services run test lint bench
 
-install:
-	# torch pinned first: an unpinned torch pulls a multi-GB CUDA build
+$(PYTHON):
+	$(BASE_PYTHON) -m venv $(VENV)
+
+$(INSTALLED): setup.cfg setup.py pyproject.toml | $(PYTHON)
+	# torch pinned first: an unpinned torch pulls a multi-GB CUDA build, while 2.13.0
+	# takes the CPU build where the machine offers one
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
 	$(PIP) install -q -e ".[postgres,test,text,torch]"
+	touch $@
+
+install: $(INSTALLED)
 
 services:
 	bash scripts/services.sh
@@ -20,16 +32,16 @@ services:
 # the quick start's settings; the tests keep their own
 run: export RECSDK_CONFIG ?= config/demo.toml
 run: install
-	recsdk db upgrade
-	recsdk demo-data --events $(EVENTS) --seed 42
-	recsdk train
-	recsdk serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/recsdk db upgrade
+	$(VENV)/bin/recsdk demo-data --events $(EVENTS) --seed 42
+	$(VENV)/bin/recsdk train
+	$(VENV)/bin/recsdk serve --host $(HOST) --port $(PORT)
 
 test: install services
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 
-lint:
-	ruff check .
+lint: install
+	$(VENV)/bin/ruff check .
 
-bench:
+bench: install
 	$(PYTHON) benchmarks/core_ingest_latency.py

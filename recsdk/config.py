@@ -24,7 +24,14 @@ from recsdk.errors import ConfigurationError
 DEFAULT_DATABASE_URL = "sqlite:///recsdk.db"
 
 #: Per-plugin keys the host reads itself; every other key goes to the plugin.
-HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms")
+HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota", "max_concurrency")
+
+#: Upper bound of a plugin's ``max_concurrency`` (threads it may hold at once).
+MAX_PLUGIN_CONCURRENCY = 1024
+
+#: ``[pipeline]`` keys that say how plugins are run, not what they recommend: left out
+#: of the configuration hash, so tuning them does not invalidate cached lists or runs.
+ISOLATION_KEYS = ("breaker_failures", "breaker_reset_s", "fallback_workers")
 
 #: Implicit-feedback strength of each event type (a return counts against).
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
@@ -47,7 +54,11 @@ class PipelineSchema(Schema):
     timeout_ms = fields.Float(load_default=250.0, validate=validate.Range(min=1))
     fallback = fields.String(load_default="popularity")
     candidate_limit = fields.Integer(load_default=1000, validate=validate.Range(min=1))
+    # each plugin's default max_concurrency (calls of it running at once)
     max_workers = fields.Integer(load_default=16, validate=validate.Range(1, 256))
+    breaker_failures = fields.Integer(load_default=5, validate=validate.Range(1, 1000))
+    breaker_reset_s = fields.Float(load_default=30.0, validate=validate.Range(0.01, 86_400))
+    fallback_workers = fields.Integer(load_default=16, validate=validate.Range(1, 256))
 
 
 class ApiSchema(Schema):
@@ -70,6 +81,22 @@ class CacheSchema(Schema):
     max_entries = fields.Integer(load_default=100_000, validate=validate.Range(min=1))
     socket_timeout_s = fields.Float(load_default=0.25, validate=validate.Range(min=0.001))
     catalog_refresh_s = fields.Float(load_default=10.0, validate=validate.Range(min=0))
+    degraded_ttl_s = fields.Float(load_default=5.0, validate=validate.Range(min=0))
+
+
+class ModelsSchema(Schema):
+    """The model registry and lifecycle: where artifacts live, refresh and retention."""
+
+    class Meta:
+        unknown = RAISE
+
+    artifact_dir = fields.String(load_default=None, allow_none=True)
+    model_refresh_s = fields.Float(load_default=30.0, validate=validate.Range(min=0))
+    keep_runs = fields.Integer(load_default=5, validate=validate.Range(min=1))
+    inline_max_bytes = fields.Integer(load_default=8 * 1024 * 1024,
+                                      validate=validate.Range(min=0))
+    train_interval_s = fields.Float(load_default=86_400.0, validate=validate.Range(min=1))
+    train_timeout_s = fields.Float(load_default=3_600.0, validate=validate.Range(min=1))
 
 
 class PlacementSchema(Schema):
@@ -97,6 +124,7 @@ class SettingsSchema(Schema):
     pipeline = fields.Nested(PipelineSchema, load_default=dict)
     api = fields.Nested(ApiSchema, load_default=dict)
     cache = fields.Nested(CacheSchema, load_default=dict)
+    models = fields.Nested(ModelsSchema, load_default=dict)
     plugins = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=None)
     placements = fields.Dict(keys=fields.String(), values=fields.Nested(PlacementSchema),
                              load_default=dict)
@@ -111,6 +139,9 @@ class PluginSettings:
     weight: float = 1.0
     timeout_ms: float | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: candidates this plugin may retrieve per request (None: pipeline.candidate_limit)
+    quota: int | None = None
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +158,7 @@ class Settings:
     pipeline: Mapping[str, Any] = field(default_factory=lambda: PipelineSchema().load({}))
     api: Mapping[str, Any] = field(default_factory=lambda: ApiSchema().load({}))
     cache: Mapping[str, Any] = field(default_factory=lambda: CacheSchema().load({}))
+    models: Mapping[str, Any] = field(default_factory=lambda: ModelsSchema().load({}))
     plugins: tuple[PluginSettings, ...] = ()
     placements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -141,9 +173,9 @@ class Settings:
     def config_hash(self) -> str:
         """A short stable digest of the settings that shape recommendations."""
         shaping = {
-            "pipeline": dict(self.pipeline),
+            "pipeline": {k: v for k, v in self.pipeline.items() if k not in ISOLATION_KEYS},
             "plugins": [
-                [p.name, p.plugin, p.weight, dict(p.params)] for p in self.plugins
+                [p.name, p.plugin, p.weight, dict(p.params), p.quota] for p in self.plugins
             ],
             "placements": self.placements,
             "event_weights": dict(self.event_weights),
@@ -195,6 +227,7 @@ def _split_plugins(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[PluginS
             continue
         weight = table.pop("weight", 1.0)
         timeout_ms = table.pop("timeout_ms", None)
+        quota = table.pop("quota", None)
         try:
             weight = float(weight)
             timeout_ms = None if timeout_ms is None else float(timeout_ms)
@@ -202,9 +235,35 @@ def _split_plugins(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[PluginS
             raise ConfigurationError(
                 f"plugins.{name}: weight and timeout_ms must be numbers ({exc})"
             ) from exc
+        if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int)
+                                  or quota < 1):
+            raise ConfigurationError(
+                f"plugins.{name}.quota must be a positive integer (candidates per "
+                f"request), got {quota!r}")
+        max_concurrency = table.pop("max_concurrency", None)
+        if max_concurrency is not None and (
+            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+            or not 1 <= max_concurrency <= MAX_PLUGIN_CONCURRENCY
+        ):
+            raise ConfigurationError(
+                f"plugins.{name}: max_concurrency must be an integer from 1 to "
+                f"{MAX_PLUGIN_CONCURRENCY}, got {max_concurrency!r}"
+            )
         entry = str(table.pop("plugin", name))
-        out.append(PluginSettings(name, entry, weight, timeout_ms, table))
+        out.append(PluginSettings(name, entry, weight, timeout_ms, table, quota=quota,
+                                  max_concurrency=max_concurrency))
     return tuple(out)
+
+
+def _check_fallback_capacity(plugins: tuple[PluginSettings, ...], fallback: str) -> None:
+    """The fallback's capacity is ``[pipeline] fallback_workers``: one knob, not two."""
+    for p in plugins:
+        if p.name == fallback and p.max_concurrency is not None:
+            raise ConfigurationError(
+                f"plugins.{p.name}.max_concurrency: {p.name!r} is the fallback, whose "
+                f"reserved capacity is set by pipeline.fallback_workers; remove "
+                f"max_concurrency there"
+            )
 
 
 def load_settings(
@@ -230,7 +289,7 @@ def load_settings(
         env["plugins"] = {n: dict(file_plugins.get(n, {})) for n in env["plugins"]}
         merged["plugins"] = env.pop("plugins")
     merged = _deep_merge(merged, env)
-    for section in ("pipeline", "api", "cache"):  # so nested defaults apply
+    for section in ("pipeline", "api", "cache", "models"):  # so nested defaults apply
         merged.setdefault(section, {})
     try:
         data = SettingsSchema().load(merged)
@@ -238,6 +297,8 @@ def load_settings(
         raise ConfigurationError(f"invalid settings: {_flatten(exc.messages)}") from exc
     weights = dict(DEFAULT_EVENT_WEIGHTS)
     weights.update(data["event_weights"])
+    plugins = _split_plugins(data["plugins"])
+    _check_fallback_capacity(plugins, data["pipeline"]["fallback"])
     return Settings(
         database_url=data["database_url"],
         redis_url=data["redis_url"],
@@ -247,7 +308,8 @@ def load_settings(
         pipeline=data["pipeline"],
         api=data["api"],
         cache=data["cache"],
-        plugins=_split_plugins(data["plugins"]),
+        models=data["models"],
+        plugins=plugins,
         placements=data["placements"],
         raw=merged,
     )

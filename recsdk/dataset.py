@@ -7,6 +7,7 @@ Rows are users, columns are items (implicit's convention).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -88,6 +89,18 @@ class InteractionDataset:
             return np.array([], dtype=np.int32)
         m = self.matrix
         return m.indices[m.indptr[code] : m.indptr[code + 1]]
+
+    def fingerprint(self) -> str:
+        """sha256 of the vocabularies and interactions: which data a run was fit on."""
+        digest = hashlib.sha256()
+        for ids in (self.user_ids, self.item_ids):
+            digest.update("\x1f".join(map(str, ids)).encode("utf-8", "surrogatepass"))
+            digest.update(b"\x1e")
+        inter = self.interactions
+        for column in ("user", "item", "timestamp", "weight"):
+            digest.update(np.ascontiguousarray(inter[column].to_numpy()).tobytes())
+        digest.update("\x1f".join(map(str, inter["type"])).encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
 
     def vocabulary_state(self) -> dict[str, np.ndarray]:
         """The vocabularies as string arrays, for saving beside the model artifacts."""

@@ -26,3 +26,11 @@ class ValidationFailed(RecSDKError):
 
 class NotTrainedError(RecSDKError):
     """A model is asked for something before it was fitted or loaded."""
+
+
+class SchemaOutdated(RecSDKError):
+    """The database's schema is not the one this recsdk needs; the message says what to run.
+
+    Raised instead of migrating by processes that must not migrate (servers), so that a
+    deploy migrates once, with ``recsdk db upgrade``, before new code serves.
+    """

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from recsdk.catalog import Catalog
     from recsdk.dataset import InteractionDataset
+    from recsdk.registry import ArtifactReader, ArtifactWriter
     from recsdk.types import (
         CandidateSet,
         Event,
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
         PluginContext,
         Ranking,
         RecommendationRequest,
+        RecommendationResult,
+        Retrieved,
     )
 
 PROJECT = "recsdk"
@@ -49,11 +52,16 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def recsdk_configure(context: PluginContext) -> None:
-    """Called once at startup, after every enabled plugin is registered.
+    """Called once per plugin instance, after every enabled plugin is registered.
 
-    ``context`` gives the validated settings, the catalogue and the storage handle.
-    Broadcast: every implementation is called, return values are ignored. A plugin
-    may keep references to what it needs from ``context``.
+    ``context`` gives the validated settings, the catalogue snapshot
+    (``context.catalog``), the storage handle, the seed and the device. Broadcast:
+    every implementation is called, return values are ignored. A plugin may keep
+    references to what it needs from ``context``.
+
+    recsdk makes a fresh set of plugin instances for every training run and for every
+    run a process loads (so that training never touches the objects that serve), and
+    configures each set before ``recsdk_fit`` or ``recsdk_load_state``.
     """
 
 
@@ -69,20 +77,33 @@ def recsdk_fit(dataset: InteractionDataset, context: PluginContext) -> None:
 
 
 @hookspec
-def recsdk_save_state() -> Mapping[str, np.ndarray] | None:
+def recsdk_save_state(artifacts: ArtifactWriter) -> Mapping[str, np.ndarray] | None:
     """Return the learned state as named numpy arrays, or None when there is none.
 
-    Called after ``recsdk_fit``; recsdk stores each plugin's arrays as one ``.npz``
-    model artifact (never pickled). Called per plugin, so names need no prefix.
+    Called after ``recsdk_fit``, per plugin (names need no prefix). recsdk stores the
+    arrays in the training run's registry entry: ``.npz`` in the database when small,
+    memory-mappable ``.npy`` files beyond ``[models] inline_max_bytes`` (never pickled).
+
+    Large artifacts of other kinds go through ``artifacts`` (an
+    :class:`recsdk.registry.ArtifactWriter` owned by this plugin and run):
+    ``artifacts.save_torch(name, model.state_dict())``, ``artifacts.save_arrays(name,
+    arrays)`` or ``with artifacts.file(name) as path: index.save(path)``; each file is
+    recorded with its sha256. A failure here fails the training run.
     """
 
 
 @hookspec
-def recsdk_load_state(state: Mapping[str, np.ndarray], dataset: InteractionDataset) -> None:
-    """Restore what ``recsdk_save_state`` returned, in a new process.
+def recsdk_load_state(
+    state: Mapping[str, np.ndarray], dataset: InteractionDataset, artifacts: ArtifactReader
+) -> None:
+    """Restore what ``recsdk_save_state`` saved, into a fresh plugin instance.
 
-    Called per plugin with that plugin's arrays only, and the dataset's vocabularies
-    as they were at fit time (``dataset`` has no interactions in this call).
+    Called per plugin with that plugin's arrays only (possibly memory-mapped, so
+    treat them as read-only), the dataset's vocabularies as they were at fit time
+    (``dataset`` has no interactions in this call), and ``artifacts`` (an
+    :class:`recsdk.registry.ArtifactReader`: ``load_torch(name)`` loads with
+    ``weights_only=True``, ``path(name)`` gives a file whose sha256 was checked).
+    A plugin that raises here abstains until the next run; the others still load.
     """
 
 
@@ -126,12 +147,22 @@ def recsdk_extract_features(request: RecommendationRequest) -> Mapping[str, Any]
 
 
 @hookspec
-def recsdk_retrieve_candidates(request: RecommendationRequest, n: int) -> list[str] | None:
-    """Return up to ``n`` item ids worth scoring for ``request``, or None.
+def recsdk_retrieve_candidates(
+    request: RecommendationRequest, n: int
+) -> Retrieved | list[str] | None:
+    """Return up to ``n`` items worth scoring for ``request``, best first, or None.
 
-    Merge: the union of all answers, in order of first appearance, is scored. When
-    no implementation answers, every item in the catalogue is a candidate (full
-    ranking), which is right for catalogues up to a few hundred thousand items.
+    ``n`` is the retriever's quota: its ``quota`` key under ``[plugins.NAME]``, else
+    ``[pipeline] candidate_limit``. Answer a :class:`recsdk.types.Retrieved` (ids and
+    the retriever's own scores) or a plain list of ids; longer answers are cut to ``n``.
+
+    Merge: the union of all answers, in order of first appearance, is scored; each
+    retriever's scores reach the scorers as ``candidates.retrieval[name]`` (NaN for
+    items it did not retrieve), so the retriever's name travels with its scores. When
+    no implementation answers, every catalogue item is a candidate (full ranking),
+    which is right for catalogues up to a few hundred thousand items.
+    :class:`recsdk.retrieval.EmbeddingRetriever` turns user and item vectors into a
+    retriever.
     """
 
 
@@ -182,15 +213,37 @@ def recsdk_rerank(request: RecommendationRequest, ranking: Ranking) -> Ranking |
 
     Chain: each implementation receives the previous one's output. Invariant,
     checked by recsdk: the result holds no duplicate item and only items of the
-    ranking it received (a reranker may drop items but never adds them). recsdk cuts
-    the final ranking to ``request.k`` and refills from further down the scored list
-    when filters leave too few. A reranker that breaks the invariant is skipped.
+    ranking it received (a reranker may drop items but never adds them). A reranker
+    that breaks the invariant is skipped. recsdk cuts the final ranking to
+    ``request.k``.
+
+    When it is called: once per request, with the best ``4k + len(history) + 50``
+    scored items (at least). Only when the chain leaves fewer than ``k`` items is the
+    chain run again, on a ranking four times as long (until the scored list is
+    exhausted); and once more on the fallback plugin's ranking if the list is still
+    short. A reranker must therefore be a function of its input, not count calls.
     """
 
 
 # --------------------------------------------------------------------------------------
-# Stage 5: log feedback
+# Stage 5: log feedback (and what was served)
 # --------------------------------------------------------------------------------------
+
+
+@hookspec
+def recsdk_served(request: RecommendationRequest, result: RecommendationResult) -> None:
+    """Called after a list was served to a user, with what was shown.
+
+    ``result.items`` holds each shown item with its ``position`` (1-based) and its
+    ``source``: the scoring plugin that contributed most to its blended score (the
+    fallback's name for fill-ins). ``result.request_id``, ``placement``, ``variant``
+    and ``model_run`` identify the impression for later feedback. Cached answers are
+    served, and reported, too.
+
+    Broadcast, off the request path: recsdk calls it from its logging thread shortly
+    after the answer left, so a slow implementation never delays a page; return
+    values are ignored. Bandits count pulls here; monitors count impressions.
+    """
 
 
 @hookspec

@@ -23,6 +23,7 @@ from recsdk.types import (
     RecommendationRequest,
     RecommendationResult,
     RecommendedItem,
+    Retrieved,
 )
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ class ModelState:
         ids = np.asarray(ids, dtype=object)
         return cls(catalog, dataset, CandidateSet(ids, dataset.item_codes(ids)))
 
-    def candidates(self, item_ids: Sequence[str]) -> CandidateSet:
+    def candidates(self, item_ids: Sequence[str],
+                   retrieval: dict[str, np.ndarray] | None = None) -> CandidateSet:
         ids = np.asarray(item_ids, dtype=object)
-        return CandidateSet(ids, self.dataset.item_codes(ids))
+        return CandidateSet(ids, self.dataset.item_codes(ids), retrieval or {})
 
 
 @dataclass
@@ -52,6 +54,11 @@ class _Blend:
     scores: np.ndarray
     used: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: per candidate, the plugin whose weighted score contributed most (None: none)
+    sources: np.ndarray | None = None
+
+    def source_of(self, position: int) -> str | None:
+        return None if self.sources is None else self.sources[position]
 
 
 def normalise(scores: np.ndarray) -> np.ndarray:
@@ -67,19 +74,27 @@ def normalise(scores: np.ndarray) -> np.ndarray:
 
 def blend(answers: Sequence[tuple[np.ndarray, float]], n: int) -> np.ndarray:
     """Weighted mean of normalised answers; a NaN answer does not count for that item."""
+    return blend_with_sources(answers, n)[0]
+
+
+def blend_with_sources(answers: Sequence[tuple[np.ndarray, float]], n: int
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The blend, and per item the index of the answer contributing most to it."""
     if not answers:
-        return np.full(n, np.nan)
+        return np.full(n, np.nan), None
     if len(answers) == 1:
-        return answers[0][0]
+        return answers[0][0], np.zeros(n, dtype=np.int64)
     total = np.zeros(n)
     weight = np.zeros(n)
-    for scores, w in answers:
+    contributions = np.full((len(answers), n), -np.inf)
+    for a, (scores, w) in enumerate(answers):
         s = normalise(scores)
         finite = np.isfinite(s)
         total[finite] += w * s[finite]
         weight[finite] += w
+        contributions[a, finite] = w * s[finite]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(weight > 0, total / weight, np.nan)
+        return np.where(weight > 0, total / weight, np.nan), contributions.argmax(axis=0)
 
 
 class Pipeline:
@@ -113,18 +128,44 @@ class Pipeline:
 
     def _candidates(self, request: RecommendationRequest, state: ModelState,
                     failures: list[str]) -> CandidateSet:
+        """The union of every retriever's answer, cut to its quota; all items if none."""
         limit = int(self.settings.pipeline["candidate_limit"])
-        results = self.plugins.call_each("recsdk_retrieve_candidates",
-                                         timeout_ms=self.timeout_ms, request=request, n=limit)
-        ids: dict[str, None] = {}
-        for r in results:
+        answers: list[tuple[str, list[str], list[float] | None]] = []
+        for name in self.plugins.implementers("recsdk_retrieve_candidates"):
+            cfg = self.plugins.settings.get(name)
+            quota = cfg.quota if cfg is not None and cfg.quota is not None else limit
+            (r,) = self.plugins.call_each("recsdk_retrieve_candidates", only=[name],
+                                          timeout_ms=self.timeout_ms, request=request,
+                                          n=quota)
             if not r.ok:
                 failures.append(f"{r.plugin}.retrieve_candidates: {r.error}")
-            elif r.value is not None:
-                ids.update(dict.fromkeys(map(str, r.value)))
-        if not ids:
+                continue
+            got = _retrieved(r.value, quota)
+            if isinstance(got, str):
+                failures.append(f"{r.plugin}.retrieve_candidates: {got}")
+            elif got is not None:
+                answers.append((r.plugin, *got))
+        if request.allowed is not None:
+            allowed = list(dict.fromkeys(map(str, request.allowed)))
+            if not answers:
+                return state.candidates(allowed)
+            keep = set(allowed)
+            answers = [(n, [i for i in ids if i in keep],
+                        None if sc is None else [s for i, s in zip(ids, sc, strict=True)
+                                                 if i in keep]) for n, ids, sc in answers]
+        if not answers:
             return state.all_candidates
-        return state.candidates(list(ids))
+        ids: dict[str, int] = {}
+        for _, got_ids, _ in answers:
+            for i in got_ids:
+                ids.setdefault(i, len(ids))
+        retrieval: dict[str, np.ndarray] = {}
+        for name, got_ids, scores in answers:
+            column = np.full(len(ids), np.nan)
+            positions = [ids[i] for i in got_ids]
+            column[positions] = scores if scores is not None else -np.arange(len(got_ids))
+            retrieval[name] = column
+        return state.candidates(list(ids), retrieval)
 
     def _score(self, hook: str, names: Mapping[str, float], n: int,
                **kwargs: object) -> _Blend:
@@ -139,7 +180,9 @@ class Pipeline:
             elif value is not None:
                 answers.append((value, names[r.plugin]))
                 out.used.append(r.plugin)
-        out.scores = blend(answers, n)
+        out.scores, winner = blend_with_sources(answers, n)
+        if winner is not None:
+            out.sources = np.asarray(out.used, dtype=object)[winner]
         return out
 
     def _checked_scores(self, r: HookResult, n: int, hook: str) -> np.ndarray | str | None:
@@ -178,12 +221,16 @@ class Pipeline:
         return ranking
 
     def _top(self, request: RecommendationRequest, candidates: CandidateSet,
-             scores: np.ndarray, exclude: set[str], failures: list[str]) -> Ranking:
-        """Best ``k`` after reranking, widening the slice until filters leave enough."""
+             scores: np.ndarray, exclude: set[str], failures: list[str],
+             positions: dict[str, int] | None = None) -> Ranking:
+        """Best ``k`` after reranking; see ``recsdk_rerank`` for when the chain runs."""
         order_scores = np.where(np.isfinite(scores), scores, -np.inf)
-        valid = int(np.isfinite(scores).sum())
+        exclude = exclude | request.exclude
+        if exclude:
+            order_scores[np.isin(candidates.ids, list(exclude))] = -np.inf
+        valid = int(np.isfinite(order_scores).sum())
         k = request.k
-        m = min(valid, k * 2 + len(request.history.item_ids) + len(exclude) + 10)
+        m = min(valid, 4 * k + len(request.history.item_ids) + 50)
         while True:
             if m <= 0:
                 return Ranking([], [])
@@ -191,11 +238,9 @@ class Pipeline:
                 len(scores))
             top = top[np.lexsort((candidates.ids[top].astype(str), -order_scores[top]))]
             top = top[np.isfinite(order_scores[top])]
-            ranking = Ranking(
-                [i for i in candidates.ids[top] if i not in exclude],
-                [float(order_scores[t]) for t, i in zip(top, candidates.ids[top], strict=True)
-                 if i not in exclude],
-            )
+            ranking = Ranking(list(candidates.ids[top]), order_scores[top].tolist())
+            if positions is not None:
+                positions.update(zip(ranking.item_ids, top.tolist(), strict=True))
             ranked = self._rerank(request, ranking, failures)
             if len(ranked) >= k or m >= valid:
                 return Ranking(ranked.item_ids[:k], ranked.scores[:k])
@@ -213,15 +258,19 @@ class Pipeline:
         blended = self._score("recsdk_score", weights, len(candidates), request=request,
                               candidates=candidates)
         failures += blended.failures
-        ranking = self._top(request, candidates, blended.scores, set(), failures)
+        positions: dict[str, int] = {}
+        ranking = self._top(request, candidates, blended.scores, set(), failures, positions)
+        sources = {i: blended.source_of(positions[i]) for i in ranking.item_ids}
         used = list(blended.used)
         if len(ranking) < request.k:
-            ranking, used = self._fill(request, candidates, ranking, used, failures)
-        return self._result(request, ranking, used, failures, config_hash)
+            ranking, used = self._fill(request, candidates, ranking, used, failures,
+                                       sources=sources)
+        return self._result(request, ranking, used, failures, config_hash, sources)
 
     def _fill(self, request: RecommendationRequest, candidates: CandidateSet,
               ranking: Ranking, used: list[str], failures: list[str],
-              exclude: set[str] | None = None) -> tuple[Ranking, list[str]]:
+              exclude: set[str] | None = None, sources: dict[str, str | None] | None = None,
+              ) -> tuple[Ranking, list[str]]:
         """Top up a short list with the fallback plugin's ranking (popularity)."""
         if self.fallback not in self.plugins.settings:
             return ranking, used
@@ -235,6 +284,8 @@ class Pipeline:
             RecommendationRequest(**{**_fields(request), "k": need}),
             candidates, fb.scores, set(ranking.item_ids) | (exclude or set()), failures,
         )
+        if sources is not None:
+            sources.update(dict.fromkeys(extra.item_ids, self.fallback))
         # fallback items rank below every primary item, in the fallback's order
         floor = min(ranking.scores, default=0.0)
         scores = [floor - 1e-9 * (i + 1) for i in range(len(extra))] if ranking else list(
@@ -255,16 +306,20 @@ class Pipeline:
         blended = self._score("recsdk_score_similar", weights, len(candidates),
                               item_id=item_id, candidates=candidates, catalog=state.catalog)
         failures += blended.failures
-        ranking = self._top(request, candidates, blended.scores, {item_id}, failures)
+        positions: dict[str, int] = {}
+        ranking = self._top(request, candidates, blended.scores, {item_id}, failures,
+                            positions)
+        sources = {i: blended.source_of(positions[i]) for i in ranking.item_ids}
         used = list(blended.used)
         if len(ranking) < k:
             ranking, used = self._fill(request, candidates, ranking, used, failures,
-                                       exclude={item_id})
-        return self._result(request, ranking, used, failures, config_hash)
+                                       exclude={item_id}, sources=sources)
+        return self._result(request, ranking, used, failures, config_hash, sources)
 
     def _result(self, request: RecommendationRequest, ranking: Ranking, used: list[str],
-                failures: list[str], config_hash: str) -> RecommendationResult:
-        items = [RecommendedItem(i, float(s), p + 1)
+                failures: list[str], config_hash: str,
+                sources: dict[str, str | None]) -> RecommendationResult:
+        items = [RecommendedItem(i, float(s), p + 1, sources.get(i))
                  for p, (i, s) in enumerate(zip(ranking.item_ids, ranking.scores, strict=True))]
         return RecommendationResult(
             request_id=request.request_id, items=items, placement=request.placement,
@@ -275,6 +330,24 @@ class Pipeline:
 
 def _fields(request: RecommendationRequest) -> dict[str, object]:
     return {f: getattr(request, f) for f in request.__slots__}  # type: ignore[attr-defined]
+
+
+def _retrieved(value: object, quota: int) -> tuple[list[str], list[float] | None] | str | None:
+    """A retriever's answer as (ids, scores or None), cut to its quota; or a problem."""
+    if value is None:
+        return None
+    if isinstance(value, Retrieved):
+        ids, scores = [str(i) for i in value.ids], value.scores
+    elif isinstance(value, list | tuple | np.ndarray):
+        ids, scores = [str(i) for i in value], None
+    else:
+        return f"returned {type(value).__name__}, expected Retrieved or a list of ids"
+    if len(set(ids)) != len(ids):
+        return "returned duplicate items"
+    ids = ids[:quota]
+    if scores is not None:
+        scores = [float(x) for x in scores[:quota]]
+    return ids, scores
 
 
 def _rerank_violation(before: Ranking, after: object) -> str | None:

@@ -3,17 +3,15 @@
 Nothing else in recsdk touches ``pm.hook.*``. Each implementation is called on its
 own so that one plugin that raises or overruns its time budget is skipped, logged and
 counted while the others still answer (pluggy's own call would stop at the first error).
+How a budgeted call is executed (capacity, circuit breaker) is :mod:`recsdk.isolation`'s.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -23,20 +21,19 @@ import pluggy
 from recsdk import hookspecs
 from recsdk.config import PluginSettings
 from recsdk.errors import ConfigurationError, PluginError
+from recsdk.isolation import ERROR, SKIPPED_KINDS, IsolationSettings, PendingCall, PluginRunner
 from recsdk.telemetry import Telemetry
-
-log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "recsdk"
 
 #: Built-in plugins, found even when recsdk runs from a checkout that is not installed.
 BUILTIN_PLUGINS: dict[str, str] = {
-    "popularity": "plugins.popularity:GlobalPopularity",
-    "category_popularity": "plugins.popularity:CategoryPopularity",
-    "trending": "plugins.popularity:TrendingPopularity",
-    "filters": "plugins.filters:AvailabilityFilters",
-    "interest": "plugins.interest:UserInterest",
-    "content": "plugins.content:ContentBased",
+    "popularity": "recsdk_plugins.popularity:GlobalPopularity",
+    "category_popularity": "recsdk_plugins.popularity:CategoryPopularity",
+    "trending": "recsdk_plugins.popularity:TrendingPopularity",
+    "filters": "recsdk_plugins.filters:AvailabilityFilters",
+    "interest": "recsdk_plugins.interest:UserInterest",
+    "content": "recsdk_plugins.content:ContentBased",
 }
 
 
@@ -62,6 +59,8 @@ class HookResult:
     value: Any = None
     error: str | None = None
     elapsed_ms: float = 0.0
+    #: why it failed: "error" or "timeout"; or why it was skipped: "open" or "saturated"
+    kind: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -103,8 +102,15 @@ class PluginManager:
         self,
         telemetry: Telemetry | None = None,
         extra_plugins: Mapping[str, type] | None = None,
-        max_workers: int = 16,
+        max_workers: int | None = None,
+        runner: PluginRunner | None = None,
     ) -> None:
+        """``runner``: shared isolation state (breakers, capacity) kept across managers;
+        without one, the manager makes its own, with ``max_workers`` as each plugin's
+        default ``max_concurrency``, and closes it in :meth:`close`."""
+        if runner is not None and max_workers is not None:
+            raise TypeError("PluginManager takes max_workers or runner, not both: "
+                            "max_workers only sizes a runner the manager makes itself")
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self.telemetry = telemetry or Telemetry()
@@ -115,7 +121,9 @@ class PluginManager:
                 getattr(cls, "version", None), lambda c=cls: c,
             )
         self.settings: dict[str, PluginSettings] = {}
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="recsdk")
+        self._owns_runner = runner is None
+        self.runner = runner or PluginRunner(
+            IsolationSettings(default_concurrency=max_workers or 16), self.telemetry)
 
     # ---- configuration ---------------------------------------------------------------
 
@@ -148,6 +156,7 @@ class PluginManager:
             self._pm.register(plugin, name=cfg.name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin {cfg.name!r} does not fit its hooks: {exc}") from exc
+        self.runner.configure(cfg.name, cfg.max_concurrency)
         self.settings[cfg.name] = cfg
 
     def unregister(self, name: str) -> None:
@@ -193,14 +202,18 @@ class PluginManager:
     ) -> list[HookResult]:
         """Call every implementation of ``hook``; failures become error results.
 
-        With ``timeout_ms`` each call runs on the worker pool and is abandoned (and
-        counted) once its budget, or the plugin's own ``timeout_ms``, is spent. With
-        ``isolate=False`` an exception propagates, naming the plugin (used for fit).
+        With ``timeout_ms`` each call runs on its plugin's own capacity, behind its
+        circuit breaker (see :mod:`recsdk.isolation`), and is abandoned (and counted)
+        once its budget, or the plugin's own ``timeout_ms``, is spent; the calls run in
+        parallel. A call the breaker or a full capacity refuses is skipped at once.
+        Without a budget, calls run inline in the caller's thread. With
+        ``isolate=False`` they run inline and an exception propagates, naming the
+        plugin (used for fit).
         """
         caller = getattr(self._pm.hook, hook)
         wanted = set(only) if only is not None else None
-        results: list[HookResult] = []
-        pending = []
+        results: list[HookResult | None] = []
+        pending: list[tuple[int, PendingCall, float]] = []
         for impl in reversed(caller.get_hookimpls()):  # pluggy's call order
             if wanted is not None and impl.plugin_name not in wanted:
                 continue
@@ -210,24 +223,18 @@ class PluginManager:
             if budget is None or not isolate:
                 results.append(self._call_inline(hook, impl, args, isolate))
             else:
-                start = time.perf_counter()
-                future = self._executor.submit(impl.function, *args)
-                pending.append((impl.plugin_name, future, start, budget))
-                results.append(None)  # type: ignore[arg-type]
-        slots = [i for i, r in enumerate(results) if r is None]
-        for slot, (name, future, start, budget) in zip(slots, pending, strict=True):
-            remaining = budget / 1000 - (time.perf_counter() - start)
-            try:
-                value = future.result(timeout=max(remaining, 0.0))
-                results[slot] = HookResult(name, value, None, _ms_since(start))
-            except FutureTimeout:
-                future.cancel()
-                results[slot] = self._failed(hook, name, f"timed out after {budget:.0f} ms",
-                                             "timeout", start)
-            except Exception as exc:
-                results[slot] = self._failed(hook, name, f"{type(exc).__name__}: {exc}",
-                                             "error", start, exc)
-        return results
+                call = self.runner.submit(impl.plugin_name, impl.function, args)
+                pending.append((len(results), call, budget))
+                results.append(None)
+        for slot, call, budget in pending:
+            outcome = self.runner.collect(call, budget)
+            results[slot] = (
+                HookResult(outcome.plugin, outcome.value, None, outcome.elapsed_ms)
+                if outcome.ok else
+                self._failed(hook, outcome.plugin, outcome.error or "", outcome.kind or ERROR,
+                             outcome.elapsed_ms, outcome.exception)
+            )
+        return results  # type: ignore[return-value]  # every slot is filled above
 
     def _call_inline(self, hook: str, impl: Any, args: list[Any], isolate: bool) -> HookResult:
         start = time.perf_counter()
@@ -237,20 +244,33 @@ class PluginManager:
             if not isolate:
                 raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook}: {exc}") from exc
             return self._failed(hook, impl.plugin_name, f"{type(exc).__name__}: {exc}",
-                                "error", start, exc)
+                                ERROR, _ms_since(start), exc)
         return HookResult(impl.plugin_name, value, None, _ms_since(start))
 
     def _failed(
-        self, hook: str, plugin: str, message: str, kind: str, start: float,
+        self, hook: str, plugin: str, message: str, kind: str, elapsed_ms: float,
         exc: BaseException | None = None,
     ) -> HookResult:
-        log.warning("plugin %s failed in %s (%s): %s", plugin, hook, kind, message,
-                    exc_info=exc)
-        self.telemetry.plugin_failures.labels(plugin=plugin, hook=hook, kind=kind).inc()
-        return HookResult(plugin, None, message, _ms_since(start))
+        """Count a failed or skipped call and log it, once per interval per kind."""
+        if kind in SKIPPED_KINDS:
+            self.telemetry.plugin_skipped.labels(plugin=plugin, reason=kind).inc()
+            line = f"plugin {plugin} {message} ({hook})"
+        else:
+            self.telemetry.plugin_failures.labels(plugin=plugin, hook=hook, kind=kind).inc()
+            line = f"plugin {plugin} failed in {hook} ({kind}): {message}"
+        self.runner.failure_log.warning((plugin, hook, kind), line, exc)
+        return HookResult(plugin, None, message, elapsed_ms, kind)
+
+    # ---- health and lifecycle --------------------------------------------------------
+
+    def isolation_health(self) -> dict[str, dict[str, Any]]:
+        """Per enabled plugin: breaker state and capacity in use (for ``/healthz``)."""
+        return self.runner.health(self.names())
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Release what this manager made; a runner passed in belongs to its creator."""
+        if self._owns_runner:
+            self.runner.close()
 
 
 def _ms_since(start: float) -> float:

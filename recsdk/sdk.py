@@ -17,8 +17,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,11 @@ from recsdk.config import Settings, load_settings
 from recsdk.dataset import InteractionDataset
 from recsdk.device import resolve_device
 from recsdk.errors import ConfigurationError, NotTrainedError, ValidationFailed
+from recsdk.isolation import PluginRunner
+from recsdk.lifecycle import ModelWatcher, TrainingJobs
 from recsdk.pipeline import ModelState, Pipeline
 from recsdk.plugin_manager import PluginManager
+from recsdk.registry import STATE, VOCABULARY, ArtifactError, ModelRegistry, default_artifact_dir
 from recsdk.request_log import RequestLog
 from recsdk.schemas import (
     CategorySchema,
@@ -40,6 +44,7 @@ from recsdk.schemas import (
     load_events,
     load_many,
 )
+from recsdk.served import ServedDispatcher
 from recsdk.storage.store import InsertReport, Store
 from recsdk.telemetry import Telemetry
 from recsdk.types import (
@@ -48,16 +53,16 @@ from recsdk.types import (
     RecommendationRequest,
     RecommendationResult,
     UserHistory,
-    new_request_id,
 )
 
 log = logging.getLogger(__name__)
 
-VOCABULARY_ARTIFACT = "vocabulary"
 _ITEMS = ItemSchema()
 _USERS = UserSchema()
 _CATEGORIES = CategorySchema()
 _FEEDBACK = FeedbackSchema()
+#: owner of a run's own artifacts (vocabularies) in the registry
+RUN_OWNER = "run"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,18 @@ class TrainReport:
     interactions: int
     plugins: dict[str, int]
     seconds: float
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    """One complete model run as a process serves it: its own plugin instances, the
+    pipeline over them and the vocabularies they were fit with. Swapped whole."""
+
+    id: str | None
+    plugins: PluginManager
+    pipeline: Pipeline
+    state: ModelState
+    trained: bool
 
 
 class RecSDK:
@@ -81,61 +98,113 @@ class RecSDK:
         plugins: Mapping[str, type] | None = None,
         migrate: bool = True,
         cache: Cache | None = None,
+        serve_models: bool = True,
     ) -> None:
         """``config``: a dict or a TOML path (see :func:`recsdk.config.load_settings`);
-        ``plugins``: extra plugin classes by name, beside installed entry points."""
+        ``plugins``: extra plugin classes by name, beside installed entry points;
+        ``migrate``: bring the schema to the latest version (False: refuse to start on
+        an old schema, as serving processes should); ``serve_models``: load the active
+        model run and follow newer ones (False for processes that only train or
+        import)."""
         self.settings: Settings = load_settings(config, environ=environ)
         self.telemetry = Telemetry()
         self.store = Store(self.settings.database_url)
-        if migrate:
-            self.store.upgrade()
+        self.store.ensure_schema(migrate=migrate)
         self.cache: Cache = cache or make_cache(
             self.settings.redis_url, self.telemetry,
             max_entries=self.settings.cache["max_entries"],
             socket_timeout_s=self.settings.cache["socket_timeout_s"],
         )
-        self.plugins = PluginManager(self.telemetry, plugins,
-                                     max_workers=self.settings.pipeline["max_workers"])
-        self.plugins.enable(self.settings.plugins)
+        models_cfg = self.settings.models
+        self.registry = ModelRegistry(
+            self.store.engine,
+            Path(models_cfg["artifact_dir"]) if models_cfg["artifact_dir"]
+            else default_artifact_dir(self.settings.database_url),
+            models_cfg["inline_max_bytes"],
+        )
+        self._extra_plugins = dict(plugins or {})
+        # breakers and per-plugin capacity belong to plugin names, across model runs
+        self.runner = PluginRunner.from_settings(self.settings, self.telemetry)
+        first = self._new_plugins()
+        self._check_configuration(first)
+        self.request_log = RequestLog(self.store)
+        self.served = ServedDispatcher(self.telemetry)
+        self._swap_lock = threading.RLock()
+        self._training_run: str | None = None
+        self.jobs = TrainingJobs()
+        catalog = self._read_catalog()
+        dataset = InteractionDataset.from_vocabulary(
+            {"user_ids": np.array([]), "item_ids": np.asarray(catalog.ids)}, catalog)
+        first.call_each("recsdk_configure", isolate=False, context=self._context(catalog))
+        self._run = ServingRun(None, first, Pipeline(first, self.settings),
+                               ModelState.build(catalog, dataset), trained=False)
+        if serve_models:
+            self.load_models()
+        self._watcher = ModelWatcher(self, models_cfg["model_refresh_s"] if serve_models
+                                     else 0.0)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def _new_plugins(self) -> PluginManager:
+        """A fresh set of plugin instances (one per training run or loaded run)."""
+        manager = PluginManager(self.telemetry, self._extra_plugins, runner=self.runner)
+        manager.enable(self.settings.plugins)
+        return manager
+
+    def _check_configuration(self, plugins: PluginManager) -> None:
         fallback = self.settings.pipeline["fallback"]
-        if fallback and fallback not in self.plugins.settings:
+        if fallback and fallback not in plugins.settings:
             raise ConfigurationError(
                 f"pipeline.fallback names {fallback!r}, which is not enabled; enabled: "
-                f"{', '.join(self.plugins.settings)}"
+                f"{', '.join(plugins.settings)}"
             )
         for placement, table in self.settings.placements.items():
-            unknown = set(table.get("weights", {})) - set(self.plugins.settings)
+            unknown = set(table.get("weights", {})) - set(plugins.settings)
             if unknown:
                 raise ConfigurationError(
                     f"placements.{placement}.weights names {sorted(unknown)}, which are not "
-                    f"enabled; enabled: {', '.join(self.plugins.settings)}"
+                    f"enabled; enabled: {', '.join(plugins.settings)}"
                 )
-        self.pipeline = Pipeline(self.plugins, self.settings)
-        self.request_log = RequestLog(self.store)
-        self._state_lock = threading.Lock()
-        catalog = self._read_catalog()
-        self._state = ModelState.build(
-            catalog, InteractionDataset.from_vocabulary(
-                {"user_ids": np.array([]), "item_ids": np.asarray(catalog.ids)}, catalog))
-        self.trained = False
-        self.model_run: str | None = None
-        self.plugins.call_each("recsdk_configure", isolate=False, context=self._context())
-        self.load_models()
 
-    # ---- lifecycle ---------------------------------------------------------------------
+    @property
+    def plugins(self) -> PluginManager:
+        """The plugin instances of the run being served now."""
+        return self._run.plugins
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._run.pipeline
+
+    @property
+    def trained(self) -> bool:
+        return self._run.trained
+
+    @property
+    def model_run(self) -> str | None:
+        """Id of the run being served (what ``recsdk train`` printed), None before one."""
+        return self._run.id
+
+    @property
+    def _state(self) -> ModelState:
+        return self._run.state
 
     @property
     def device(self) -> str:
         """Where deep plugins run; resolved on first use (importing torch is slow)."""
         return resolve_device(self.settings.device)
 
-    def _context(self) -> PluginContext:
+    def _context(self, catalog: Catalog | None = None) -> PluginContext:
         return PluginContext(settings=self.settings, store=self.store,
-                             seed=self.settings.seed, device_setting=self.settings.device)
+                             seed=self.settings.seed, device_setting=self.settings.device,
+                             catalog=catalog)
 
     def close(self) -> None:
+        self._watcher.stop()
+        self.jobs.wait(timeout_s=5)
+        self.served.close()
         self.request_log.close()
-        self.plugins.close()
+        self._run.plugins.close()
+        self.runner.close()
         self.cache.close()
         self.store.close()
 
@@ -169,8 +238,9 @@ class RecSDK:
             if self.store.catalog_version() == self._state.catalog.version:
                 return
         catalog = self._read_catalog()
-        with self._state_lock:
-            self._state = ModelState.build(catalog, self._state.dataset)
+        with self._swap_lock:
+            run = self._run
+            self._run = replace(run, state=ModelState.build(catalog, run.state.dataset))
 
     def _maybe_refresh_catalog(self) -> None:
         every = self.settings.cache["catalog_refresh_s"]
@@ -217,16 +287,19 @@ class RecSDK:
         self.telemetry.events.labels(outcome="duplicate").inc(report.duplicates)
         if report.rows:
             self._remember(report)
-            if self.plugins.implementers("recsdk_collect_event"):
-                self.plugins.call_each("recsdk_collect_event", events=report.events,
-                                       weights=self.settings.event_weights)
+            # under the swap lock: a run being swapped in gets these events exactly once
+            with self._swap_lock:
+                plugins = self._run.plugins
+                if plugins.implementers("recsdk_collect_event"):
+                    plugins.call_each("recsdk_collect_event", events=report.events,
+                                      weights=self.settings.event_weights)
         return report
 
     def _remember(self, report: InsertReport) -> None:
         """Extend the cached recent activity of every user and session in the batch."""
         recent: dict[str, list[str]] = {}
-        for user, session, item, kind, *_ in report.rows:
-            entry = f"{item}\t{kind}"
+        for user, session, item, kind, ts, value, *_ in report.rows:
+            entry = _history_entry(item, kind, ts, value, session)
             recent.setdefault(_history_key(user, None), []).append(entry)
             if session:
                 recent.setdefault(_history_key(None, session), []).append(entry)
@@ -241,80 +314,183 @@ class RecSDK:
             self.cache.delete(*keys[start : start + 10_000])
 
     def history(self, user_id: str | None, session_id: str | None = None) -> UserHistory:
-        """Recent activity of a user (or an anonymous session), cached."""
+        """Recent activity of a user (or an anonymous session), oldest first, cached.
+
+        Each event keeps its item, type, time, value and session; at most
+        ``[cache] recent_events`` of them.
+        """
         if user_id is None and session_id is None:
             return UserHistory()
         key = _history_key(user_id, session_id)
         entries = self.cache.get_recent(key)
         if entries is None:
             cap = self.settings.cache["recent_events"]
-            pairs = self.store.history(user_id, session_id, limit=cap)
-            entries = [f"{i}\t{t}" for i, t in pairs]
+            rows = self.store.history(user_id, session_id, limit=cap)
+            entries = [_history_entry(*r) for r in rows]
             self.cache.set_recent(key, entries, cap, ttl_s=3600)
-        split = [e.split("\t", 1) for e in entries]
-        return UserHistory([s[0] for s in split], [s[1] for s in split])
+        return UserHistory.from_rows([json.loads(e) for e in entries])
 
     # ---- training ------------------------------------------------------------------------
 
     def fit(self, save: bool = True) -> TrainReport:
-        """Train every enabled plugin on all stored events and store their state."""
+        """Train every enabled plugin on all stored events, as a new run, and serve it.
+
+        Training uses plugin instances of its own: requests served meanwhile keep
+        using the current run until the new one is complete and swapped in.
+        """
         start = time.perf_counter()
         catalog = self._read_catalog()
-        events = self.store.events_frame()
+        through = self.store.max_event_id()
+        events = self.store.events_frame(through_id=through)
         dataset = InteractionDataset.from_frame(events, catalog, self.settings.event_weights)
-        return self.fit_dataset(dataset, save=save, started=start)
+        return self.fit_dataset(dataset, save=save, started=start, events_through=through)
 
     def fit_dataset(self, dataset: InteractionDataset, save: bool = True,
-                    started: float | None = None) -> TrainReport:
-        """Train on a prepared dataset (e.g. a cleaned or split one)."""
+                    started: float | None = None, events_through: int | None = None,
+                    activate: bool = True) -> TrainReport:
+        """Train on a prepared dataset (e.g. a cleaned or split one) as a new run.
+
+        ``save``: record the run in the registry (False: in this process only);
+        ``activate``: make it the run every process serves (and serve it here).
+        """
         start = started or time.perf_counter()
-        self.plugins.call_each("recsdk_fit", isolate=False, dataset=dataset,
-                               context=self._context())
-        run_id = uuid.uuid4().hex
+        plugins = self._new_plugins()
+        context = self._context(dataset.catalog)
+        plugins.call_each("recsdk_configure", isolate=False, context=context)
+        run_id = (self.registry.begin_run(self.config_hash, plugins.names()) if save
+                  else uuid.uuid4().hex)
+        self._training_run = run_id
         sizes: dict[str, int] = {}
-        if save:
-            config_hash = self.config_hash
-            for r in self.plugins.call_each("recsdk_save_state", isolate=False):
-                if r.value:
-                    self.store.save_artifact(f"plugin:{r.plugin}", r.value, config_hash,
-                                             {"run": run_id})
-                    sizes[r.plugin] = int(sum(np.asarray(v).nbytes for v in r.value.values()))
-            self.store.save_artifact(VOCABULARY_ARTIFACT, dataset.vocabulary_state(),
-                                     config_hash, {"run": run_id})
-        with self._state_lock:
-            self._state = ModelState.build(dataset.catalog, dataset)
-            self.trained = True
-            self.model_run = run_id
+        try:
+            plugins.call_each("recsdk_fit", isolate=False, dataset=dataset, context=context)
+            if save:
+                sizes = self._save_run(run_id, plugins, dataset)
+                self.registry.finish_run(
+                    run_id, fingerprint=dataset.fingerprint(), events_through=events_through,
+                    stats={"users": dataset.n_users, "items": dataset.n_items,
+                           "interactions": len(dataset.interactions), "bytes": sizes,
+                           "seconds": round(time.perf_counter() - start, 3)},
+                    activate=activate)
+        except BaseException as exc:
+            if save:
+                self.registry.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            plugins.close()
+            raise
+        if activate:
+            run = ServingRun(run_id, plugins, Pipeline(plugins, self.settings),
+                             ModelState.build(dataset.catalog, dataset), trained=True)
+            self._swap_in(run, events_through)
+        else:
+            plugins.close()
         return TrainReport(run_id, dataset.n_users, dataset.n_items, len(dataset.interactions),
                            sizes, time.perf_counter() - start)
 
-    def load_models(self) -> bool:
-        """Load the newest stored model run; False when nothing was trained yet."""
-        vocab = self.store.load_artifact(VOCABULARY_ARTIFACT)
-        if vocab is None:
+    def _save_run(self, run_id: str, plugins: PluginManager,
+                  dataset: InteractionDataset) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for name in plugins.names():
+            writer = self.registry.writer(run_id, f"plugin:{name}")
+            for r in plugins.call_each("recsdk_save_state", isolate=False, only=[name],
+                                       artifacts=writer):
+                if r.value:
+                    writer.save_arrays(STATE, r.value)
+            if writer.bytes_written:
+                sizes[name] = writer.bytes_written
+        self.registry.writer(run_id, RUN_OWNER).save_arrays(VOCABULARY,
+                                                            dataset.vocabulary_state())
+        return sizes
+
+    def load_models(self, run_id: str | None = None) -> bool:
+        """Serve ``run_id`` (default: the active run); False when there is none.
+
+        The run is loaded into fresh plugin instances, caught up with the events
+        stored since it was trained, and swapped in whole.
+        """
+        run_id = run_id or self.registry.active_run_id()
+        if run_id is None:
             return False
-        arrays, meta = vocab
+        info = self.registry.get(run_id)
+        if info.id == self.model_run:
+            return True
         catalog = self._read_catalog()
-        dataset = InteractionDataset.from_vocabulary(arrays, catalog)
-        for name in self.plugins.names():
-            got = self.store.load_artifact(f"plugin:{name}")
-            if got is None:
+        vocab = self.registry.reader(info.id, RUN_OWNER).load_arrays(VOCABULARY, mmap=False)
+        dataset = InteractionDataset.from_vocabulary(vocab, catalog)
+        plugins = self._new_plugins()
+        plugins.call_each("recsdk_configure", isolate=False, context=self._context(catalog))
+        for name in plugins.names():
+            if name not in info.plugins:
+                log.warning("plugin %s is not part of run %s (enabled since?); it abstains "
+                            "until the next `recsdk train`", name, info.id[:12])
                 continue
-            state, pmeta = got
-            if pmeta.get("run") != meta.get("run"):
-                log.warning("stored state of plugin %s is from another training run; "
-                            "retrain to use it", name)
+            reader = self.registry.reader(info.id, f"plugin:{name}")
+            if not reader.names():
+                continue  # a plugin with no learned state
+            try:
+                state = reader.load_arrays(STATE) if STATE in reader else {}
+            except ArtifactError as exc:
+                log.error("run %s: %s; plugin %s abstains", info.id[:12], exc, name)
                 continue
-            for loaded in self.plugins.call_each("recsdk_load_state", only=[name],
-                                                 state=state, dataset=dataset):
+            for loaded in plugins.call_each("recsdk_load_state", only=[name], state=state,
+                                            dataset=dataset, artifacts=reader):
                 if not loaded.ok:  # e.g. its parameters changed since it was trained
-                    log.warning("plugin %s could not load its stored state (%s); it "
-                                "abstains until `recsdk train`", name, loaded.error)
-        with self._state_lock:
-            self._state = ModelState.build(catalog, dataset)
-            self.trained = True
-            self.model_run = meta.get("run")
+                    log.warning("plugin %s could not load its state from run %s (%s); it "
+                                "abstains until `recsdk train`", name, info.id[:12],
+                                loaded.error)
+        run = ServingRun(info.id, plugins, Pipeline(plugins, self.settings),
+                         ModelState.build(catalog, dataset), trained=True)
+        self._swap_in(run, info.events_through)
         return True
+
+    def _swap_in(self, run: ServingRun, events_through: int | None) -> None:
+        """Catch ``run`` up with events stored after its training data, then serve it."""
+        replay = self._replay if events_through is not None and run.plugins.implementers(
+            "recsdk_collect_event") else None
+        last = self._replay(run, events_through) if replay else None
+        with self._swap_lock:
+            if replay and last is not None:
+                self._replay(run, last)  # what arrived while catching up
+            old, self._run = self._run, run
+        log.info("serving model run %s", run.id)
+        if old.plugins is not run.plugins:
+            # shares the runner, so closing releases nothing requests still inside it use
+            old.plugins.close()
+
+    def _replay(self, run: ServingRun, after: int | None) -> int:
+        last = after or 0
+        while True:
+            events, new_last = self.store.events_after(last)
+            if not events:
+                return last
+            run.plugins.call_each("recsdk_collect_event", events=events,
+                                  weights=self.settings.event_weights)
+            last = new_last
+
+    def refresh_model(self) -> bool:
+        """Swap to the active run if another process activated a newer one; True if
+        this process now serves a different run than before."""
+        active = self.registry.active_run_id()
+        if active is None or active == self.model_run:
+            return False
+        return self.load_models(active)
+
+    def start_training(self) -> str:
+        """Train in a background thread; returns the job id (see :attr:`jobs`).
+
+        A job still running after ``[models] train_timeout_s`` is reported failed,
+        its run is failed (a late finish is never activated) and the next job may
+        start. Raises :class:`TrainingBusy` while a job runs.
+        """
+        return self.jobs.start(self._train_job, self.settings.models["train_timeout_s"],
+                               self._end_timed_out_training)
+
+    def _train_job(self) -> dict[str, Any]:
+        report = self.fit()
+        self.registry.prune(self.settings.models["keep_runs"])
+        return asdict(report)
+
+    def _end_timed_out_training(self) -> None:
+        if self._training_run is not None:
+            self.registry.fail_run(self._training_run, "timed out ([models] train_timeout_s)")
 
     # ---- recommendations -----------------------------------------------------------------
 
@@ -328,8 +504,14 @@ class RecSDK:
         context: Mapping[str, Any] | None = None,
         variant: str = "default",
         log_request: bool = True,
+        exclude: Iterable[str] = (),
+        candidates: Sequence[str] | None = None,
     ) -> RecommendationResult:
-        """Top ``k`` items for a user or an anonymous session at a placement."""
+        """Top ``k`` items for a user or an anonymous session at a placement.
+
+        ``exclude``: items never to return (e.g. a user's training items, offline);
+        ``candidates``: rank only these items (a shelf, a cold-start protocol).
+        """
         started = time.perf_counter()
         self._maybe_refresh_catalog()
         if k is None:
@@ -337,25 +519,35 @@ class RecSDK:
                     or self.settings.pipeline["k"])
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise ValidationFailed({"k": ["k must be between 1 and 1000."]}, "request")
+        run = self._run  # one run for the whole request, whatever is swapped meanwhile
         history = self.history(user_id, session_id)
-        key = self._result_key(user_id, session_id, placement, variant, k, history, context)
-        cached = self.cache.get(key)
+        request = RecommendationRequest(
+            user_id=user_id, session_id=session_id, k=k, placement=placement,
+            context=dict(context or {}), history=history, variant=variant,
+            exclude=frozenset(map(str, exclude)),
+            allowed=None if candidates is None else tuple(map(str, candidates)),
+        )
+        cacheable = not request.exclude and request.allowed is None
+        key = self._result_key(run, request) if cacheable else None
+        cached = self.cache.get(key) if key else None
         if cached is not None:
             result = RecommendationResult.from_dict(json.loads(cached))
-            result.request_id = new_request_id()
+            result.request_id = request.request_id
             outcome = "cached"
         else:
-            request = RecommendationRequest(
-                user_id=user_id, session_id=session_id, k=k, placement=placement,
-                context=dict(context or {}), history=history, variant=variant,
-            )
-            result = self.pipeline.recommend(request, self._state, self.config_hash)
-            if not self.trained:
+            result = run.pipeline.recommend(request, run.state, self.config_hash)
+            result.model_run = run.id
+            if not run.trained:
                 result.degraded = True
                 result.failures.append("no trained model: run `recsdk train` (or fit())")
-            if not result.degraded:
-                self.cache.set(key, json.dumps(result.to_dict()).encode(),
-                               self.settings.cache["result_ttl_s"])
+            # a degraded answer is cached briefly: while a plugin is failing, its
+            # breaker keeps failing it, and recomputing the same fallback list per
+            # request would cost the healthy path's throughput
+            ttl = (self.settings.cache["degraded_ttl_s"] if result.degraded
+                   else self.settings.cache["result_ttl_s"])
+            if key and run.trained and ttl > 0:
+                ttl = min(ttl, self.settings.cache["result_ttl_s"])
+                self.cache.set(key, json.dumps(result.to_dict()).encode(), ttl)
             outcome = "degraded" if result.degraded else "ok"
         self.telemetry.recommendations.labels(placement=placement, variant=variant,
                                               outcome=outcome).inc()
@@ -363,30 +555,34 @@ class RecSDK:
             time.perf_counter() - started)
         if log_request:
             self._log(result, user_id, session_id)
+            self.served.submit(run.plugins, request, result)
         return result
 
     def similar_items(self, item_id: str, k: int = 10, *, placement: str = "similar",
                       log_request: bool = True) -> RecommendationResult:
         """Items like ``item_id`` (for product pages), the item itself excluded."""
-        if not self.trained:
+        run = self._run
+        if not run.trained:
             raise NotTrainedError("similar_items needs a trained model: run fit() first")
-        result = self.pipeline.similar_items(str(item_id), k, self._state, self.config_hash,
-                                             placement=placement)
+        result = run.pipeline.similar_items(str(item_id), k, run.state, self.config_hash,
+                                            placement=placement)
+        result.model_run = run.id
         if log_request:
             self._log(result, None, None)
         return result
 
-    def _result_key(self, user_id: str | None, session_id: str | None, placement: str,
-                    variant: str, k: int, history: UserHistory,
-                    context: Mapping[str, Any] | None) -> str:
+    def _result_key(self, run: ServingRun, request: RecommendationRequest) -> str:
+        history = request.history
         tail = "|".join(history.item_ids[-20:]) + "#" + str(len(history.item_ids))
-        ctx = json.dumps(context or {}, sort_keys=True, default=str)
-        digest = hashlib.blake2b(f"{tail}:{ctx}".encode(), digest_size=10).hexdigest()
-        who = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
-        catalog = hashlib.blake2b(self._state.catalog.version.encode(),
+        ctx = json.dumps(request.context, sort_keys=True, default=str)
+        digest = hashlib.blake2b(f"{tail}:{ctx}".encode("utf-8", "surrogatepass"),
+                                 digest_size=10).hexdigest()
+        who = (f"u:{request.user_id}" if request.user_id is not None
+               else f"s:{request.session_id}")
+        catalog = hashlib.blake2b(run.state.catalog.version.encode(),
                                   digest_size=6).hexdigest()
-        return (f"rec:{self.config_hash}:{self.model_run}:{catalog}:{placement}:{variant}:"
-                f"{k}:{who}:{digest}")
+        return (f"rec:{self.config_hash}:{run.id}:{catalog}:{request.placement}:"
+                f"{request.variant}:{request.k}:{who}:{digest}")
 
     def _log(self, result: RecommendationResult, user_id: str | None,
              session_id: str | None) -> None:
@@ -434,3 +630,10 @@ class RecSDK:
 
 def _history_key(user_id: str | None, session_id: str | None) -> str:
     return f"recent:u:{user_id}" if user_id is not None else f"recent:s:{session_id}"
+
+
+def _history_entry(item: str, kind: str, ts: datetime | float | None, value: float | None,
+                   session: str | None) -> str:
+    """One cached history event as JSON, so ids may hold any character."""
+    seconds = ts.timestamp() if isinstance(ts, datetime) else ts
+    return json.dumps([item, kind, seconds, value, session])

@@ -6,7 +6,7 @@ from sharing counts; the REST app serves it at ``/metrics``.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Telemetry:
@@ -15,6 +15,18 @@ class Telemetry:
         self.plugin_failures = Counter(
             "recsdk_plugin_failures", "Plugin calls that raised or timed out",
             ["plugin", "hook", "kind"], registry=self.registry,
+        )
+        self.plugin_skipped = Counter(
+            "recsdk_plugin_skipped", "Plugin calls not made: breaker open or capacity taken",
+            ["plugin", "reason"], registry=self.registry,
+        )
+        self.plugin_breaker_state = Gauge(
+            "recsdk_plugin_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["plugin"], registry=self.registry,
+        )
+        self.plugin_in_flight = Gauge(
+            "recsdk_plugin_in_flight", "Plugin calls running now, abandoned ones included",
+            ["plugin"], registry=self.registry,
         )
         self.cache_errors = Counter(
             "recsdk_cache_errors", "Cache operations that failed (cache bypassed)",
@@ -31,6 +43,11 @@ class Telemetry:
             "recsdk_recommend_seconds", "recommend() latency", ["placement"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+        self.served_dropped = Counter(
+            "recsdk_served_dropped", "recsdk_served notifications dropped (queue full)",
+            registry=self.registry,
         )
 
     def value(self, name: str, **labels: str) -> float:

@@ -70,10 +70,34 @@ class Feedback:
 
 @dataclass(slots=True)
 class UserHistory:
-    """What a user (or an anonymous session) did, newest last."""
+    """What a user (or an anonymous session) did, oldest first, newest last.
+
+    Parallel lists, one entry per event: the item, the event type, the time in UNIX
+    seconds, the event's ``value`` (a rating, say; NaN when none) and its session id.
+    Its length is capped by ``[cache] recent_events``; sequential models read order
+    and time from it.
+    """
 
     item_ids: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    session_ids: list[str | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.item_ids)
+        if len(self.types) != n:
+            raise ValueError(f"UserHistory has {n} items but {len(self.types)} types")
+        # histories built from items and types alone (tests, callers) get blank columns
+        if not self.timestamps:
+            self.timestamps = [float("nan")] * n
+        if not self.values:
+            self.values = [float("nan")] * n
+        if not self.session_ids:
+            self.session_ids = [None] * n
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
 
     def items_of_types(self, types: Sequence[str] | None) -> set[str]:
         """Items the user touched with one of ``types`` (None: any type)."""
@@ -81,6 +105,40 @@ class UserHistory:
             return set(self.item_ids)
         wanted = set(types)
         return {i for i, t in zip(self.item_ids, self.types, strict=True) if t in wanted}
+
+    def append(self, item_id: str, type: str, timestamp: float = float("nan"),
+               value: float | None = None, session_id: str | None = None) -> None:
+        self.item_ids.append(item_id)
+        self.types.append(type)
+        self.timestamps.append(float(timestamp))
+        self.values.append(float("nan") if value is None else float(value))
+        self.session_ids.append(session_id)
+
+    def to_rows(self) -> list[list[Any]]:
+        """JSON-safe rows ``[item, type, timestamp, value, session]`` (NaN as None)."""
+        return [[i, t, None if ts != ts else ts, None if v != v else v, s]
+                for i, t, ts, v, s in zip(self.item_ids, self.types, self.timestamps,
+                                          self.values, self.session_ids, strict=True)]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> UserHistory:
+        out = cls()
+        for item, kind, ts, value, session in rows:
+            out.append(item, kind, float("nan") if ts is None else ts, value, session)
+        return out
+
+
+@dataclass(slots=True)
+class Retrieved:
+    """A retriever's answer: item ids with its scores (higher is better), best first."""
+
+    ids: list[str]
+    scores: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.scores is not None and len(self.scores) != len(self.ids):
+            raise ValueError(f"Retrieved has {len(self.ids)} ids but {len(self.scores)} "
+                             "scores")
 
 
 @dataclass(slots=True)
@@ -93,6 +151,9 @@ class CandidateSet:
 
     ids: np.ndarray
     codes: np.ndarray
+    #: retriever name -> its score per candidate (NaN where it did not retrieve it);
+    #: empty when every catalogue item is a candidate (full ranking).
+    retrieval: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -137,13 +198,20 @@ class RecommendationRequest:
     request_id: str = field(default_factory=new_request_id)
     catalog: Catalog | None = None
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: items never to recommend in this request (besides what the filters drop)
+    exclude: frozenset[str] = frozenset()
+    #: when set, only these items may be ranked (cold-start protocols, a shelf)
+    allowed: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
 class RecommendedItem:
+    """One shown item; ``source`` is the plugin that contributed most to its score."""
+
     item_id: str
     score: float
     position: int
+    source: str | None = None
 
 
 @dataclass(slots=True)
@@ -158,6 +226,7 @@ class RecommendationResult:
     config_hash: str
     degraded: bool = False
     failures: list[str] = field(default_factory=list)
+    model_run: str | None = None
 
     @property
     def item_ids(self) -> list[str]:
@@ -170,10 +239,12 @@ class RecommendationResult:
             "variant": self.variant,
             "plugins": list(self.plugins),
             "config_hash": self.config_hash,
+            "model_run": self.model_run,
             "degraded": self.degraded,
             "failures": list(self.failures),
             "items": [
-                {"item_id": i.item_id, "score": i.score, "position": i.position}
+                {"item_id": i.item_id, "score": i.score, "position": i.position,
+                 "source": i.source}
                 for i in self.items
             ],
         }
@@ -189,6 +260,7 @@ class RecommendationResult:
             config_hash=data["config_hash"],
             degraded=data["degraded"],
             failures=list(data["failures"]),
+            model_run=data.get("model_run"),
         )
 
 
@@ -200,6 +272,8 @@ class PluginContext:
     store: Store | None = None
     seed: int = 0
     device_setting: str = "auto"
+    #: the catalogue snapshot at configure (and fit) time; None when there is none
+    catalog: Catalog | None = None
 
     @property
     def device(self) -> str:

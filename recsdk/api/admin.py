@@ -1,41 +1,85 @@
-"""Operator actions over HTTP, guarded by the API key: training."""
+"""Operator actions over HTTP, guarded by the API key: training jobs and model runs.
+
+Training runs in the background (202 with a job id) so that a long fit never holds
+an HTTP worker; the process keeps serving its current run until the new one is
+complete, then swaps to it. Runs can be listed and an older one activated (rollback);
+every serving process picks the activated run up within ``model_refresh_s``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
+from flask import url_for
 from flask_smorest import Blueprint
 
 from recsdk.api.auth import SECURITY, require_api_key
 from recsdk.api.errors import fail
-from recsdk.api.extension import current_sdk, train_lock
-from recsdk.api.schemas import TrainReportSchema
+from recsdk.api.extension import current_sdk
+from recsdk.api.schemas import ModelRunSchema, TrainJobSchema
+from recsdk.lifecycle import TrainingBusy
+from recsdk.registry import UnknownRun
 
 
 def make_admin_blueprint() -> Blueprint:
     blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
-                    description="Training and other operator actions (API key guarded)")
+                    description="Training jobs and model runs (API key guarded)")
     blp.before_request(require_api_key)
 
     @blp.route("/train", methods=["POST"])
-    @blp.response(200, TrainReportSchema)
+    @blp.response(202, TrainJobSchema)
     @blp.alt_response(401, response="UNAUTHORIZED")
     @blp.alt_response(409, response="CONFLICT",
-                      description="No events stored yet, or a training run is in progress")
+                      description="No events stored yet, or a training job is running")
     @blp.doc(security=SECURITY)
-    def train() -> dict[str, Any]:
-        """Train every enabled plugin on all stored events; serve the new model."""
+    def train() -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Start training every enabled plugin on all stored events, in the background.
+
+        Answers 202 with the job; poll ``Location`` for its status. When it succeeds,
+        its run is active and served by every process (this one at once).
+        """
         sdk = current_sdk()
         if sdk.store.count_events() == 0:  # an empty model would replace a good one
             fail(409, "No events are stored yet, so there is nothing to train on; "
                       "post some to /api/v1/events first.")
-        lock = train_lock()
-        if not lock.acquire(blocking=False):
-            fail(409, "A training run started over HTTP is still in progress; retry later.")
         try:
-            return asdict(sdk.fit())
-        finally:
-            lock.release()
+            job_id = sdk.start_training()
+        except TrainingBusy as exc:
+            fail(409, f"{exc}.")
+        job = sdk.jobs.get(job_id)
+        return job, 202, {"Location": url_for("admin.job", job_id=job_id)}
+
+    @blp.route("/jobs/<job_id>", methods=["GET"])
+    @blp.response(200, TrainJobSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(security=SECURITY)
+    def job(job_id: str) -> dict[str, Any]:
+        """A training job's status, and its report once it succeeded."""
+        found = current_sdk().jobs.get(job_id)
+        if found is None:
+            fail(404, f"No training job {job_id!r} in this process (jobs are kept in "
+                      "the process that started them, the newest 100).")
+        return found
+
+    @blp.route("/models", methods=["GET"])
+    @blp.response(200, ModelRunSchema(many=True))
+    @blp.doc(security=SECURITY)
+    def models() -> list[dict[str, Any]]:
+        """Training runs, newest first; ``active`` marks the one being served."""
+        return [r.to_dict() for r in current_sdk().registry.list_runs()]
+
+    @blp.route("/models/<run_id>/activate", methods=["POST"])
+    @blp.response(200, ModelRunSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(security=SECURITY)
+    def activate(run_id: str) -> dict[str, Any]:
+        """Make a ready run the active one (a rollback); served here at once."""
+        sdk = current_sdk()
+        try:
+            run = sdk.registry.activate(run_id)
+        except UnknownRun as exc:
+            fail(404, str(exc))
+        sdk.load_models(run.id)
+        return sdk.registry.get(run.id).to_dict()
 
     return blp

@@ -6,8 +6,6 @@ several apps (tests, multi-tenant hosts) can live in one process.
 
 from __future__ import annotations
 
-import threading
-
 from flask import Flask, current_app
 
 from recsdk.sdk import RecSDK
@@ -15,20 +13,14 @@ from recsdk.sdk import RecSDK
 EXTENSION = "recsdk"
 #: True when the app built its SDK itself and so must close it (see ``close_app``).
 OWNED = "recsdk.owned"
-#: Serialises training runs started over HTTP; plugins are not trained concurrently.
-TRAIN_LOCK = "recsdk.train_lock"
 
 
 def init_sdk(app: Flask, sdk: RecSDK, owned: bool) -> None:
     app.extensions[EXTENSION] = sdk
     app.extensions[OWNED] = owned
-    app.extensions[TRAIN_LOCK] = threading.Lock()
 
 
 def current_sdk() -> RecSDK:
     """The SDK of the app handling the current request."""
     return current_app.extensions[EXTENSION]
 
-
-def train_lock() -> threading.Lock:
-    return current_app.extensions[TRAIN_LOCK]

@@ -22,7 +22,9 @@ def make_ops_blueprint() -> Blueprint:
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="The database is unreachable")
     def healthz() -> tuple[dict[str, Any], int]:
-        """Whether the database answers, and which cache serves (a cache is optional)."""
+        """Whether the database answers, which cache serves (a cache is optional), and
+        each plugin's circuit breaker (an open one degrades answers, it does not stop
+        them: the status says degraded and stays 200)."""
         sdk = current_sdk()
         cache = {"backend": sdk.cache.name,
                  "available": bool(getattr(sdk.cache, "available", True))}
@@ -34,8 +36,11 @@ def make_ops_blueprint() -> Blueprint:
             log.warning("health check: database unreachable: %s", exc)
             database.update(status="unreachable", error=type(exc).__name__)
         healthy = database["status"] == "ok"
-        answer = {"status": "ok" if healthy else "unavailable", "database": database,
-                  "cache": cache, "trained": sdk.trained, "model_run": sdk.model_run}
+        plugins = sdk.plugins.isolation_health()
+        tripped = any(p["breaker"] != "closed" for p in plugins.values())
+        status = "unavailable" if not healthy else "degraded" if tripped else "ok"
+        answer = {"status": status, "database": database, "cache": cache,
+                  "plugins": plugins, "trained": sdk.trained, "model_run": sdk.model_run}
         return answer, 200 if healthy else 503
 
     @blp.route("/metrics", methods=["GET"])

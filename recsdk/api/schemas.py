@@ -36,8 +36,14 @@ class SimilarQuery(Schema):
 
 class RecommendedItemSchema(Schema):
     item_id = fields.String()
-    score = fields.Float()
+    score = fields.Float(metadata={"description": (
+        "the blended score the list is sorted by: each scoring plugin's scores are "
+        "min-max scaled to [0, 1] over the candidates and averaged with the plugins' "
+        "weights, so it compares items within one list, not across lists; fallback "
+        "fill-ins get scores just below the last primary item")})
     position = fields.Integer(metadata={"description": "1-based rank in the list"})
+    source = fields.String(allow_none=True, metadata={
+        "description": "the plugin that contributed most to this item's score"})
 
 
 class RecommendationSchema(Schema):
@@ -49,6 +55,9 @@ class RecommendationSchema(Schema):
     variant = fields.String()
     plugins = fields.List(fields.String(), metadata={"description": "plugins that scored"})
     config_hash = fields.String()
+    model_run = fields.String(allow_none=True, metadata={
+        "description": "the training run that answered (what `recsdk train` printed); "
+                       "null before any run"})
     degraded = fields.Boolean(metadata={"description": "a plugin failed; fallback used"})
     failures = fields.List(fields.String())
 
@@ -67,6 +76,32 @@ class UpsertResultSchema(Schema):
 class FeedbackResultSchema(Schema):
     received = fields.Integer()
     stored = fields.Integer()
+
+
+class TrainJobSchema(Schema):
+    id = fields.String(metadata={"description": "job id: GET /api/v1/admin/jobs/<id>"})
+    status = fields.String(metadata={"description": "queued, running, succeeded or failed"})
+    result = fields.Dict(allow_none=True, metadata={
+        "description": "the training report once succeeded (run_id, sizes, seconds)"})
+    error = fields.String(allow_none=True)
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+
+
+class ModelRunSchema(Schema):
+    id = fields.String()
+    status = fields.String(metadata={"description": "training, ready or failed"})
+    active = fields.Boolean(metadata={"description": "the run every process serves"})
+    config_hash = fields.String()
+    data_fingerprint = fields.String(allow_none=True)
+    events_through = fields.Integer(allow_none=True)
+    plugins = fields.List(fields.String())
+    stats = fields.Dict()
+    error = fields.String(allow_none=True)
+    created_at = fields.String()
+    finished_at = fields.String(allow_none=True)
+    activated_at = fields.String(allow_none=True)
 
 
 class TrainReportSchema(Schema):
@@ -90,8 +125,19 @@ class CacheHealthSchema(Schema):
     available = fields.Boolean()
 
 
+class PluginHealthSchema(Schema):
+    breaker = fields.String(metadata={"description": "closed, half_open or open"})
+    consecutive_failures = fields.Integer()
+    in_flight = fields.Integer(metadata={"description": "calls running, abandoned included"})
+    max_concurrency = fields.Integer()
+    retry_in_s = fields.Float(metadata={"description": "when open: seconds to the trial call"})
+
+
 class HealthSchema(Schema):
-    status = fields.String(metadata={"description": "ok or unavailable"})
+    status = fields.String(metadata={
+        "description": "ok; degraded (some plugin's breaker is not closed: lists still "
+                       "served, by the others and the fallback); or unavailable"})
+    plugins = fields.Dict(keys=fields.String(), values=fields.Nested(PluginHealthSchema))
     database = fields.Nested(DatabaseHealthSchema)
     cache = fields.Nested(CacheHealthSchema)
     trained = fields.Boolean()

@@ -2,6 +2,12 @@
 
 Each failure is logged and counted; after one, Redis is not tried again for
 ``retry_after_s`` so that a dead server costs one timeout, not one per request.
+
+A failed write of recent activity leaves the cached list without those events (a
+purchase, say), so the list is *suspect*: this process reads that user's history from
+the database until the list is deleted from Redis, which is the first thing it does
+once Redis answers again. Another process sharing Redis could read the stale list in
+the moment between Redis coming back and that deletion.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -36,6 +42,9 @@ class RedisCache:
         self.retry_after_s = retry_after_s
         self._down_until = 0.0
         self._lock = threading.Lock()
+        #: recent-activity keys whose last write failed: never read, deleted on recovery
+        self._suspect: set[str] = set()
+        self._suspect_overflow = False
 
     @property
     def available(self) -> bool:
@@ -46,6 +55,8 @@ class RedisCache:
             self.telemetry.cache_errors.labels(backend="redis", operation=operation).inc()
             return default
         try:
+            if self._suspect or self._suspect_overflow:
+                self._drop_suspect()
             return fn()
         except (redis.RedisError, OSError) as exc:
             with self._lock:
@@ -68,15 +79,42 @@ class RedisCache:
             self._run("delete", lambda: self.client.delete(*[PREFIX + k for k in keys]), None)
 
     def push_recent(self, entries: Mapping[str, list[str]], cap: int) -> None:
-        def push() -> None:
+        def push() -> bool:
             # one round trip for the whole batch; RPUSHX only extends lists that exist
             pipe = self.client.pipeline(transaction=False)
             for key, new in entries.items():
                 pipe.rpushx(PREFIX + key, *new)
                 pipe.ltrim(PREFIX + key, -cap, -1)
             pipe.execute()
-        if entries:
-            self._run("push_recent", push, None)
+            return True
+        if entries and not self._run("push_recent", push, False):
+            self._mark_suspect(entries)
+
+    #: beyond this many suspect keys, every cached history is dropped on recovery
+    MAX_SUSPECT = 100_000
+
+    def _mark_suspect(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            self._suspect.update(keys)
+            if len(self._suspect) > self.MAX_SUSPECT:
+                self._suspect.clear()
+                self._suspect_overflow = True
+
+    def _drop_suspect(self) -> None:
+        """Delete the suspect lists (raises like any Redis call; they stay suspect)."""
+        with self._lock:
+            keys, overflow = list(self._suspect), self._suspect_overflow
+        if overflow:
+            for key in self.client.scan_iter(PREFIX + "recent:*", count=1000):
+                self.client.delete(key)
+        for start in range(0, len(keys), 10_000):
+            self.client.delete(*[PREFIX + k for k in keys[start:start + 10_000]])
+        with self._lock:
+            self._suspect.difference_update(keys)
+            self._suspect_overflow = self._suspect_overflow and not overflow
+
+    def is_suspect(self, key: str) -> bool:
+        return self._suspect_overflow or key in self._suspect
 
     def set_recent(self, key: str, entries: list[str], cap: int, ttl_s: float) -> None:
         def replace() -> None:
@@ -89,10 +127,17 @@ class RedisCache:
                 pipe.rpush(k, "")
             pipe.expire(k, max(int(ttl_s), 1))
             pipe.execute()
+        if self.is_suspect(key):
+            return  # stays out of Redis until the stale list is deleted
         self._run("set_recent", replace, None)
 
     def get_recent(self, key: str) -> list[str] | None:
-        def read() -> list[str] | None:
+        if self.is_suspect(key) and not self.available:
+            return None  # read from the database until the stale list is gone
+
+        def read() -> list[str] | None:  # _run deletes suspect lists before reading
+            if self.is_suspect(key):
+                return None
             raw: list[Any] = self.client.lrange(PREFIX + key, 0, -1)
             if not raw:
                 return None

@@ -1,8 +1,10 @@
 """``recsdk db``: create, migrate and check the database schema.
 
-The schema is owned by the alembic migrations in ``migrations/``; these commands run
-them on the configured ``database_url`` (SQLite or PostgreSQL) so that deploying a new
-recsdk version is ``recsdk db upgrade`` and verifying it is ``recsdk db check``.
+The schema is owned by the alembic migrations shipped in the package (the repository's
+``migrations/``); these commands run them on the configured ``database_url`` (SQLite or
+PostgreSQL) so that deploying a new recsdk version is ``recsdk db upgrade`` and
+verifying it is ``recsdk db check``. ``recsdk serve`` never migrates (it refuses an old
+schema), so this command is the one place a deploy changes the schema.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine
 
@@ -42,7 +43,7 @@ def _database(ctx: click.Context) -> Iterator[Engine]:
 
 
 def _heads() -> tuple[str, ...]:
-    return tuple(ScriptDirectory.from_config(migrate.alembic_config()).get_heads())
+    return migrate.head_revisions()
 
 
 def _describe_revision(revision: str | None, heads: tuple[str, ...]) -> str:

@@ -85,7 +85,7 @@ def serve(ctx: click.Context, host: str, port: int, threads: int, insecure: bool
 
     refuse_open_writes(host, settings_of(ctx).api["api_key"], insecure)
 
-    with open_sdk(ctx) as sdk:
+    with open_sdk(ctx, migrate=False) as sdk:
         server = create_server(create_app(sdk), host=host, port=port, threads=threads)
         for address in listen_addresses(server):
             click.echo(f"recsdk API serving on {address} (OpenAPI: {address}/api/openapi.json)")

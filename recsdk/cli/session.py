@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.engine import make_url
@@ -61,14 +61,17 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 @contextmanager
-def open_sdk(ctx: click.Context) -> Iterator[RecSDK]:
-    """A RecSDK on the configured database (migrated), closed when the command ends."""
+def open_sdk(ctx: click.Context, **options: Any) -> Iterator[RecSDK]:
+    """A RecSDK on the configured database, closed when the command ends; ``options`` go
+    to :class:`RecSDK` (``serve_models=False`` for training, say). An old schema is
+    migrated (under the migration lock) unless ``migrate=False``, which servers pass:
+    they stop with the command to run instead."""
     # Imported here: the SDK pulls in pandas and numpy, which `recsdk --help` never needs.
     from recsdk.sdk import RecSDK
 
     settings = settings_of(ctx)
     with user_errors(settings.database_url):
-        sdk = RecSDK(config_source(ctx))
+        sdk = RecSDK(config_source(ctx), **options)
         try:
             yield sdk
         finally:

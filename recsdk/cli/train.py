@@ -1,7 +1,9 @@
 """``recsdk train``: fit the enabled plugins on every stored event and store the models.
 
-Run it after importing data and then on a schedule (nightly, say); the API server and
-``recsdk recommend`` load the newest stored model run.
+Each call makes a new immutable run in the model registry and activates it: running
+servers swap to it within ``[models] model_refresh_s`` without a restart, and
+``recsdk recommend`` loads it. ``recsdk models`` lists runs and rolls back;
+``recsdk worker`` retrains on a schedule.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def format_bytes(size: int) -> str:
 @click.pass_context
 def train(ctx: click.Context, as_json: bool) -> None:
     """Fit the enabled plugins on the stored events and save their state."""
-    with open_sdk(ctx) as sdk:
+    with open_sdk(ctx, serve_models=False) as sdk:
         if sdk.store.count_events() == 0:
             raise click.ClickException(
                 "no events are stored yet, so there is nothing to train on; "
@@ -39,6 +41,7 @@ def train(ctx: click.Context, as_json: bool) -> None:
             )
         report = sdk.fit()
         enabled = sdk.plugins.names()
+        sdk.registry.prune(sdk.settings.models["keep_runs"])
     if as_json:
         click.echo(json.dumps({
             "run_id": report.run_id, "users": report.users, "items": report.items,

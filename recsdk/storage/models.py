@@ -200,8 +200,35 @@ class Feedback(Base):
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ModelRun(Base):
+    """One training run: immutable once ``ready``; serving processes load a whole run.
+
+    ``activated_at`` orders activations: the active run is the ready run activated
+    last (``recsdk train`` activates its run; ``recsdk models activate`` rolls back).
+    """
+
+    __tablename__ = "model_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="training")
+    config_hash: Mapped[str] = mapped_column(String(64))
+    data_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    events_through: Mapped[int | None] = mapped_column(BigInteger)
+    plugins: Mapped[list[str]] = mapped_column(default=list)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    activated_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
 class ModelArtifact(Base):
-    """A trained plugin's state as ``.npz`` bytes (never pickle), versioned."""
+    """One artifact of a run: ``.npz`` bytes in ``data`` (never pickle), or a file.
+
+    Large artifacts (embedding tables, ANN indexes, torch state dicts) live as files
+    under the configured artifact directory; ``path`` is relative to it and
+    ``sha256`` is checked before anything is loaded.
+    """
 
     __tablename__ = "model_artifacts"
     __table_args__ = (UniqueConstraint("name", "version"),)
@@ -211,9 +238,14 @@ class ModelArtifact(Base):
     version: Mapped[int] = mapped_column(Integer)
     config_hash: Mapped[str] = mapped_column(String(64))
     format: Mapped[str] = mapped_column(String(16), default="npz")
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("model_runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ItemFeature(Base):

@@ -24,6 +24,7 @@ from recsdk.errors import ValidationFailed
 from recsdk.rules import category_problems
 from recsdk.storage import models
 from recsdk.storage.database import make_engine
+from recsdk.storage.retry import retry_conflicts
 from recsdk.types import Event
 
 
@@ -59,10 +60,20 @@ class Store:
         models.Base.metadata.create_all(self.engine)
 
     def upgrade(self) -> None:
-        """Migrate the database to the latest schema with alembic."""
+        """Migrate the database to the latest schema with alembic (under the lock)."""
         from recsdk.storage.migrate import upgrade
 
         upgrade(self.engine)
+
+    def ensure_schema(self, migrate: bool) -> None:
+        """Upgrade an old schema (``migrate``) or refuse it with :class:`SchemaOutdated`.
+
+        See :func:`recsdk.storage.migrate.ensure_schema`; servers pass ``migrate=False``
+        so that they never migrate behind a deploy's back.
+        """
+        from recsdk.storage.migrate import ensure_schema
+
+        ensure_schema(self.engine, migrate)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -73,8 +84,14 @@ class Store:
 
     # ---- events ----------------------------------------------------------------------
 
+    @retry_conflicts
     def add_events(self, rows: Sequence[Mapping[str, Any]]) -> InsertReport:
-        """Store validated event rows in one transaction; skip repeated ``event_id``s."""
+        """Store validated event rows in one transaction; skip repeated ``event_id``s.
+
+        Keyed rows are written in ``event_id`` order, so overlapping batches from
+        concurrent clients take their locks in the same order; a transaction that
+        still loses a deadlock is run again (see :mod:`recsdk.storage.retry`).
+        """
         now = datetime.now(UTC)
         seen: set[str] = set()
         keyed: list[tuple[Any, ...]] = []
@@ -88,6 +105,7 @@ class Store:
             elif eid not in seen:
                 seen.add(eid)
                 keyed.append(rec)
+        keyed.sort(key=lambda r: r[7])
         with self.engine.begin() as conn:
             writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
             stored_keyed = writer.write(conn, plain, keyed)
@@ -136,8 +154,10 @@ class Store:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(models.Event)) or 0)
 
-    def events_frame(self, since: datetime | None = None) -> pd.DataFrame:
-        """All events (or those after ``since``) as a frame, oldest first."""
+    def events_frame(self, since: datetime | None = None,
+                     through_id: int | None = None) -> pd.DataFrame:
+        """All events (or those after ``since``, up to row id ``through_id``) as a
+        frame, oldest first."""
         table = models.Event.__table__
         stmt = select(
             table.c.user_id, table.c.session_id, table.c.item_id, table.c.type,
@@ -145,6 +165,8 @@ class Store:
         ).order_by(table.c.timestamp, table.c.id)
         if since is not None:
             stmt = stmt.where(table.c.timestamp > since)
+        if through_id is not None:
+            stmt = stmt.where(table.c.id <= through_id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         frame = pd.DataFrame(
@@ -156,10 +178,12 @@ class Store:
 
     def history(
         self, user_id: str | None, session_id: str | None = None, limit: int = 200
-    ) -> list[tuple[str, str]]:
-        """The newest ``limit`` (item, type) pairs of a user or session, oldest first."""
+    ) -> list[tuple[str, str, datetime, float | None, str | None]]:
+        """The newest ``limit`` events of a user or session, oldest first, as
+        ``(item, type, timestamp, value, session)``."""
         table = models.Event.__table__
-        stmt = select(table.c.item_id, table.c.type)
+        stmt = select(table.c.item_id, table.c.type, table.c.timestamp, table.c.value,
+                      table.c.session_id)
         if user_id is not None:
             stmt = stmt.where(table.c.user_id == user_id)
         elif session_id is not None:
@@ -169,7 +193,26 @@ class Store:
         stmt = stmt.order_by(table.c.timestamp.desc(), table.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [(r[0], r[1]) for r in reversed(rows)]
+        return [tuple(r) for r in reversed(rows)]  # type: ignore[misc]
+
+    def max_event_id(self) -> int:
+        """The newest stored event's row id (0 when none): a training run's cut-off."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(models.Event.__table__.c.id))).scalar()
+                       or 0)
+
+    def events_after(self, event_row_id: int, limit: int = 100_000
+                     ) -> tuple[list[Event], int]:
+        """Events stored after row id ``event_row_id`` (oldest first, at most ``limit``)
+        and the last row id read, so a model loaded later catches up with them."""
+        table = models.Event.__table__
+        cols = [table.c[c] for c in EVENT_COLUMNS]
+        stmt = (select(table.c.id, *cols).where(table.c.id > event_row_id)
+                .order_by(table.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        last = rows[-1][0] if rows else event_row_id
+        return [_to_event(tuple(r[1:])) for r in rows], int(last)
 
     # ---- catalogue -------------------------------------------------------------------
 
@@ -190,12 +233,16 @@ class Store:
         }
         if bad:
             raise ValidationFailed(bad, "categories")
+        return self._upsert_categories(rows)
+
+    @retry_conflicts
+    def _upsert_categories(self, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:
             return 0
         with self.engine.begin() as conn:
             self._check_category_tree(conn, rows)
             # parents first so that foreign keys hold inside the transaction
-            self._write_upsert(conn, models.Category, _parents_first(rows))
+            self._write_upsert(conn, models.Category, _parents_first(rows), keep_order=True)
         return len(rows)
 
     def _check_category_tree(self, conn: Connection, rows: Sequence[Mapping[str, Any]]
@@ -243,16 +290,22 @@ class Store:
                 out |= set(conn.execute(select(model.id).where(model.id.in_(chunk))).scalars())
         return out
 
-    def _upsert(self, model: type[models.Base], rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert or update by id; a field left out of a row keeps its stored value."""
+    @retry_conflicts
+    def _upsert(self, model: type[models.Base], rows: Sequence[Mapping[str, Any]],
+                keep_order: bool = False) -> int:
+        """Insert or update by id; a field left out of a row keeps its stored value.
+
+        Rows go in id order (one lock order for every writer) unless ``keep_order``
+        (categories: parents first, for the foreign keys).
+        """
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            self._write_upsert(conn, model, rows)
+            self._write_upsert(conn, model, rows, keep_order=keep_order)
         return len(rows)
 
     def _write_upsert(self, conn: Connection, model: type[models.Base],
-                      rows: Sequence[Mapping[str, Any]]) -> None:
+                      rows: Sequence[Mapping[str, Any]], keep_order: bool = False) -> None:
         table = model.__table__
         now = datetime.now(UTC)
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -262,6 +315,8 @@ class Store:
                 rec["updated_at"] = now
             groups.setdefault(tuple(sorted(rec)), []).append(rec)
         for keys, recs in groups.items():
+            if not keep_order:
+                recs.sort(key=lambda r: str(r["id"]))
             stmt = self._insert(table)
             update = {k: stmt.excluded[k] for k in keys if k != "id"}
             stmt = (
@@ -471,7 +526,8 @@ class _PostgresEvents:
                 cls._copy(cursor, "incoming_events", keyed)
                 cursor.execute(
                     f"INSERT INTO events ({cls.COLUMNS}) SELECT {cls.COLUMNS} "
-                    "FROM incoming_events ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+                    "FROM incoming_events ORDER BY event_id "  # one lock order for all
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
                 new_ids = {row[0] for row in cursor.fetchall()}
                 cursor.execute("DELETE FROM incoming_events")
                 stored = [r for r in keyed if r[7] in new_ids]

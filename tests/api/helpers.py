@@ -117,3 +117,20 @@ def post_concurrently(address: str, bodies: list[list[Any]],
         t.join(timeout=120)
     assert not failures, failures
     return [a for per_thread in answers for a in per_thread]
+
+
+def train_over_http(client: Any, headers: dict[str, str] | None = None,
+                    timeout_s: float = 60.0) -> dict[str, Any]:
+    """POST /admin/train (202), then poll the job until it ends; return the job."""
+    import time
+
+    started = client.post("/api/v1/admin/train", headers=headers or {})
+    assert started.status_code == 202, started.get_json()
+    location = started.headers["Location"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(location, headers=headers or {}).get_json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"training job {location} did not finish in {timeout_s} s")

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from recsdk import RecSDK
 from recsdk.api import create_app
 from tests.api.conftest import API_KEY, sqlite_sdk
-from tests.api.helpers import stored_counts
+from tests.api.helpers import stored_counts, train_over_http
 
 WRITES = [
     ("POST", "/api/v1/events", {"user_id": "u1", "item_id": "i1", "type": "view"}),
@@ -74,7 +74,7 @@ def test_the_right_key_in_either_header_is_accepted(
     answer = keyed_client.post("/api/v1/events", headers=headers,
                                json={"user_id": "u1", "item_id": "i1", "type": "view"})
     assert answer.status_code == 201
-    assert keyed_client.post("/api/v1/admin/train", headers=headers).status_code == 200
+    assert train_over_http(keyed_client, headers)["status"] == "succeeded"
     assert keyed_sdk.store.count_events() == 1
     assert keyed_sdk.trained
 

@@ -8,6 +8,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from recsdk import RecSDK
+from tests.api.helpers import train_over_http
 
 API_PATHS = {
     "/api/v1/events": {"post"},
@@ -18,6 +19,9 @@ API_PATHS = {
     "/api/v1/recommendations": {"get"},
     "/api/v1/items/{item_id}/similar": {"get"},
     "/api/v1/admin/train": {"post"},
+    "/api/v1/admin/jobs/{job_id}": {"get"},
+    "/api/v1/admin/models": {"get"},
+    "/api/v1/admin/models/{run_id}/activate": {"post"},
     "/healthz": {"get"},
     "/metrics": {"get"},
 }
@@ -75,13 +79,32 @@ def test_health_reports_database_cache_and_model(client: FlaskClient, sdk: RecSD
         "status": "ok",
         "database": {"status": "ok", "dialect": "sqlite"},
         "cache": {"backend": "memory", "available": True},
+        "plugins": {name: {"breaker": "closed", "consecutive_failures": 0, "in_flight": 0,
+                           "max_concurrency": 16} for name in ("popularity", "filters")},
         "trained": False,
         "model_run": None,
     }
     client.post("/api/v1/events", json={"user_id": "u", "item_id": "i", "type": "view"})
-    client.post("/api/v1/admin/train")
+    train_over_http(client)
     after = client.get("/healthz").get_json()
     assert (after["trained"], after["model_run"]) == (True, sdk.model_run)
+
+
+def test_an_open_breaker_degrades_health_but_keeps_it_200(client: FlaskClient,
+                                                          sdk: RecSDK) -> None:
+    breaker = sdk.plugins.runner.breaker("filters")
+    for _ in range(breaker.failures):
+        breaker.failed(breaker.admit())
+    answer = client.get("/healthz")
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["status"] == "degraded"
+    assert body["plugins"]["filters"]["breaker"] == "open"
+    assert 0 < body["plugins"]["filters"]["retry_in_s"] <= 30
+    assert body["plugins"]["popularity"]["breaker"] == "closed"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'recsdk_plugin_breaker_state{plugin="filters"} 2.0' in text
+    assert 'recsdk_plugin_breaker_state{plugin="popularity"} 0.0' in text
 
 
 def test_metrics_are_prometheus_text(client: FlaskClient) -> None:

@@ -11,6 +11,7 @@ import redis
 
 from recsdk import RecSDK
 from recsdk.api import create_app
+from tests.api.helpers import train_over_http
 
 REDIS_URL = os.environ.get("RECSDK_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
@@ -22,7 +23,7 @@ def test_lists_are_served_from_redis(make_sdk: Callable[..., RecSDK]) -> None:
     user = f"api-test-{uuid.uuid4().hex}"  # keys of its own: the server is shared
     events = [{"user_id": user, "item_id": f"i{n}", "type": "view"} for n in range(3)]
     assert client.post("/api/v1/events", json=events).status_code == 201
-    assert client.post("/api/v1/admin/train").status_code == 200
+    assert train_over_http(client)["status"] == "succeeded"
     query = f"/api/v1/recommendations?user_id={user}&k=2"
     first, second = client.get(query).get_json(), client.get(query).get_json()
     raw = redis.Redis.from_url(REDIS_URL)

@@ -27,6 +27,8 @@ def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "served.db"
     config = tmp_path / "recsdk.toml"
     config.write_text(f'database_url = "sqlite:///{db}"\ndevice = "cpu"\n')
+    # `recsdk serve` never migrates: a deploy runs `recsdk db upgrade` first
+    RecSDK({"database_url": f"sqlite:///{db}", "device": "cpu"}, environ={}).close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECSDK_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [sys.executable, "-c", "from recsdk.cli import main; main()",

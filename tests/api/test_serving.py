@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ from recsdk.api import create_app
 from recsdk.api.schemas import RecommendationSchema, RecommendedItemSchema
 from recsdk.storage import models
 from tests.api.conftest import sqlite_sdk
-from tests.api.helpers import consumed, count_rows, generated_events, popularity_order
+from tests.api.helpers import (
+    consumed,
+    count_rows,
+    generated_events,
+    popularity_order,
+    train_over_http,
+)
 
 SEED = 7
 N_ITEMS = 15
@@ -33,8 +40,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory,
     next(i for i in items if i["id"] == sold_out)["stock"] = 0
     assert client.put("/api/v1/items", json=items).status_code == 200
     assert client.post("/api/v1/events", json=events).status_code == 201
-    trained = client.post("/api/v1/admin/train")
-    assert trained.status_code == 200
+    assert train_over_http(client)["status"] == "succeeded"
     yield client, sdk, events
     sdk.close()
 
@@ -49,7 +55,9 @@ def expected_list(sdk: RecSDK, events: list[dict[str, Any]], user_id: str, k: in
 
 def test_training_reports_what_it_learned(shop: Any) -> None:
     client, sdk, events = shop
-    report = client.post("/api/v1/admin/train").get_json()
+    job = train_over_http(client)
+    assert job["status"] == "succeeded"
+    report = job["result"]
     assert report["users"] == len({e["user_id"] for e in events})
     assert report["items"] == len({e["item_id"] for e in events})
     assert report["interactions"] > 0
@@ -200,7 +208,7 @@ def test_an_item_id_with_a_slash_has_similar_items(client: FlaskClient) -> None:
     events = [{"user_id": f"u{n}", "item_id": item, "type": "view"}
               for n in range(3) for item in ("shoes/42", "hats/7")]
     client.post("/api/v1/events", json=events)
-    client.post("/api/v1/admin/train")
+    train_over_http(client)
     answer = client.get("/api/v1/items/shoes/42/similar?k=5")
     assert answer.status_code == 200
     assert [i["item_id"] for i in answer.get_json()["items"]] == ["hats/7"]
@@ -210,10 +218,13 @@ def test_training_while_a_training_runs_is_409(sdk: RecSDK) -> None:
     app = create_app(sdk)
     client = app.test_client()
     client.post("/api/v1/events", json={"user_id": "u", "item_id": "i", "type": "view"})
-    lock = app.extensions["recsdk.train_lock"]
-    with lock:  # as a running training holds it
-        busy = client.post("/api/v1/admin/train")
+    release = threading.Event()
+    sdk.jobs.start(lambda: release.wait(10) and {})  # as a running training job
+    busy = client.post("/api/v1/admin/train")
     assert busy.status_code == 409
-    assert "still in progress" in busy.get_json()["message"]
+    assert "already running" in busy.get_json()["message"]
     assert not sdk.trained
-    assert client.post("/api/v1/admin/train").status_code == 200
+    release.set()
+    sdk.jobs.wait(timeout_s=5)
+    assert train_over_http(client)["status"] == "succeeded"
+    assert sdk.trained

@@ -161,3 +161,28 @@ def test_a_missing_config_file_is_named(invoke: Invoke, sqlite_url: str, tmp_pat
     result = invoke("--config", str(missing), "db", "current", database_url=sqlite_url)
 
     assert_user_error(result, str(missing), "does not exist")
+
+
+@pytest.mark.timeout(120)  # were the refusal missing, the server would run until killed
+def test_serve_refuses_a_schema_that_needs_upgrading(
+    invoke: Invoke, empty_database_url: str,
+) -> None:
+    base = script().get_base()
+    assert base != head(), "needs at least two migrations"
+    assert invoke("db", "upgrade", "--revision", base,
+                  database_url=empty_database_url).exit_code == 0
+
+    result = invoke("serve", "--port", "0", database_url=empty_database_url)
+
+    assert_user_error(result, f"database is at revision {base}, "
+                              f"this recsdk needs {head()}: run `recsdk db upgrade`")
+    current = invoke("db", "current", database_url=empty_database_url).stdout
+    assert current.startswith(base)  # the server left the schema alone
+
+
+@pytest.mark.timeout(120)
+def test_serve_refuses_an_empty_database(invoke: Invoke, sqlite_url: str) -> None:
+    result = invoke("serve", "--port", "0", database_url=sqlite_url)
+
+    assert_user_error(result, "database is at revision none (no recsdk schema yet)",
+                      "run `recsdk db upgrade`")

@@ -264,3 +264,23 @@ def test_consumed_items_older_than_the_recent_history_stay_filtered(make_sdk):
     assert not set(bought) & set(shown)
     restarted = make_sdk({"plugins": POP, "cache": {"recent_events": 3}})
     assert not set(bought) & set(restarted.recommend("loyal", k=10).item_ids)
+
+
+def test_degraded_answers_are_cached_briefly(make_sdk):
+    sdk = make_sdk({"plugins": {**POP, "raising": {}}, "cache": {"degraded_ttl_s": 30}},
+                   plugins={"raising": Raising})
+    fill(sdk)
+    sdk.fit()
+    first = sdk.recommend("u1", k=3)
+    second = sdk.recommend("u1", k=3)
+    assert first.degraded and second.degraded and second.item_ids == first.item_ids
+    assert second.request_id != first.request_id
+    value = sdk.telemetry.value
+    assert value("recsdk_recommendations", placement="default", variant="default",
+                 outcome="cached") == 1
+    off = make_sdk({"plugins": {**POP, "raising": {}}, "cache": {"degraded_ttl_s": 0}},
+                   plugins={"raising": Raising})
+    off.recommend("u1", k=3)
+    off.recommend("u1", k=3)
+    assert off.telemetry.value("recsdk_recommendations", placement="default",
+                               variant="default", outcome="cached") == 0

@@ -48,8 +48,8 @@ def _leaf(sdk: RecSDK, item_id: str) -> str:
 
 def test_registered_as_builtin_plugins():
     available = discover_plugins()
-    assert available["content"].target == "plugins.content:ContentBased"
-    assert available["interest"].target == "plugins.interest:UserInterest"
+    assert available["content"].target == "recsdk_plugins.content:ContentBased"
+    assert available["interest"].target == "recsdk_plugins.interest:UserInterest"
 
 
 def test_similar_items_share_category_tags_and_words(make_sdk):

@@ -74,7 +74,7 @@ def test_trending_clock_follows_events_no_faster_than_the_wall_clock():
 
     import pandas as pd
 
-    from plugins.popularity import TrendingPopularity
+    from recsdk_plugins.popularity import TrendingPopularity
     from recsdk.types import Event
 
     day = 86400.0

@@ -73,8 +73,8 @@ def test_trending_clock_follows_events_no_faster_than_the_wall_clock():
     from types import SimpleNamespace
 
     import pandas as pd
-
     from recsdk_plugins.popularity import TrendingPopularity
+
     from recsdk.types import Event
 
     day = 86400.0

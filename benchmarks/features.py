@@ -195,9 +195,10 @@ def _store_sync(inputs: dict[str, Any]) -> dict[str, Any]:
 def _prep_images(folder: str, n: int, weights: str | None, **_: Any) -> dict[str, Any]:
     from recsdk.features.image import ImageEncoder
 
-    paths = sorted(str(p) for p in Path(folder).glob("*.png"))[:n]
-    encoder = ImageEncoder(weights_path=weights, device="cpu", image_size=224).fit(paths)
-    return {"paths": paths, "encoder": encoder}
+    paths = sorted(p.name for p in Path(folder).glob("*.png"))[:n]
+    encoder = ImageEncoder(weights_path=weights, device="cpu", image_size=224,
+                           image_root=folder).fit(paths)
+    return {"paths": paths, "encoder": encoder, "folder": folder}
 
 
 def _images_ours(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -216,8 +217,8 @@ def _images_raw(inputs: dict[str, Any]) -> dict[str, Any]:
     out = []
     with torch.inference_mode():
         for start in range(0, len(inputs["paths"]), 32):
-            batch = [np.array(Image.open(p).convert("RGB").resize((224, 224)))
-                     for p in inputs["paths"][start:start + 32]]
+            batch = [np.array(Image.open(Path(inputs["folder"]) / p).convert("RGB").resize(
+                (224, 224))) for p in inputs["paths"][start:start + 32]]
             x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255
             out.append(model((x - mean) / std))
     return {"dim": int(out[0].shape[1])}

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import os
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,18 +15,15 @@ if TYPE_CHECKING:
     from recsdk.config import Settings
     from recsdk.storage.store import Store
 
-_PROCESS_TOKEN = os.urandom(8).hex()
-_REQUEST_COUNTER = itertools.count(1)
-
 
 def new_request_id() -> str:
-    """A unique request id: a random per-process token and a counter.
+    """An unguessable request id: 128 random bits as 32 hex digits.
 
-    Cheaper than ``uuid4`` (one ``urandom`` per process, not per request, which
-    matters on machines where ``urandom`` is slow), and still unique across
-    processes and restarts.
+    Browsers send request ids back with clicks, so an id must not reveal or let anyone
+    predict another list's id (a counter would); random ids are also unique across
+    processes and workers without coordination. About 1.2 us each.
     """
-    return f"{_PROCESS_TOKEN}{next(_REQUEST_COUNTER):012x}"
+    return secrets.token_hex(16)
 
 
 #: Event types recsdk knows; any other string is accepted as a custom type.

@@ -56,8 +56,8 @@ class ContentParams(Schema):
     image_weights = fields.String(
         load_default=None, allow_none=True,
         metadata={"description": "ResNet-18 state_dict file; none: colour/texture fallback"})
-    image_root = fields.String(load_default=None, allow_none=True,
-                               metadata={"description": "base of relative image paths"})
+    image_root = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "the only folder image files are read from; none: none are"})
     batch_size = fields.Integer(load_default=64, validate=validate.Range(1, 4096))
     popularity_weight = fields.Float(
         load_default=0.0, validate=validate.Range(min=0),

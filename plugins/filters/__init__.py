@@ -23,6 +23,15 @@ from recsdk.types import Ranking, RecommendationRequest
 DEFAULT_CONSUMED_TYPES = ["purchase", "rating", "review"]
 
 
+def product_group(group: object, item_id: str) -> object:
+    """The item's product group; an item whose stored ``group_id`` is not text or a
+    number (data written before validation refused it) is a group of its own, so one
+    bad row cannot break the filters for every request."""
+    if isinstance(group, str | int | float) and not isinstance(group, bool):
+        return group
+    return ("item", item_id)
+
+
 class FilterParams(Schema):
     class Meta:
         unknown = RAISE
@@ -103,7 +112,7 @@ class AvailabilityFilters(Plugin):
                 if p["exclude_unavailable"] and not catalog.available[pos]:
                     ok = False
                 elif p["dedupe"]:
-                    group = catalog.group[pos]
+                    group = product_group(catalog.group[pos], item)
                     ok = group not in groups
                     groups.add(group)
             seen.add(item)

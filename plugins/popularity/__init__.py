@@ -7,7 +7,8 @@ the cold-start fallback: every user, even one never seen, gets a sensible list.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -219,8 +220,16 @@ class TrendingParams(Schema):
 class TrendingPopularity(Plugin):
     """Time-decayed popularity, updated as events arrive (no retraining needed).
 
-    score_i = sum over events e on i of weight_e * 2 ** (-(t_now - t_e) / half_life),
-    with ``t_now`` the newest event seen, so offline data sets trend as of their end.
+    score_i = sum over events e on i of weight_e * 2 ** (-(t_now - t_e) / half_life).
+
+    ``t_now`` is the data's own clock: the newest event time seen, so offline data sets
+    trend as of their end. Live events move it forward, but never further past the
+    newest training event than the wall clock has moved since training. On stale data
+    (events from 2024 served in 2026) a live event therefore counts like one fresh event
+    of the data, at most ``weight_e``, instead of decaying every stored event to
+    nothing and topping every cold-start list on its own; on live data the clock
+    follows the events. The idle time between the newest training event and the
+    training itself is not counted. An event dated ahead of the clock counts as "now".
     """
 
     Params = TrendingParams
@@ -228,16 +237,20 @@ class TrendingPopularity(Plugin):
     def __init__(self, **params: float) -> None:
         super().__init__(**params)
         self._lock = threading.Lock()
+        #: Wall-clock seconds (UNIX); tests replace it.
+        self.wall_clock: Callable[[], float] = time.time
 
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset) -> None:
         inter = dataset.interactions
         self.item_index_ = dict(dataset.item_index)
-        if len(inter) == 0:
-            self.scores_, self.reference_time_ = np.zeros(dataset.n_items), 0.0
+        self.trained_at_ = self.wall_clock()
+        if len(inter) == 0:  # no data clock yet: follow the wall clock
+            self.scores_, self.reference_time_ = np.zeros(dataset.n_items), self.trained_at_
+            self.data_end_ = self.reference_time_
             return
         t = inter["timestamp"].to_numpy(float)
-        self.reference_time_ = float(np.nanmax(t))
+        self.reference_time_ = self.data_end_ = float(np.nanmax(t))
         decay = np.exp2(-(self.reference_time_ - t) / self._half_life_s)
         self.scores_ = np.bincount(inter["item"].to_numpy(),
                                    weights=inter["weight"].to_numpy() * decay,
@@ -251,22 +264,33 @@ class TrendingPopularity(Plugin):
     def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
         if not hasattr(self, "scores_"):
             return None
-        return {"scores": self.scores_, "reference_time": np.array([self.reference_time_])}
+        return {"scores": self.scores_, "reference_time": np.array([self.reference_time_]),
+                "clock_origin": np.array([self.data_end_, self.trained_at_])}
 
     @hookimpl
     def recsdk_load_state(self, state: Mapping[str, np.ndarray],
                           dataset: InteractionDataset) -> None:
         self.scores_ = np.asarray(state["scores"], dtype=np.float64)
         self.reference_time_ = float(state["reference_time"][0])
+        if "clock_origin" in state:
+            origin = state["clock_origin"]
+            self.data_end_, self.trained_at_ = float(origin[0]), float(origin[1])
+        else:  # saved before the clock was bounded: start it at load
+            self.data_end_, self.trained_at_ = self.reference_time_, self.wall_clock()
         self.item_index_ = dict(dataset.item_index)
+
+    def clock_limit(self) -> float:
+        """The furthest the data clock may be now: data end plus wall time since training."""
+        return self.data_end_ + max(0.0, self.wall_clock() - self.trained_at_)
 
     @hookimpl
     def recsdk_collect_event(self, events: list[Event], weights: Mapping[str, float]) -> None:
         if not hasattr(self, "scores_"):
             return
         with self._lock:
+            limit = self.clock_limit()
             for e in sorted(events, key=lambda e: e.timestamp):
-                t = e.timestamp.timestamp()
+                t = min(e.timestamp.timestamp(), max(limit, self.reference_time_))
                 if t > self.reference_time_:
                     self.scores_ = self.scores_ * np.exp2(
                         -(t - self.reference_time_) / self._half_life_s)

@@ -24,9 +24,8 @@ from recsdk.schemas import (
     CategorySchema,
     EventSchema,
     FeedbackSchema,
-    Identifier,
     ItemSchema,
-    Timestamp,
+    RuleField,
     UserSchema,
 )
 from recsdk.sdk import RecSDK
@@ -58,8 +57,7 @@ def create_app(sdk: RecSDK | None = None,
     )
     init_sdk(app, sdk, owned)
     api = RecApi(app)
-    api.register_field(Identifier, "string", None)
-    api.register_field(Timestamp, "string", "date-time")
+    api.register_field(RuleField, None, None)  # each rule field documents itself
     for name, schema in BODY_SCHEMAS.items():
         api.spec.components.schema(name, schema=schema)
     for name, scheme in SECURITY_SCHEMES.items():

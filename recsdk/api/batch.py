@@ -17,6 +17,7 @@ from flask import request
 from recsdk.api.errors import fail, validation_payload
 from recsdk.api.extension import current_sdk
 from recsdk.errors import ValidationFailed
+from recsdk.rules import MAX_JSON_DEPTH
 
 T = TypeVar("T")
 
@@ -42,8 +43,13 @@ def read_batch(what: str, one: str) -> Batch:
                   f" (got {request.mimetype or 'no content type'!r}).")
     try:
         body = json.loads(request.get_data(cache=False), parse_constant=_not_json)
+    except UnicodeDecodeError as exc:
+        fail(400, f"The body is not UTF-8 text: {exc.reason} at byte {exc.start}.")
     except ValueError as exc:
         fail(400, f"The body is not valid JSON: {exc}")
+    except RecursionError:
+        fail(400, f"The body is JSON nested too deeply to read; {what} may nest objects "
+                  f"at most {MAX_JSON_DEPTH} levels deep.")
     if isinstance(body, dict):
         return Batch([body], single=True)
     if not isinstance(body, list):

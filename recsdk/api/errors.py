@@ -3,22 +3,33 @@
 flask-smorest already answers HTTP errors and argument validation this way; this
 module adds a message to errors raised without one (413 from Flask's size limit, say)
 and maps recsdk's own exceptions: field-level validation is 422, a model that is
-not trained yet is 409.
+not trained yet is 409, and a database that is down, busy or in a deadlock is 503 with
+``Retry-After``: something the client can wait out, not a server bug.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from flask import Flask, current_app
 from flask_smorest import Api
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, default_exceptions
 
 from recsdk.errors import NotTrainedError, ValidationFailed
 
+log = logging.getLogger(__name__)
+
 #: How many problems the one-line ``message`` lists; ``errors`` always has them all.
 SUMMARY_PROBLEMS = 3
+#: Seconds a client is asked to wait when the database cannot serve the request.
+RETRY_AFTER_S = 5
+#: Database failures a client can wait out: unreachable, restarting, pool exhausted,
+#: a deadlock or serialisation failure (psycopg raises those as OperationalError).
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 class RecApi(Api):
@@ -49,6 +60,8 @@ def fail(code: int, message: str, **data: Any) -> NoReturn:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ValidationFailed, _validation_failed)
     app.register_error_handler(NotTrainedError, _not_trained)
+    for error in UNAVAILABLE:
+        app.register_error_handler(error, _database_unavailable)
 
 
 def validation_payload(what: str, messages: Any) -> dict[str, Any]:
@@ -97,3 +110,15 @@ def _not_trained(exc: NotTrainedError) -> tuple[dict[str, Any], int]:
         "message": f"{exc}; train with POST /api/v1/admin/train",
     }, 409
 
+
+
+def _database_unavailable(exc: Exception) -> tuple[dict[str, Any], int, dict[str, str]]:
+    reason = getattr(exc, "orig", None) or exc
+    log.warning("database unavailable, answered 503: %s", str(reason).splitlines()[0:1])
+    return {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": f"The database is unavailable or busy ({type(reason).__name__}); retry "
+                   f"in {RETRY_AFTER_S} s. A write that got this answer may be retried "
+                   "safely when its events carry event_id.",
+    }, 503, {"Retry-After": str(RETRY_AFTER_S)}

@@ -7,10 +7,10 @@ request is stored completely (and durably, before the answer) or nothing of it i
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Any
 
 from flask_smorest import Blueprint
+from flask_smorest.error_handler import ErrorSchema
 
 from recsdk.api.auth import SECURITY, require_api_key
 from recsdk.api.batch import apply, body_doc, read_batch
@@ -18,7 +18,19 @@ from recsdk.api.extension import current_sdk
 from recsdk.api.schemas import EventsResultSchema, FeedbackResultSchema, UpsertResultSchema
 
 #: Error answers every batch endpoint can give (documented in the OpenAPI document).
-BATCH_ERRORS = (400, 401, 413, 415, 422)
+BATCH_ERRORS = (400, 401, 413, 415, 422, 503)
+#: What each error means, in the OpenAPI document.
+ERROR_DESCRIPTIONS = {
+    400: "The body cannot be read: invalid JSON, not UTF-8, nested too deeply to parse, "
+         "not an object or an array, or an empty array",
+    401: "Missing or wrong API key",
+    413: "Body over api.max_content_length bytes, or more rows than api.max_batch",
+    415: "Body not sent as application/json",
+    422: "A row or field breaks a validation rule; errors.json names each one",
+    503: "The database is unavailable or busy; retry after the Retry-After seconds",
+}
+RETRY_HEADER = {"Retry-After": {"description": "seconds to wait before retrying",
+                                "schema": {"type": "integer"}}}
 
 
 def make_ingest_blueprint(max_batch: int) -> Blueprint:
@@ -30,7 +42,9 @@ def make_ingest_blueprint(max_batch: int) -> Blueprint:
         """Decorate a view with its request body, security and error answers."""
         def wrap(view: Any) -> Any:
             for code in BATCH_ERRORS:
-                view = blp.alt_response(code, response=HTTPStatus(code).name)(view)
+                headers = RETRY_HEADER if code == 503 else None
+                view = blp.alt_response(code, schema=ErrorSchema, headers=headers,
+                                        description=ERROR_DESCRIPTIONS[code])(view)
             return blp.doc(requestBody=body_doc(component, max_batch), security=SECURITY)(
                 view)
         return wrap

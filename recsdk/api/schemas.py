@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from recsdk.schemas import Identifier
+from recsdk.schemas import Text, TextIdentifier
 
 MAX_K = 1000
 
@@ -16,8 +16,9 @@ MAX_K = 1000
 class RecommendationQuery(Schema):
     """Who the list is for (a user, or an anonymous session) and how long it is."""
 
-    user_id = Identifier(load_default=None, metadata={"description": "the shop's user id"})
-    session_id = Identifier(
+    user_id = TextIdentifier(load_default=None,
+                             metadata={"description": "the shop's user id"})
+    session_id = TextIdentifier(
         load_default=None,
         metadata={"description": "anonymous session; used when user_id is not given"},
     )
@@ -26,7 +27,7 @@ class RecommendationQuery(Schema):
         metadata={"description": "list length (default: the placement's k, then "
                                  "pipeline.k)"},
     )
-    placement = fields.String(load_default="default", validate=validate.Length(1, 64))
+    placement = Text(64, min_length=1, load_default="default")
 
 
 class SimilarQuery(Schema):

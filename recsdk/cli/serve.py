@@ -6,6 +6,7 @@ closes the SDK, which writes the served-list log still queued in memory.
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import sys
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from recsdk.cli.session import open_sdk
+from recsdk.cli.session import open_sdk, settings_of
 
 
 def register(group: click.Group) -> None:
@@ -27,6 +28,26 @@ def listen_addresses(server: Any) -> list[str]:
     pairs = getattr(server, "effective_listen", None) or [
         (server.effective_host, server.effective_port)]
     return [f"http://[{h}]:{p}" if ":" in str(h) else f"http://{h}:{p}" for h, p, *_ in pairs]
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def refuse_open_writes(host: str, api_key: str | None, insecure: bool) -> None:
+    """Stop unless writes are guarded, served on loopback only, or ``--insecure`` says so."""
+    if api_key or insecure or is_loopback(host):
+        return
+    raise click.UsageError(
+        f"refusing to serve on {host} with writes open to anyone who can reach it: no API "
+        "key is configured. Set one (api.api_key in the config file, or RECSDK_API_KEY), "
+        "serve on 127.0.0.1, or pass --insecure if the network in front is trusted.")
 
 
 @contextmanager
@@ -53,12 +74,16 @@ def exit_on_sigterm() -> Iterator[None]:
               help="TCP port (0: any free port, printed at startup).")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 512),
               help="Worker threads, i.e. requests handled at the same time.")
+@click.option("--insecure", is_flag=True,
+              help="Serve a non-loopback --host although no API key guards the writes.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, threads: int, insecure: bool) -> None:
     """Serve the REST API (docs/api.md) until interrupted."""
     from waitress import create_server
 
     from recsdk.api import create_app
+
+    refuse_open_writes(host, settings_of(ctx).api["api_key"], insecure)
 
     with open_sdk(ctx, migrate=False) as sdk:
         server = create_server(create_app(sdk), host=host, port=port, threads=threads)

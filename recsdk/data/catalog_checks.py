@@ -7,8 +7,12 @@ most likely means:
 * a row that cannot be read (no id, a price that is not a number, tags or attributes
   that are not a list / an object) is **skipped** and reported: the rest is usable;
 * a negative price, original price or stock, a parent or item category that does not
-  exist, or a category cycle is an **error**: it usually means a wrong column mapping
-  or an incomplete export, and importing around it would give a wrong catalogue;
+  exist, a category cycle or a chain deeper than ``rules.MAX_CATEGORY_DEPTH`` is an
+  **error**: it usually means a wrong column mapping or an incomplete export, and
+  importing around it would give a wrong catalogue;
+* texts, tags and attributes follow :mod:`recsdk.rules` as the API does (lengths, no
+  NUL characters or unpaired surrogates, attributes at most ``MAX_JSON_DEPTH`` deep,
+  a typed ``group_id``); a row that breaks them is skipped and reported;
 * a repeated id keeps the last row (as an upsert would), reported.
 """
 
@@ -21,12 +25,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from recsdk import rules
 from recsdk.data.report import CleaningReport
 from recsdk.data.validation import check_ids
 from recsdk.errors import ValidationFailed
-from recsdk.schemas import ID_LENGTH
+from recsdk.rules import ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, RuleError
 
-MAX_TAG_LENGTH = 128
+ATTRIBUTES_REASON = (f"attributes are not a JSON object of at most {rules.MAX_JSON_DEPTH} "
+                     "levels (text keys, finite numbers, no NUL characters, group_id text "
+                     "or a number): row skipped")
 TRUE_TEXT = {"true", "1", "yes", "y", "t"}
 FALSE_TEXT = {"false", "0", "no", "n", "f"}
 
@@ -91,8 +98,9 @@ def check_categories(frame: pd.DataFrame, *, known: Iterable[str] = (),
     blank = names.isna().to_numpy() | names.eq("").to_numpy()
     f["name"] = names.where(~blank, f["id"])
     table.change("name_from_id", blank, "no name: the id is used as the name")
-    table.skip("invalid_name", f["name"].astype(str).str.len().gt(ID_LENGTH).to_numpy(),
-               f"name longer than {ID_LENGTH} characters: row skipped")
+    table.skip("invalid_name", _breaks(f["name"], lambda v: rules.text(v, "name", ID_LENGTH)),
+               f"name longer than {ID_LENGTH} characters, or holding a NUL character or an "
+               "unpaired surrogate: row skipped")
     parents = check_ids(f["parent_id"], "parent_id", required=False)
     f["parent_id"] = parents.values
     table.skip("invalid_parent_id", parents.problems["invalid_parent_id"],
@@ -104,23 +112,28 @@ def check_categories(frame: pd.DataFrame, *, known: Iterable[str] = (),
                  "Unknown parent category: add it to the file or import it first.")
     table.refuse(has_parent & (parent == f["id"]).to_numpy(), "parent_id",
                  "A category cannot be its own parent.")
-    table.refuse(_in_cycle(f, table.keep), "parent_id", "Category cycle: follow the "
-                 "parent_id links from this row and they come back to it.")
+    parents = {i: (p if isinstance(p, str) else None)
+               for i, p in zip(f.loc[table.keep, "id"], f.loc[table.keep, "parent_id"],
+                               strict=True)}
+    problems = rules.category_problems(parents, parents)
+    for message in sorted(set(problems.values())):
+        bad = f["id"].isin([i for i, m in problems.items() if m == message]).to_numpy()
+        table.refuse(bad, "parent_id", message)
     return table.done()
 
 
-def _in_cycle(frame: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
-    parent = dict(zip(frame.loc[keep, "id"], frame.loc[keep, "parent_id"], strict=True))
-    cyclic: set[str] = set()
-    for start in parent:
-        seen: list[str] = []
-        node: Any = start
-        while isinstance(node, str) and node in parent and node not in seen:
-            seen.append(node)
-            node = parent[node]
-        if isinstance(node, str) and node in seen:
-            cyclic.update(seen[seen.index(node):])
-    return frame["id"].isin(cyclic).to_numpy() & keep
+def _breaks(series: pd.Series, rule: Any) -> np.ndarray:
+    """Rows whose non-empty value ``rule`` refuses."""
+    def refused(value: Any) -> bool:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return False
+        try:
+            rule(value)
+        except RuleError:
+            return True
+        return False
+
+    return series.astype(object).map(refused).to_numpy(dtype=bool)
 
 
 def check_items(frame: pd.DataFrame, *, category_ids: Iterable[str] | None = None,
@@ -150,8 +163,8 @@ def check_items(frame: pd.DataFrame, *, category_ids: Iterable[str] | None = Non
     if "stock" in f.columns:
         number, malformed = _numbers(f["stock"])
         fractional = ~np.isnan(number) & (number != np.round(number))
-        table.skip("malformed_stock", malformed | fractional,
-                   "stock is not a whole number: row skipped")
+        table.skip("malformed_stock", malformed | fractional | (number > rules.MAX_STOCK),
+                   f"stock is not a whole number up to {rules.MAX_STOCK}: row skipped")
         table.refuse(number < 0, "stock", "Stock must not be negative.")
         f["stock"] = pd.array([None if np.isnan(x) else int(x) for x in number],
                               dtype="Int64")
@@ -167,14 +180,19 @@ def check_items(frame: pd.DataFrame, *, category_ids: Iterable[str] | None = Non
                    "skipped")
         f["tags"] = tags
     if "attributes" in f.columns:
-        attributes, malformed = _objects(f["attributes"])
-        table.skip("malformed_attributes", malformed,
-                   "attributes are not an object: row skipped")
+        attributes, malformed = _objects(f["attributes"], rules.item_attributes)
+        table.skip("malformed_attributes", malformed, ATTRIBUTES_REASON)
         f["attributes"] = attributes
-    for column in ("title", "description", "image_url"):
+    for column, limit in (("title", rules.MAX_TITLE_LENGTH),
+                          ("description", rules.MAX_DESCRIPTION_LENGTH),
+                          ("image_url", rules.MAX_URL_LENGTH)):
         if column in f.columns:
             text = f[column]
             f[column] = text.astype(object).where(text.isna(), text.astype(str))
+            table.skip(f"invalid_{column}",
+                       _breaks(f[column], lambda v, c=column, n=limit: rules.text(v, c, n)),
+                       f"{column} longer than {limit} characters, or holding a NUL character "
+                       "or an unpaired surrogate: row skipped")
     if "category_id" in f.columns:
         cats = check_ids(f["category_id"], "category_id", required=False)
         f["category_id"] = cats.values
@@ -201,9 +219,9 @@ def check_users(frame: pd.DataFrame, *, examples: int = 5
     table.ids()
     f = table.frame
     if "attributes" in f.columns:
-        attributes, malformed = _objects(f["attributes"])
-        table.skip("malformed_attributes", malformed,
-                   "attributes are not an object: row skipped")
+        attributes, malformed = _objects(
+            f["attributes"], lambda v: rules.json_object(v, "attributes"))
+        table.skip("malformed_attributes", malformed, ATTRIBUTES_REASON)
         f["attributes"] = attributes
     else:
         f["attributes"] = [{} for _ in range(len(f))]
@@ -249,6 +267,10 @@ def _booleans(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
 _BAD = object()
 
 
+def _refuse_constant(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _lists(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """Lists of tags: a list, JSON list text, or text split on '|'; empty tags go."""
     def read(v: Any) -> Any:
@@ -272,27 +294,32 @@ def _lists(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
         if not all(isinstance(t, str | int | float) for t in items):
             return _BAD
         tags = [str(t).strip() for t in items if str(t).strip()]
-        return _BAD if any(len(t) > MAX_TAG_LENGTH for t in tags) else tags
+        try:
+            for tag in tags:
+                rules.text(tag, "tag", MAX_TAG_LENGTH)
+        except RuleError:
+            return _BAD
+        return _BAD if len(tags) > MAX_TAGS else tags
 
     values = series.astype(object).map(read)
     malformed = values.map(lambda v: v is _BAD).to_numpy(dtype=bool)
     return values.where(~malformed, None).astype(object), malformed
 
 
-def _objects(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Dicts: a dict or JSON object text; an empty cell stays empty (None)."""
+def _objects(series: pd.Series, rule: Any) -> tuple[pd.Series, np.ndarray]:
+    """Dicts that ``rule`` accepts: a dict or JSON object text; an empty cell is None."""
     def read(v: Any) -> Any:
-        if isinstance(v, dict):
-            return v if all(isinstance(k, str) for k in v) else _BAD
         if v is None or (isinstance(v, float) and np.isnan(v)) or v == "":
             return None
         if isinstance(v, str):
             try:
-                parsed = json.loads(v)
-            except json.JSONDecodeError:
+                v = json.loads(v, parse_constant=_refuse_constant)
+            except (ValueError, RecursionError):
                 return _BAD
-            return parsed if isinstance(parsed, dict) else _BAD
-        return _BAD
+        try:
+            return rule(v)
+        except RuleError:
+            return _BAD
 
     values = series.astype(object).map(read)
     malformed = values.map(lambda v: v is _BAD).to_numpy(dtype=bool)

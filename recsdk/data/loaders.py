@@ -20,7 +20,7 @@ import pandas as pd
 from recsdk.data.catalog_checks import check_categories, check_items, check_users
 from recsdk.data.frames import CATEGORY_COLUMNS, ITEM_COLUMNS, USER_COLUMNS, ShopData
 from recsdk.data.report import CleaningReport, LoadReport
-from recsdk.data.tables import RECBOLE_SUFFIXES, detect_format, read_table
+from recsdk.data.tables import EMPTY_FILE, RECBOLE_SUFFIXES, detect_format, read_table
 from recsdk.data.validation import EVENT_COLUMNS, drop_invalid_events
 from recsdk.errors import ValidationFailed
 
@@ -67,7 +67,8 @@ def load_table(path: str | Path, mapping: Mapping[str, str] | None = None,
     if kind not in FIELDS:
         raise ValueError(f"kind must be one of {', '.join(FIELDS)}, not {kind!r}")
     path = Path(path)
-    frame = read_table(path, dtype=None if detect_format(path) == "jsonl" else str)
+    frame = _rows_of(read_table(path, dtype=None if detect_format(path) == "jsonl" else str),
+                     path)
     report = LoadReport(str(path))
     frame = _apply_mapping(frame, dict(mapping or {}), kind, extra, report)
     data = ShopData(report=report)
@@ -90,6 +91,17 @@ def load_table(path: str | Path, mapping: Mapping[str, str] | None = None,
     else:
         data.categories = _table(check_categories(frame), report)
     return data
+
+
+def _rows_of(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``frame`` unless the file had no rows: an empty file is a mistake, not a no-op."""
+    if not len(frame.columns):
+        raise ValidationFailed({"file": [EMPTY_FILE]}, str(path))
+    if not len(frame):
+        raise ValidationFailed({"file": [
+            f"the file has a header ({', '.join(map(str, frame.columns))}) but no rows"]},
+            str(path))
+    return frame
 
 
 def _apply_mapping(frame: pd.DataFrame, mapping: dict[str, str], kind: str, extra: str,
@@ -182,11 +194,14 @@ def load_recbole(path: str | Path, *, now: datetime | None = None) -> ShopData:
     report = LoadReport(str(path))
     data = ShopData(report=report)
     if "inter" in files:
-        data.events = _recbole_events(read_table(files["inter"]), report, now)
+        data.events = _recbole_events(_rows_of(read_table(files["inter"]), files["inter"]),
+                                      report, now)
     if "item" in files:
-        data.categories, data.items = _recbole_items(read_table(files["item"]), report)
+        data.categories, data.items = _recbole_items(
+            _rows_of(read_table(files["item"]), files["item"]), report)
     if "user" in files:
-        data.users = _recbole_users(read_table(files["user"]), report)
+        data.users = _recbole_users(_rows_of(read_table(files["user"]), files["user"]),
+                                    report)
     return data
 
 
@@ -321,7 +336,7 @@ def load_clothing_reviews(path: str | Path, *, max_description_chars: int = 4_00
       file has no dates: review ``n`` is dated ``epoch`` + n seconds, keeping the order.
     """
     path = Path(path)
-    frame = read_table(path)
+    frame = _rows_of(read_table(path), path)
     frame.columns = [str(c).strip() for c in frame.columns]
     if not is_clothing_reviews(frame.columns):
         missing = sorted(set(CLOTHING_COLUMNS) - set(frame.columns))

@@ -18,6 +18,7 @@ from recsdk.errors import ValidationFailed
 
 RECBOLE_SUFFIXES = {".inter", ".item", ".user", ".kg", ".link", ".net"}
 RECBOLE_TYPES = {"token", "token_seq", "float", "float_seq"}
+EMPTY_FILE = "the file is empty: there is nothing to import"
 
 
 def detect_format(path: Path) -> str:
@@ -79,6 +80,8 @@ def read_table(path: str | Path, *, dtype: type | None = str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=False,
                             na_values=[""], quoting=csv.QUOTE_NONE if sep == "\t" else 0)
+    except pd.errors.EmptyDataError as exc:
+        raise ValidationFailed({"file": [EMPTY_FILE]}, str(path)) from exc
     except pd.errors.ParserError as exc:
         raise ValidationFailed({"file": [str(exc)]}, str(path)) from exc
     columns = [str(c) for c in frame.columns]

@@ -1,17 +1,17 @@
-"""Column-wise (vectorised) event checks with the same rules as :mod:`recsdk.schemas`.
+"""Column-wise event checks: the rules of :mod:`recsdk.rules`, on whole columns.
 
-Bulk imports cannot push millions of rows through marshmallow one by one, so the
-rules of :class:`recsdk.schemas.EventSchema` are restated here on whole columns,
-reusing its constants. Each check returns normalised values and boolean masks of the
-rows that break a rule; cleaning drops and reports those rows, strict writing refuses
-the batch naming them. Checks run on the distinct values of a column, so repeated ids
-and timestamps are checked once.
+Bulk imports cannot push millions of rows through marshmallow one by one, so each
+column is factorised and every *distinct* value goes through the same rule function
+that the schemas and the fast path of :func:`recsdk.schemas.load_events` call: the
+verdicts and normalised values are those of the JSON API by construction (repeated
+ids and timestamps are checked once). Each check returns normalised values and
+boolean masks of the rows that break a rule; cleaning drops and reports those rows,
+strict writing refuses the batch naming them.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,40 +19,43 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsdk import rules
 from recsdk.data.report import CleaningReport
 from recsdk.errors import ValidationFailed
-from recsdk.schemas import EVENT_TYPE_PATTERN, ID_LENGTH, MAX_CLOCK_SKEW, MIN_TIMESTAMP
+from recsdk.rules import ID_LENGTH, MAX_CLOCK_SKEW, MAX_JSON_DEPTH, MIN_TIMESTAMP, RuleError
 
 TIMESTAMP_DTYPE = "datetime64[us, UTC]"
-MIN_UNIX_SECONDS = MIN_TIMESTAMP.timestamp()
-#: Messages, per rule, in the words of recsdk.schemas where it has them.
+_ID_RULES = (f"not text or a whole number, empty, longer than {ID_LENGTH} characters, or "
+             "holding a NUL character or an unpaired surrogate")
+#: Messages, per rule, in the words of recsdk.rules where it has them.
 MESSAGES = {
     "missing_user_id": "user_id is missing.",
     "missing_item_id": "item_id is missing.",
     "missing_type": "type is missing.",
-    "invalid_user_id": f"Not a valid id: give a non-empty string of at most {ID_LENGTH} "
-                       "characters.",
-    "invalid_item_id": f"Not a valid id: give a non-empty string of at most {ID_LENGTH} "
-                       "characters.",
-    "invalid_session_id": f"Not a valid id: give a non-empty string of at most {ID_LENGTH} "
-                          "characters.",
-    "invalid_event_id": f"Not a valid id: give a non-empty string of at most {ID_LENGTH} "
-                        "characters.",
-    "invalid_type": "Event type must be lower-case letters, digits, '_', ':' or '-' "
-                    "(at most 64), e.g. view, click, add_to_cart, purchase, rating.",
+    "invalid_user_id": f"{rules.ID_MESSAGE} ({_ID_RULES})",
+    "invalid_item_id": f"{rules.ID_MESSAGE} ({_ID_RULES})",
+    "invalid_session_id": f"{rules.ID_MESSAGE} ({_ID_RULES})",
+    "invalid_event_id": f"{rules.ID_MESSAGE} ({_ID_RULES})",
+    "invalid_type": rules.TYPE_MESSAGE,
     "missing_timestamp": "timestamp is missing.",
-    "unparseable_timestamp": "Not a valid timestamp: give ISO 8601 text or UNIX seconds.",
+    "unparseable_timestamp": f"{rules.TIMESTAMP_MESSAGE} (or out of range once converted "
+                             "to UTC)",
     "timestamp_before_1990": "Timestamp is before 1990-01-01; milliseconds given as seconds?",
     "timestamp_in_future": "Timestamp is more than a day in the future (UNIX milliseconds "
                            "given as seconds?).",
-    "invalid_value": "value is not a finite number.",
+    "invalid_value": f"value: {rules.NUMBER_MESSAGE}",
     "rating_without_value": "A rating event needs a numeric value.",
-    "invalid_context": "context must be an object (dict with text keys) or empty.",
+    "invalid_context": f"context must be a JSON object: text keys, at most {MAX_JSON_DEPTH} "
+                       "levels deep, finite numbers, no NUL characters or unpaired "
+                       "surrogates.",
 }
+#: What a timestamp RuleError's kind means as a row rule.
+_TIMESTAMP_RULES = {"invalid": "unparseable_timestamp", "past": "timestamp_before_1990",
+                    "future": "timestamp_in_future"}
 
 
 class _Unhashable:
-    """Stands in for dicts and lists in an id or type column (always invalid there)."""
+    """Stands in for dicts and lists in an id, type or time column (never valid there)."""
 
     def __repr__(self) -> str:
         return "<unhashable value>"
@@ -61,25 +64,77 @@ class _Unhashable:
 _UNHASHABLE = _Unhashable()
 
 
-def _factorize(series: pd.Series) -> tuple[np.ndarray, Any]:
-    """``pd.factorize`` that survives dicts and lists (JSON lines can hold them)."""
+def _key(value: object) -> object:
+    """A hashable key that keeps values of different types apart (1, 1.0, True)."""
     try:
-        return pd.factorize(series, use_na_sentinel=True)
+        hash(value)
     except TypeError:
-        safe = series.astype(object).map(
-            lambda v: v if isinstance(v, Hashable) else _UNHASHABLE)
-        return pd.factorize(safe, use_na_sentinel=True)
+        return (_Unhashable, _UNHASHABLE)
+    return (type(value), value)
 
 
-def _on_distinct(series: pd.Series, check: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """Apply ``check`` to the distinct non-null values of ``series``; broadcast back.
+def _distinct(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Row codes (-1 for null) and the distinct values they point to.
 
-    Rows with a null value get a null (NaT for datetimes, None otherwise).
+    ``pd.factorize`` alone would merge ``1``, ``1.0`` and ``True`` (they are equal
+    in Python) although the rules treat them differently, so object columns are
+    factorised on (type, value).
     """
-    codes, uniques = _factorize(series)
-    results = check(pd.Series(np.asarray(uniques, dtype=object)))
-    taken = pd.api.extensions.take(results.array, codes, allow_fill=True)
-    return pd.Series(taken, index=series.index)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), series.cat.categories.to_numpy(
+            dtype=object).tolist()
+    if series.dtype != object:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        return codes, uniques.to_numpy(dtype=object).tolist()
+    values = series.to_numpy(dtype=object)
+    null = series.isna().to_numpy()
+    keys = np.empty(len(values), dtype=object)
+    keys[:] = [None if n else _key(v) for v, n in zip(values, null, strict=True)]
+    codes, uniques = pd.factorize(keys, use_na_sentinel=True)
+    return codes, [key[1] for key in uniques]
+
+
+@dataclass
+class Ruled:
+    """Per row: the normalised value (None if null or refused) and the refusal's kind.
+
+    ``codes`` and ``distinct`` (the normalised distinct values, None where refused)
+    let a caller convert the distinct values once instead of every row.
+    """
+
+    values: np.ndarray
+    kinds: np.ndarray
+    codes: np.ndarray
+    distinct: np.ndarray
+
+    def refused(self, kind: str | None = None) -> np.ndarray:
+        if kind is None:
+            return self.kinds != ""
+        return self.kinds == kind
+
+
+def by_rule(series: pd.Series, rule: Callable[[Any], Any], *,
+            distinct_values: bool = False) -> Ruled:
+    """Apply ``rule`` once per distinct non-null value of ``series``; broadcast back.
+
+    With ``distinct_values`` the per-row values are left empty (the caller takes
+    ``distinct`` by ``codes`` itself).
+    """
+    codes, uniques = _distinct(series)
+    values = np.empty(len(uniques), dtype=object)
+    kinds = np.full(len(uniques), "", dtype=object)
+    for pos, value in enumerate(uniques):
+        try:
+            values[pos] = rule(value)
+        except RuleError as exc:
+            kinds[pos] = exc.kind or "invalid"
+    has = codes >= 0
+    row_values = np.full(len(series), None, dtype=object)
+    if not distinct_values:
+        row_values[has] = values[codes[has]]
+    row_kinds = np.full(len(series), "", dtype=object)
+    row_kinds[has] = kinds[codes[has]]
+    return Ruled(row_values, row_kinds, codes, values)
 
 
 def _missing(series: pd.Series) -> np.ndarray:
@@ -94,22 +149,6 @@ def _missing(series: pd.Series) -> np.ndarray:
     return missing
 
 
-def _as_id(value: object) -> object:
-    """The id as ``EventSchema``'s Identifier reads it: str, int->str, else invalid."""
-    if isinstance(value, bool | np.bool_):
-        return _INVALID
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))  # a JSON/CSV integer id read as float
-    if isinstance(value, str):
-        return value if 0 < len(value) <= ID_LENGTH else _INVALID
-    return _INVALID
-
-
-_INVALID = object()
-
-
 @dataclass
 class Checked:
     """Normalised values of one column and the masks of rows that break its rules."""
@@ -118,209 +157,96 @@ class Checked:
     problems: dict[str, np.ndarray]
 
 
+def _text_series(values: np.ndarray, unchanged: pd.Series, keep: bool) -> pd.Series:
+    """The normalised text column: ``unchanged`` itself when nothing changed."""
+    if keep:
+        return unchanged
+    return pd.Series(values, index=unchanged.index).astype("str")
+
+
 def check_ids(series: pd.Series, field: str, *, required: bool) -> Checked:
-    """Ids: non-empty text of at most ID_LENGTH characters; integers become text.
+    """Ids by :func:`recsdk.rules.identifier`: non-empty text of at most ID_LENGTH.
 
     An empty text is a missing required id, and an invalid optional one (as in the
     schema; files read by :func:`read_table` have no empty texts, only nulls).
     """
     missing = _missing(series) if required else series.isna().to_numpy()
-    if isinstance(series.dtype, pd.CategoricalDtype) and (
-            series.cat.categories.dtype == "str" or series.cat.categories.dtype == object):
-        cats = pd.Series(series.cat.categories.astype(object))
-        bad_cat = cats.map(lambda v: _as_id(v) is _INVALID or not isinstance(v, str))
-        codes = series.cat.codes.to_numpy()
-        invalid = np.zeros(len(series), dtype=bool)
-        invalid[codes >= 0] = bad_cat.to_numpy(dtype=bool)[codes[codes >= 0]]
-        values = series
-    else:
-        codes, uniques = _factorize(series.astype(object))
-        mapped = pd.Series(np.asarray(uniques, dtype=object)).map(_as_id).to_numpy(
-            dtype=object, copy=True)
-        bad = np.fromiter((v is _INVALID for v in mapped), dtype=bool, count=len(mapped))
-        has = codes >= 0
-        invalid = np.zeros(len(series), dtype=bool)
-        invalid[has] = bad[codes[has]]
-        if series.dtype == "str" and not bad.any():
-            values = series  # already text, nothing to change
-        else:
-            mapped[bad] = None
-            taken = np.full(len(series), None, dtype=object)
-            taken[has] = mapped[codes[has]]
-            taken[missing] = None
-            values = pd.Series(taken, index=series.index).astype("str")
-    invalid = invalid & ~missing
+    ruled = by_rule(series, rules.identifier)
+    invalid = ruled.refused() & ~missing
+    text_column = series.dtype == "str" or (
+        isinstance(series.dtype, pd.CategoricalDtype)
+        and series.cat.categories.dtype in ("str", object)
+        and all(isinstance(c, str) for c in series.cat.categories))
+    values = ruled.values
+    values[missing] = None
+    keep = text_column and not invalid.any()
     problems = {f"invalid_{field}": invalid}
     if required:
         problems[f"missing_{field}"] = missing
-    return Checked(values, problems)
+    return Checked(_text_series(values, series, keep), problems)
 
 
 def check_types(series: pd.Series) -> tuple[Checked, np.ndarray]:
-    """Event types trimmed and lower-cased, then held to EVENT_TYPE_PATTERN.
+    """Event types by :func:`recsdk.rules.event_type`: trimmed and lower-cased.
 
     Returns the check and the mask of valid rows whose text the normalisation changed.
     """
     missing = _missing(series)
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        codes = series.cat.codes.to_numpy()
-        distinct = pd.Series(series.cat.categories.astype(object))
-    else:
-        codes, uniques = _factorize(series.astype(object))
-        distinct = pd.Series(np.asarray(uniques, dtype=object))
-    norm = distinct.map(lambda v: v.strip().lower() if isinstance(v, str) else None)
-    good = norm.map(lambda v: isinstance(v, str) and bool(EVENT_TYPE_PATTERN.match(v)))
-    good = good.to_numpy(dtype=bool)
-    changed_distinct = (norm != distinct).to_numpy(dtype=bool) & good
-    has = codes >= 0
-    good_rows = np.zeros(len(series), dtype=bool)
-    good_rows[has] = good[codes[has]]
-    changed = np.zeros(len(series), dtype=bool)
-    changed[has] = changed_distinct[codes[has]]
-    invalid = ~good_rows & ~missing
-    if isinstance(series.dtype, pd.CategoricalDtype) and good.all() and not changed.any():
-        values = series
-    else:
-        names = norm.where(good, None).to_numpy(dtype=object)
-        taken = np.full(len(series), None, dtype=object)
-        taken[has] = names[codes[has]]
-        values = pd.Series(taken, index=series.index).astype("str")
-    return Checked(values, {"missing_type": missing, "invalid_type": invalid}), changed
+    ruled = by_rule(series, rules.event_type)
+    invalid = ruled.refused() & ~missing
+    values = ruled.values
+    values[missing] = None
+    original = series.to_numpy(dtype=object)
+    changed = ~invalid & ~missing & (values != original)
+    keep = (isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == "str") and not (
+        invalid | changed).any()
+    return (Checked(_text_series(values, series, keep),
+                    {"missing_type": missing, "invalid_type": invalid}), changed)
 
 
 def parse_timestamps(series: pd.Series, now: datetime | None = None) -> Checked:
-    """ISO 8601 text (naive = UTC), UNIX seconds or datetimes, to aware UTC.
+    """Aware UTC times by :func:`recsdk.rules.timestamp`, against the clock ``now``.
 
-    Text is read as ISO 8601 first (as ``datetime.fromisoformat`` in the schema), then
-    as UNIX seconds. Problems: missing, unparseable, before 1990 and more than
-    MAX_CLOCK_SKEW ahead of ``now`` (the clock by default), as in
-    :class:`recsdk.schemas.Timestamp`.
+    Problems: missing, unparseable (or out of range once converted to UTC), before
+    1990 and more than MAX_CLOCK_SKEW ahead of ``now``. Columns that already hold
+    datetimes are checked vectorised (naive means UTC, as in the rule).
     """
-    now_ts = pd.Timestamp(now or datetime.now(UTC))
-    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
-    limit = now_ts + MAX_CLOCK_SKEW
-    n = len(series)
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(object)
+    now = now or rules.clock()
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
     missing = _missing(series)
-    seconds = np.full(n, np.nan)
-    unparseable = np.zeros(n, dtype=bool)
     if pd.api.types.is_datetime64_any_dtype(series):
         ts = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert(
             "UTC")
         ts = ts.astype(TIMESTAMP_DTYPE)
-    elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        seconds = series.to_numpy(dtype=float, na_value=np.nan)
-        unparseable = ~missing & ~np.isfinite(seconds)
-        ts = pd.Series(pd.NaT, index=series.index, dtype=TIMESTAMP_DTYPE)
+        past = (ts < pd.Timestamp(MIN_TIMESTAMP)).to_numpy(dtype=bool)
+        future = (ts > pd.Timestamp(now + MAX_CLOCK_SKEW)).to_numpy(dtype=bool)
+        unparseable = np.zeros(len(series), dtype=bool)
     else:
-        ts = pd.Series(pd.NaT, index=series.index, dtype=TIMESTAMP_DTYPE)
-        obj = series.astype(object)
-        if series.dtype == "str":
-            kind = np.where(missing, "", "str")
-        else:
-            kind = obj.map(_kind).to_numpy(dtype=object, copy=True)
-            kind[missing] = ""
-        text = kind == "str"
-        if text.any():
-            _parse_text(obj, text, ts, seconds)
-        number = kind == "number"
-        if number.any():
-            seconds[number] = obj[number].astype(float).to_numpy()
-        moment = kind == "datetime"
-        if moment.any():
-            ts.loc[moment] = [_utc(v) for v in obj[moment]]
-        unparseable = ~missing & ts.isna().to_numpy() & ~np.isfinite(seconds)
-    is_number = np.isfinite(seconds)
-    past = is_number & (seconds < MIN_UNIX_SECONDS)
-    future = is_number & (seconds > limit.timestamp())
-    in_range = is_number & ~past & ~future
-    if in_range.any():
-        micro = np.round(seconds[in_range] * 1e6).astype("int64")
-        ts.loc[in_range] = pd.to_datetime(micro, unit="us", utc=True).astype(TIMESTAMP_DTYPE)
-    parsed = ~ts.isna().to_numpy() & ~is_number
-    past = past | (parsed & (ts < pd.Timestamp(MIN_TIMESTAMP)).to_numpy(dtype=bool))
-    future = future | (parsed & (ts > limit).to_numpy(dtype=bool))
+        ruled = by_rule(series, lambda v: rules.timestamp(v, now), distinct_values=True)
+        ok = ~ruled.refused() & ~missing
+        moments = pd.to_datetime(pd.Series(ruled.distinct), utc=True).astype(TIMESTAMP_DTYPE)
+        ts = pd.Series(pd.api.extensions.take(moments.array, np.where(ok, ruled.codes, -1),
+                                              allow_fill=True), index=series.index)
+        kinds = {rule: ruled.refused(kind) & ~missing for kind, rule in _TIMESTAMP_RULES.items()}
+        unparseable, past, future = (kinds["unparseable_timestamp"],
+                                     kinds["timestamp_before_1990"],
+                                     kinds["timestamp_in_future"])
     return Checked(ts, {"missing_timestamp": missing, "unparseable_timestamp": unparseable,
                         "timestamp_before_1990": past, "timestamp_in_future": future})
 
 
-def _parse_text(obj: pd.Series, text: np.ndarray, ts: pd.Series, seconds: np.ndarray) -> None:
-    """Fill ``ts`` (ISO 8601) or ``seconds`` (UNIX) for the ``text`` rows, in place.
-
-    ISO 8601 wins where both readings work (``20240101`` is a date, not 1970), as
-    with ``datetime.fromisoformat``; the likelier reading, judged by the first row,
-    is tried on every row first, the other one only on the rows that failed.
-    """
-    def iso(rows: np.ndarray) -> None:
-        parsed = pd.to_datetime(obj[rows], format="ISO8601", utc=True, errors="coerce")
-        ts.loc[rows] = parsed.astype(TIMESTAMP_DTYPE)
-
-    def unix(rows: np.ndarray) -> None:
-        seconds[rows] = _to_float(obj[rows])
-
-    first = obj[text].iloc[0]
-    if _looks_numeric(first):
-        unix(text)
-        retry = text & (~np.isfinite(seconds) | (seconds < MIN_UNIX_SECONDS))
-        if retry.any():
-            iso(retry)
-            seconds[retry & ts.notna().to_numpy()] = np.nan
-    else:
-        iso(text)
-        failed = text & ts.isna().to_numpy()
-        if failed.any():
-            unix(failed)
-
-
-def _to_float(values: pd.Series) -> np.ndarray:
-    """Numbers from text; NaN where a text is not one (fast path when all are)."""
-    try:
-        return np.asarray(values.to_numpy(dtype=object), dtype=float)
-    except (TypeError, ValueError):
-        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _kind(value: object) -> str:
-    """How a Python value (JSON lines keep types) can be read as a timestamp."""
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, bool | np.bool_):
-        return "other"
-    if isinstance(value, int | float | np.integer | np.floating):
-        return "number"
-    if isinstance(value, datetime):
-        return "datetime"
-    return "other"
-
-
-def _utc(value: datetime) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def check_values(series: pd.Series, types: pd.Series) -> Checked:
-    """Optional finite numbers; a rating must have one (EventSchema's rule)."""
+    """Optional numbers by :func:`recsdk.rules.number`; a rating must have one."""
     missing = _missing(series)
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        numbers = series.astype(float)
-    elif series.dtype == "str":
-        numbers = pd.Series(_to_float(series.where(~missing, None)), index=series.index)
+        arr = series.to_numpy(dtype=float, na_value=np.nan)
+        invalid = ~missing & ~np.isfinite(arr)
     else:
-        obj = series.astype(object).where(~missing, None)
-        bools = obj.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
-        numbers = pd.to_numeric(obj.where(~bools, None), errors="coerce").astype(float)
-        numbers[bools] = np.nan
-    arr = numbers.to_numpy(dtype=float, na_value=np.nan)
-    invalid = ~missing & ~np.isfinite(arr)
+        ruled = by_rule(series, rules.number)
+        invalid = ruled.refused() & ~missing
+        arr = np.full(len(series), np.nan)
+        ok = ~invalid & ~missing
+        arr[ok] = ruled.values[ok].astype(float)
     arr = np.where(invalid | missing, np.nan, arr)
     rating = types.astype(object).eq("rating").to_numpy()
     return Checked(pd.Series(arr, index=series.index),
@@ -328,12 +254,22 @@ def check_values(series: pd.Series, types: pd.Series) -> Checked:
                     & ~invalid})
 
 
+def _is_null(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def check_context(series: pd.Series) -> Checked:
-    """Context: a dict or nothing, like EventSchema's ``context``."""
+    """Context by :func:`recsdk.rules.json_object`: a JSON object, or nothing."""
     obj = series.astype(object)
-    empty = obj.map(lambda v: v is None or (isinstance(v, float) and math.isnan(v)))
-    ok = obj.map(lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v))
-    invalid = ~(ok | empty).to_numpy(dtype=bool)
+    invalid = np.zeros(len(obj), dtype=bool)
+    for pos, value in enumerate(obj.to_numpy()):
+        if _is_null(value):
+            continue
+        try:
+            rules.json_object(value, "context")
+        except RuleError:
+            invalid[pos] = True
+    ok = ~invalid & ~obj.map(_is_null).to_numpy(dtype=bool)
     return Checked(obj.where(ok, None), {"invalid_context": invalid})
 
 

@@ -1,4 +1,4 @@
-"""Image features of items, read from local files named by ``image_url``.
+"""Image features of items, read from local files under the configured image root.
 
 With ``weights_path`` set to a ResNet-18 ``state_dict`` (e.g. torchvision's ImageNet
 weights, saved once by the shop), items get the network's 512-d embedding: shape,
@@ -6,16 +6,27 @@ object and style similarity. Without it the fallback is a fixed, training-free
 colour-and-texture descriptor (a 4x4x4 RGB histogram, channel means and spreads,
 and Sobel gradient magnitude and orientation histograms): it finds items of similar
 colour and surface, nothing semantic (a red dress and a red mug look alike to it).
-No image is ever fetched over the network: ``http(s)://`` URLs count as missing.
+
+``image_url`` is stored data that anyone with write access sets, so training reads
+only what the shop put under ``image_root``: a relative path that stays inside it, a
+regular file (never a FIFO or a device, which could block training or have side
+effects), at most ``max_bytes`` long. Absolute paths, ``file://`` URLs, ``..`` and
+symbolic links leading out are refused; with no ``image_root`` no local file is read.
+No image is ever fetched over the network: ``http(s)://`` URLs are skipped too. Every
+refusal names the item (``problems_``) and leaves its row zero.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
+import os
+import stat
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -31,27 +42,91 @@ GRADIENT_BINS = 8
 COLOUR_MOMENTS = 6  # mean and spread of each channel
 FALLBACK_DIM = COLOUR_BINS**3 + COLOUR_MOMENTS + 2 * GRADIENT_BINS
 FALLBACK_SIZE = 96
+#: Largest image file read at training, in bytes; larger files are skipped and reported.
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+#: Most problems named in the training log (all are in ``problems_``).
+LOGGED_PROBLEMS = 5
+REMOTE_SCHEMES = frozenset({"http", "https", "ftp", "ftps", "s3", "gs", "data"})
 
 
-def local_path(url: object, root: str | Path | None = None) -> Path | None:
-    """The local file an ``image_url`` names, or None for a remote or empty URL."""
+class ImageRefused(ValueError):
+    """Why an item's ``image_url`` is not read (the message names the path)."""
+
+
+def image_file(url: object, root: str | Path | None) -> Path | None:
+    """The file under ``root`` that an ``image_url`` names; None when there is no URL.
+
+    Raises :class:`ImageRefused` for a remote URL (never fetched), a ``file://`` URL,
+    an absolute path or one with a scheme, a ``..`` component, a path that resolves
+    outside ``root`` (through a symbolic link, say), or when ``root`` is not set.
+    """
     if not isinstance(url, str) or not url.strip():
         return None
-    parsed = urlparse(url)
-    if parsed.scheme in {"http", "https", "ftp", "s3", "gs", "data"}:
-        return None
-    path = Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
-    if not path.is_absolute() and root is not None:
-        path = Path(root) / path
-    return path
+    scheme = urlparse(url).scheme.lower() if "\x00" not in url else ""
+    if scheme in REMOTE_SCHEMES:
+        raise ImageRefused(f"{url!r} is a remote URL: images are never downloaded")
+    if scheme == "file":
+        raise ImageRefused(f"{url!r}: file:// URLs are refused; give a path relative to "
+                           "image_root")
+    if root is None:
+        raise ImageRefused(f"{url!r}: no image_root is configured, so no local image file "
+                           "is read")
+    if "\x00" in url:
+        raise ImageRefused(f"{url!r} contains a NUL character")
+    path = Path(url)
+    if path.is_absolute() or url.startswith(("/", "\\")) or scheme:
+        raise ImageRefused(f"{url!r}: absolute paths and URLs are refused; give a path "
+                           "relative to image_root")
+    if ".." in url.replace("\\", "/").split("/"):
+        raise ImageRefused(f"{url!r}: '..' is refused in image paths")
+    base = Path(root).resolve()
+    target = (base / path).resolve()
+    if not target.is_relative_to(base):
+        raise ImageRefused(f"{url!r} resolves outside image_root (a symbolic link?)")
+    return target
 
 
-def read_rgb(path: Path, size: int) -> np.ndarray:
-    """An image file as a ``size x size x 3`` uint8 array (PIL, bilinear resize)."""
+def read_file(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else is refused.
+
+    The type is checked with ``stat`` before opening (a device is never opened), the
+    file is opened non-blocking without following a link, and ``fstat`` confirms it
+    is the file that was checked.
+    """
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        raise ImageRefused(f"{path} does not exist") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise ImageRefused(f"{path} is not a regular file (FIFOs, devices and folders are "
+                           "never opened)")
+    if before.st_size > max_bytes:
+        raise ImageRefused(f"{path} is larger than {max_bytes} bytes")
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as fh:
+        after = os.fstat(fh.fileno())
+        if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (
+                before.st_dev, before.st_ino):
+            raise ImageRefused(f"{path} changed while it was being opened")
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageRefused(f"{path} is larger than {max_bytes} bytes")
+    return data
+
+
+def decode_rgb(data: bytes, size: int) -> np.ndarray:
+    """Image bytes as a ``size x size x 3`` uint8 array (PIL, bilinear resize).
+
+    PIL's decompression-bomb warning is an error here: a small file that decodes to
+    a huge bitmap is refused like a large file.
+    """
     from PIL import Image
 
-    with Image.open(path) as img:
-        return np.array(img.convert("RGB").resize((size, size), Image.BILINEAR))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as img:
+            return np.array(img.convert("RGB").resize((size, size), Image.BILINEAR))
 
 
 def colour_texture(batch: torch.Tensor) -> torch.Tensor:
@@ -94,18 +169,20 @@ def colour_texture(batch: torch.Tensor) -> torch.Tensor:
 
 class ImageEncoder:
     """Image vectors from local files: a pretrained ResNet-18, or the colour/texture
-    fallback when no weights are configured. Missing images give all-zero rows."""
+    fallback when no weights are configured. Missing or refused images give all-zero
+    rows; ``image_root`` is the only folder files are read from (none: no file is)."""
 
     name = "image"
 
     def __init__(self, weights_path: str | None = None, device: str = "cpu",
                  image_size: int = 224, batch_size: int = 32,
-                 image_root: str | None = None) -> None:
+                 image_root: str | None = None, max_bytes: int = MAX_IMAGE_BYTES) -> None:
         self.weights_path = weights_path
         self.device = device
         self.image_size = image_size
         self.batch_size = batch_size
         self.image_root = image_root
+        self.max_bytes = max_bytes
 
     @property
     def pretrained(self) -> bool:
@@ -120,8 +197,8 @@ class ImageEncoder:
         if not self.pretrained:
             return f"colour-texture:2:{COLOUR_BINS}:{GRADIENT_BINS}:{FALLBACK_SIZE}"
         path = Path(str(self.weights_path))
-        stat = path.stat()
-        digest = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        stat_ = path.stat()
+        digest = hashlib.sha256(f"{path.resolve()}:{stat_.st_size}:{stat_.st_mtime_ns}".encode())
         return f"resnet18:{self.image_size}:{digest.hexdigest()[:16]}"
 
     def fit(self, urls: Sequence[object]) -> ImageEncoder:
@@ -130,19 +207,29 @@ class ImageEncoder:
         return self
 
     def content(self, urls: Sequence[object]) -> list[str]:
-        """What identifies each image's content: its path, size and modification time."""
+        """What identifies each image's content: its path, size and modification time.
+
+        Empty for no image and for a refused one (nothing outside the root is stat'ed).
+        """
         out = []
         for url in urls:
-            path = local_path(url, self.image_root)
-            if path is None or not path.is_file():
+            try:
+                path = image_file(url, self.image_root)
+                info = None if path is None else os.stat(path)
+            except (ImageRefused, OSError):
+                path = info = None
+            if path is None or info is None or not stat.S_ISREG(info.st_mode):
                 out.append("")
-                continue
-            stat = path.stat()
-            out.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+            else:
+                out.append(f"{path}:{info.st_size}:{info.st_mtime_ns}")
         return out
 
-    def transform(self, urls: Sequence[object]) -> np.ndarray:
-        """One row per URL; ``problems_`` maps row numbers to why a row is zero."""
+    def transform(self, urls: Sequence[object], labels: Sequence[str] | None = None
+                  ) -> np.ndarray:
+        """One row per URL; ``problems_`` maps row numbers to why a row is zero.
+
+        ``labels`` (item ids) name the rows in the logged warning.
+        """
         if self.pretrained and not hasattr(self, "model_"):
             self.fit(urls)
         size = self.image_size if self.pretrained else FALLBACK_SIZE
@@ -151,16 +238,20 @@ class ImageEncoder:
         pixels: list[np.ndarray] = []
         rows: list[int] = []
         for row, url in enumerate(urls):
-            path = local_path(url, self.image_root)
-            if path is None:
-                if isinstance(url, str) and url.strip():
-                    self.problems_[row] = f"{url!r} is not a local file (no downloads)"
+            try:
+                path = image_file(url, self.image_root)
+                if path is None:
+                    continue
+                data = read_file(path, self.max_bytes)
+            except ImageRefused as exc:
+                self.problems_[row] = str(exc)
+                continue
+            except OSError as exc:
+                self.problems_[row] = f"{url!r} cannot be read ({exc.strerror or exc})"
                 continue
             try:
-                pixels.append(read_rgb(path, size))
+                pixels.append(decode_rgb(data, size))
                 rows.append(row)
-            except FileNotFoundError:
-                self.problems_[row] = f"{path} does not exist"
             except Exception as exc:  # PIL raises several types for unreadable files
                 self.problems_[row] = f"{path} is not a readable image ({exc})"
             if len(pixels) == self.batch_size:
@@ -169,8 +260,10 @@ class ImageEncoder:
         if pixels:
             out[rows] = self._encode(np.stack(pixels))
         if self.problems_:
-            log.warning("%d of %d images unusable, e.g. %s", len(self.problems_), len(urls),
-                        next(iter(self.problems_.values())))
+            named = [f"item {labels[r] if labels is not None else r}: {why}"
+                     for r, why in list(self.problems_.items())[:LOGGED_PROBLEMS]]
+            log.warning("%d of %d item images not used: %s", len(self.problems_), len(urls),
+                        "; ".join(named))
         return out
 
     @torch.inference_mode()

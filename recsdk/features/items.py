@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -126,6 +127,9 @@ class ItemFeatureBuilder:
                                      f"known: {', '.join(BLOCKS)}")
         if not self.blocks:
             raise ConfigurationError("at least one feature block is needed")
+        if "image" in self.blocks and self.image_root is not None and not Path(
+                self.image_root).is_dir():
+            raise ConfigurationError(f"image_root {self.image_root!r} is not a folder")
 
     def _make_text(self) -> TfidfTextEncoder | SentenceTextEncoder:
         return make_text_encoder(self.text_encoder, max_features=self.tfidf_max_features,
@@ -187,7 +191,7 @@ class ItemFeatureBuilder:
         return out
 
     def _images(self, urls: list[object], ids: np.ndarray, out: ItemFeatures) -> np.ndarray:
-        vectors = self.image_.transform(urls)
+        vectors = self.image_.transform(urls, labels=[str(i) for i in ids])
         out.problems.update({str(ids[row]): why for row, why in self.image_.problems_.items()})
         return vectors
 

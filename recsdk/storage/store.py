@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 
 from recsdk.errors import ValidationFailed
+from recsdk.rules import category_problems
 from recsdk.storage import models
 from recsdk.storage.database import make_engine
 from recsdk.storage.retry import retry_conflicts
@@ -216,6 +217,12 @@ class Store:
     # ---- catalogue -------------------------------------------------------------------
 
     def upsert_categories(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or update categories; cycles and over-deep chains are refused.
+
+        The tree is judged with the stored categories, inside the writing transaction
+        and with category writers serialised, so a cycle is refused however it is built
+        (A under B in one request, B under A in a later or concurrent one).
+        """
         rows = [{**r, "name": r.get("name") or r["id"]} for r in rows]
         known = self._existing_ids(models.Category, {r.get("parent_id") for r in rows})
         known |= {r["id"] for r in rows}
@@ -226,9 +233,35 @@ class Store:
         }
         if bad:
             raise ValidationFailed(bad, "categories")
-        # parents first so that foreign keys hold inside the transaction
-        ordered = _topological(rows)
-        return self._upsert(models.Category, ordered, keep_order=True)
+        return self._upsert_categories(rows)
+
+    @retry_conflicts
+    def _upsert_categories(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            self._check_category_tree(conn, rows)
+            # parents first so that foreign keys hold inside the transaction
+            self._write_upsert(conn, models.Category, _parents_first(rows), keep_order=True)
+        return len(rows)
+
+    def _check_category_tree(self, conn: Connection, rows: Sequence[Mapping[str, Any]]
+                             ) -> None:
+        _lock_categories(conn)
+        table = models.Category.__table__
+        parents: dict[str, str | None] = {
+            child: parent for child, parent in conn.execute(select(table.c.id,
+                                                                   table.c.parent_id))}
+        for r in rows:
+            if "parent_id" in r:
+                parents[r["id"]] = r["parent_id"]
+            else:  # left out: the stored parent stays
+                parents.setdefault(r["id"], None)
+        problems = category_problems(parents, [r["id"] for r in rows])
+        if problems:
+            raise ValidationFailed({i: {"parent_id": [problems[r["id"]]]}
+                                    for i, r in enumerate(rows) if r["id"] in problems},
+                                   "categories")
 
     def upsert_items(self, rows: Sequence[Mapping[str, Any]]) -> int:
         wanted = {r["category_id"] for r in rows if r.get("category_id") is not None}
@@ -267,6 +300,12 @@ class Store:
         """
         if not rows:
             return 0
+        with self.engine.begin() as conn:
+            self._write_upsert(conn, model, rows, keep_order=keep_order)
+        return len(rows)
+
+    def _write_upsert(self, conn: Connection, model: type[models.Base],
+                      rows: Sequence[Mapping[str, Any]], keep_order: bool = False) -> None:
         table = model.__table__
         now = datetime.now(UTC)
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -275,18 +314,16 @@ class Store:
             if "updated_at" in table.c:
                 rec["updated_at"] = now
             groups.setdefault(tuple(sorted(rec)), []).append(rec)
-        with self.engine.begin() as conn:
-            for keys, recs in groups.items():
-                if not keep_order:
-                    recs.sort(key=lambda r: str(r["id"]))
-                stmt = self._insert(table)
-                update = {k: stmt.excluded[k] for k in keys if k != "id"}
-                stmt = (
-                    stmt.on_conflict_do_update(index_elements=["id"], set_=update)
-                    if update else stmt.on_conflict_do_nothing(index_elements=["id"])
-                )
-                conn.execute(stmt, recs)
-        return len(rows)
+        for keys, recs in groups.items():
+            if not keep_order:
+                recs.sort(key=lambda r: str(r["id"]))
+            stmt = self._insert(table)
+            update = {k: stmt.excluded[k] for k in keys if k != "id"}
+            stmt = (
+                stmt.on_conflict_do_update(index_elements=["id"], set_=update)
+                if update else stmt.on_conflict_do_nothing(index_elements=["id"])
+            )
+            conn.execute(stmt, recs)
 
     def catalog_version(self) -> str:
         """Changes whenever an item or category is written: counts and latest update."""
@@ -497,25 +534,33 @@ class _PostgresEvents:
         return stored
 
 
-def _topological(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Order category rows so that a parent given in the same batch comes first."""
+#: Key of the PostgreSQL advisory lock that serialises category writers.
+CATEGORY_LOCK_KEY = 0x7265_6373_6361_74  # "recscat"
+
+
+def _lock_categories(conn: Connection) -> None:
+    """Hold the category writers' lock until the transaction ends."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CATEGORY_LOCK_KEY})
+    else:  # SQLite: a first write statement takes the database's write lock
+        conn.execute(text("UPDATE categories SET id = id WHERE 0"))
+
+
+def _parents_first(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Category rows ordered so that a parent given in the same batch comes first.
+
+    Counts each row's ancestors within the batch iteratively (the tree was checked
+    for cycles and depth already, so every walk ends).
+    """
     by_id = {r["id"]: r for r in rows}
-    done: set[str] = set()
-    out: list[Mapping[str, Any]] = []
 
-    def visit(row: Mapping[str, Any], path: tuple[str, ...]) -> None:
-        if row["id"] in done:
-            return
-        if row["id"] in path:
-            raise ValidationFailed({"parent_id": [f"Category cycle through {row['id']!r}."]},
-                                   "categories")
-        parent = row.get("parent_id")
-        if parent in by_id:
-            visit(by_id[parent], (*path, row["id"]))
-        done.add(row["id"])
-        out.append(row)
+    def level(row: Mapping[str, Any]) -> int:
+        n, seen, parent = 0, {row["id"]}, row.get("parent_id")
+        while parent in by_id and parent not in seen:
+            seen.add(parent)
+            n += 1
+            parent = by_id[parent].get("parent_id")
+        return n
 
-    for row in rows:
-        visit(row, ())
-    return out
+    return sorted(rows, key=level)
 

@@ -46,7 +46,7 @@ def test_an_item_update_keeps_fields_left_out(client: FlaskClient, sdk: RecSDK) 
     ("/api/v1/items", {"id": "i9", "category_id": "nowhere"}, "category_id",
      "Unknown category 'nowhere'"),
     ("/api/v1/users", {"id": ""}, "id", "Not a valid id"),
-    ("/api/v1/users", {"id": "u9", "attributes": "gold"}, "attributes", "Not a valid mapping"),
+    ("/api/v1/users", {"id": "u9", "attributes": "gold"}, "attributes", "must be an object"),
     ("/api/v1/categories", {"id": "c9", "parent_id": "missing"}, "parent_id",
      "Unknown category 'missing'"),
     ("/api/v1/categories", {"name": "no id"}, "id", "Missing data"),

@@ -79,7 +79,7 @@ FUTURE = (datetime.now(UTC) + timedelta(days=3)).isoformat()
     ({"user_id": "u1", "item_id": "i1"}, "type", "Missing data"),
     ({"user_id": ["u1"], "item_id": "i1", "type": "view"}, "user_id", "Not a valid id"),
     ({"user_id": "u1", "item_id": "i1", "type": "view", "value": "high"}, "value",
-     "Not a valid number"),
+     "Not a finite number"),
     ({"user_id": "u1", "item_id": "i1", "type": "View!"}, "type", "lower-case"),
     ({"user_id": "u1", "item_id": "i1", "type": "view", "colour": "red"}, "colour",
      "Unknown field"),
@@ -93,7 +93,7 @@ FUTURE = (datetime.now(UTC) + timedelta(days=3)).isoformat()
      "before 1990"),
     ({"user_id": "u1", "item_id": "i1", "type": "rating"}, "value", "rating event needs"),
     ({"user_id": "u1", "item_id": "i1", "type": "view", "context": ["a"]}, "context",
-     "Not a valid mapping"),
+     "must be an object"),
 ])
 def test_an_invalid_row_rejects_the_whole_batch_naming_row_and_field(
         client: FlaskClient, sdk: RecSDK, row: dict[str, Any], field: str, words: str) -> None:

@@ -47,12 +47,22 @@ def test_the_openapi_document_describes_bodies_security_and_errors(
     assert one_or_many[0] == {"$ref": "#/components/schemas/Event"}
     assert one_or_many[1]["items"] == {"$ref": "#/components/schemas/Event"}
     assert one_or_many[1]["maxItems"] == 10_000
-    assert {"200", "201", "400", "401", "413", "415", "422"} <= set(events["responses"])
+    assert {"200", "201", "400", "401", "413", "415", "422", "503"} <= set(events["responses"])
+    assert "Retry-After" in events["responses"]["503"]["headers"]
     event = doc["components"]["schemas"]["Event"]
     assert set(event["required"]) == {"user_id", "item_id", "type"}
-    assert event["properties"]["user_id"]["type"] == "string"
-    assert event["properties"]["timestamp"]["format"] == "date-time"
+    assert event["properties"]["user_id"]["anyOf"][0] == {
+        "type": "string", "minLength": 1, "maxLength": 255}
+    assert event["properties"]["user_id"]["anyOf"][1]["type"] == "integer"
+    assert event["properties"]["timestamp"]["anyOf"][0]["format"] == "date-time"
+    assert event["properties"]["value"]["type"] == "number"
+    assert "16 levels" in event["properties"]["context"]["description"]
     assert event["additionalProperties"] is False
+    item = doc["components"]["schemas"]["Item"]["properties"]
+    assert item["title"]["maxLength"] == 1000 and item["tags"]["maxItems"] == 100
+    assert item["stock"]["maximum"] == 2**31 - 1 and item["price"]["minimum"] == 0
+    assert item["attributes"]["properties"]["group_id"]["anyOf"] == [
+        {"type": "string"}, {"type": "number"}]
     for name in ("Item", "User", "Category", "Feedback"):
         assert name in doc["components"]["schemas"]
     assert doc["components"]["securitySchemes"]["ApiKeyHeader"]["name"] == "X-API-Key"

@@ -83,3 +83,38 @@ def test_serve_refuses_a_bad_port() -> None:
     result = CliRunner().invoke(cli, ["serve", "--port", "70000"])
     assert result.exit_code == 2
     assert "--port" in result.output
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "shop.example.com"])
+def test_serve_refuses_open_writes_on_a_reachable_address(
+        host: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("RECSDK_")]:
+        monkeypatch.delenv(name)
+    config = tmp_path / "recsdk.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "x.db"}"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "serve", "--host", host])
+    assert result.exit_code == 2
+    assert f"refusing to serve on {host}" in result.output
+    assert "--insecure" in result.output and "RECSDK_API_KEY" in result.output
+    assert not (tmp_path / "x.db").exists()  # refused before opening anything
+
+
+@pytest.mark.parametrize(("args", "environ"), [
+    (["--host", "0.0.0.0", "--insecure"], {}),
+    (["--host", "0.0.0.0"], {"RECSDK_API_KEY": "k"}),
+    (["--host", "127.0.0.2"], {}),
+    (["--host", "::1"], {}),
+    (["--host", "localhost"], {}),
+])
+def test_serve_passes_the_check_with_a_key_loopback_or_insecure(
+        args: list[str], environ: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("RECSDK_")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "recsdk.toml"  # an unusable database: fails after the check
+    config.write_text('database_url = "mysql://shop@localhost/shop"\ndevice = "cpu"\n')
+    result = CliRunner().invoke(cli, ["--config", str(config), "serve", "--port", "0", *args])
+    assert "refusing to serve" not in result.output
+    assert "only sqlite:/// and postgresql:// are supported" in result.output

@@ -179,7 +179,7 @@ def test_feedback_is_credited_to_the_served_list(shop: Any) -> None:
     ({"item_id": "sku-1", "type": "click"}, "request_id", "Missing data"),
     ({"request_id": "r", "item_id": "sku-1", "type": "click", "extra": 1}, "extra",
      "Unknown field"),
-    ({"request_id": "r", "item_id": "sku-1", "type": "Click!"}, "type", "String does not"),
+    ({"request_id": "r", "item_id": "sku-1", "type": "Click!"}, "type", "Event type must be"),
 ])
 def test_bad_feedback_names_the_row_and_stores_nothing(
         shop: Any, row: dict[str, Any], field: str, words: str) -> None:

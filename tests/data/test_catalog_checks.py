@@ -118,3 +118,41 @@ def test_users_need_ids_and_object_attributes():
     load_many(UserSchema(), frame_records(out, USER_COLUMNS), "users")
     bare, _ = check_users(pd.DataFrame({"id": ["u9"]}))
     assert bare["attributes"].tolist() == [{}]
+
+
+def test_imported_items_follow_the_api_rules():
+    frame = items(
+        {"id": "ok", "title": "Shoe", "attributes": '{"group_id": "g1"}', "stock": "3"},
+        {"id": "nul", "title": "a\x00b"},
+        {"id": "long", "title": "t" * 1001},
+        {"id": "surrogate", "description": "\ud800"},
+        {"id": "url", "image_url": "x\x00.png"},
+        {"id": "group", "attributes": '{"group_id": []}'},
+        {"id": "inf", "attributes": '{"x": Infinity}'},
+        {"id": "deep", "attributes": '{"a":' * 20 + "1" + "}" * 20},
+        {"id": "stock", "stock": "2147483648"},
+        {"id": "tags", "tags": "|".join(["t"] * 101)},
+        {"id": "tag", "tags": ["a\x00"]},
+    )
+    out, report = check_items(frame)
+    assert out["id"].tolist() == ["ok"]
+    skipped = {e["row"]: r.rule for r in report.rules if r.action == "dropped"
+               for e in r.examples}
+    assert skipped == {1: "invalid_title", 2: "invalid_title", 3: "invalid_description",
+                       4: "invalid_image_url", 5: "malformed_attributes",
+                       6: "malformed_attributes", 7: "malformed_attributes",
+                       8: "malformed_stock", 9: "malformed_tags", 10: "malformed_tags"}
+    load_many(ItemSchema(), frame_records(out, ITEM_COLUMNS), "items")  # the API agrees
+
+
+def test_imported_users_and_categories_follow_the_api_rules():
+    users, _ = check_users(pd.DataFrame([{"id": "u", "attributes": {"k": "v\x00"}},
+                                         {"id": "v", "attributes": {"k": 1}}], dtype=object))
+    assert users["id"].tolist() == ["v"]
+    chain = pd.DataFrame([{"id": f"c{i}", "parent_id": f"c{i - 1}" if i else None}
+                          for i in range(40)], dtype=object)
+    with pytest.raises(ValidationFailed, match="Category chain too deep"):
+        check_categories(chain)
+    names, _ = check_categories(pd.DataFrame([{"id": "a", "name": "x\x00"}, {"id": "b"}],
+                                             dtype=object))
+    assert names["id"].tolist() == ["b"]

@@ -146,3 +146,23 @@ def test_import_into_postgresql(run, orders, postgres_db):
                  database_url=postgres_db)
     assert result.exit_code == 0, result.output
     assert counts(postgres_db)["events"] == 3
+
+
+@pytest.mark.parametrize(("name", "text", "words"), [
+    ("empty.csv", "", "the file is empty"),
+    ("blank.jsonl", "\n\n", "the file is empty"),
+    ("header.csv", "user_id,item_id,type,timestamp\n",
+     "has a header (user_id, item_id, type, timestamp) but no rows"),
+    ("header.tsv", "user_id\titem_id\ttype\ttimestamp\n", "but no rows"),
+    ("ml.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n",
+     "but no rows"),
+])
+def test_an_empty_or_header_only_file_is_a_clear_error(run, tmp_path, name, text, words):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["import", str(path)],
+                                env={**dict.fromkeys(HOST_VARIABLES),
+                                     "RECSDK_DATABASE_URL": run.url})
+    assert result.exit_code == 1
+    assert words in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit

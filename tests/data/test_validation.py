@@ -80,17 +80,17 @@ def test_normalised_values_match_what_the_schema_loads():
             want["session_id"]
 
 
-def test_documented_leniencies_of_file_imports():
-    # text that is a UNIX time, surrounding spaces and capitals in types are read,
-    # where the JSON API would refuse them: files carry everything as text
-    ts = parse_timestamps(pd.Series(["1700000000", " 2024-01-01T00:00:00Z "]), NOW)
-    assert ts.values.tolist() == [pd.Timestamp("2023-11-14 22:13:20", tz="UTC"),
-                                  pd.Timestamp("2024-01-01", tz="UTC")]
+def test_text_timestamps_read_as_the_api_reads_them():
+    # text that is a UNIX time and surrounding spaces are read by files and the API alike
+    texts = ["1700000000", " 2024-01-01T00:00:00Z ", "881250949", "20240101"]
+    ts = parse_timestamps(pd.Series(texts), NOW)
+    want = [pd.Timestamp("2023-11-14 22:13:20", tz="UTC"), pd.Timestamp("2024-01-01", tz="UTC"),
+            pd.Timestamp("1997-12-04 15:55:49", tz="UTC"), pd.Timestamp("2024-01-01", tz="UTC")]
+    assert ts.values.tolist() == want
     assert not any(m.any() for m in ts.problems.values())
-    # ISO wins where text reads both ways, as datetime.fromisoformat does
-    ts = parse_timestamps(pd.Series(["881250949", "20240101"]), NOW)
-    assert ts.values.tolist() == [pd.Timestamp("1997-12-04 15:55:49", tz="UTC"),
-                                  pd.Timestamp("2024-01-01", tz="UTC")]
+    api = [EventSchema().load({"user_id": "u", "item_id": "i", "type": "view",
+                               "timestamp": t})["timestamp"] for t in texts]
+    assert api == [w.to_pydatetime() for w in want]
 
 
 def test_timestamp_problems_are_told_apart():

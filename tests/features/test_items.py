@@ -89,6 +89,8 @@ def test_bad_configuration_is_named():
         ItemFeatureBuilder().fit(ITEMS.drop(columns="id"), TREE)
     with pytest.raises(NotTrainedError):
         ItemFeatureBuilder().transform(ITEMS, TREE)
+    with pytest.raises(ConfigurationError, match="image_root '/no/such/dir' is not a folder"):
+        ItemFeatureBuilder(blocks=["image"], image_root="/no/such/dir")._validate()
 
 
 def test_expensive_blocks_are_reused_from_the_store(tmp_path, minilm):
@@ -96,18 +98,19 @@ def test_expensive_blocks_are_reused_from_the_store(tmp_path, minilm):
 
     paths = []
     for n, colour in enumerate([(200, 0, 0), (0, 0, 200)]):
-        paths.append(str(tmp_path / f"{n}.png"))
-        Image.fromarray(np.full((32, 32, 3), colour, dtype=np.uint8)).save(paths[-1])
+        paths.append(f"{n}.png")
+        Image.fromarray(np.full((32, 32, 3), colour, dtype=np.uint8)).save(tmp_path / paths[-1])
     items = ITEMS.head(4).assign(image_url=[paths[0], paths[1], None, "https://x/y.jpg"])
     store = Store(f"sqlite:///{tmp_path / 'f.db'}")
     store.upgrade()
     fs = FeatureStore(store)
-    builder = ItemFeatureBuilder(blocks=["text", "image", "category"],
-                                 text_encoder="minilm").fit(items, TREE)
+    builder = ItemFeatureBuilder(blocks=["text", "image", "category"], text_encoder="minilm",
+                                 image_root=str(tmp_path)).fit(items, TREE)
     first = builder.transform(items, TREE, store=fs)
     assert {(r.name, r.computed, r.reused) for r in first.reports} == {
         ("text:minilm", 4, 0), ("image", 4, 0)}
-    assert first.problems == {"h1": "'https://x/y.jpg' is not a local file (no downloads)"}
+    assert first.problems == {
+        "h1": "'https://x/y.jpg' is a remote URL: images are never downloaded"}
     changed = items.copy()
     changed.loc[1, "title"] = "Completely different words"
     second = builder.transform(changed, TREE, store=fs)

@@ -36,6 +36,7 @@ from recsdk.pipeline import ModelState, Pipeline
 from recsdk.plugin_manager import PluginManager
 from recsdk.registry import STATE, VOCABULARY, ArtifactError, ModelRegistry, default_artifact_dir
 from recsdk.request_log import RequestLog
+from recsdk.rules import RuleError, identifier
 from recsdk.schemas import (
     CategorySchema,
     FeedbackSchema,
@@ -515,6 +516,7 @@ class RecSDK:
         ``candidates``: rank only these items (a shelf, a cold-start protocol).
         """
         started = time.perf_counter()
+        user_id, session_id = _checked_ids(user_id=user_id, session_id=session_id)
         self._maybe_refresh_catalog()
         if k is None:
             k = int(self.settings.placements.get(placement, {}).get("k")
@@ -563,6 +565,7 @@ class RecSDK:
     def similar_items(self, item_id: str, k: int = 10, *, placement: str = "similar",
                       log_request: bool = True) -> RecommendationResult:
         """Items like ``item_id`` (for product pages), the item itself excluded."""
+        (item_id,) = _checked_ids(item_id=item_id)
         run = self._run
         if not run.trained:
             raise NotTrainedError("similar_items needs a trained model: run fit() first")
@@ -628,6 +631,19 @@ class RecSDK:
         } for f in out])
         self.plugins.call_each("recsdk_log_feedback", feedback=out)
         return out
+
+
+def _checked_ids(**ids: object) -> tuple[str | None, ...]:
+    """The ids of a request as text, by the same rule as ingestion; None stays None."""
+    out, problems = [], {}
+    for name, value in ids.items():
+        try:
+            out.append(None if value is None else identifier(value))
+        except RuleError as exc:
+            problems[name] = [str(exc)]
+    if problems:
+        raise ValidationFailed(problems, "request")
+    return tuple(out)
 
 
 def _history_key(user_id: str | None, session_id: str | None) -> str:

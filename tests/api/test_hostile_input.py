@@ -167,6 +167,13 @@ def test_hostile_query_strings_are_422(client: FlaskClient, query: str) -> None:
     assert answer.get_json()["errors"]["query"]
 
 
+@pytest.mark.parametrize("item", ["a%00b", "x" * 256])
+def test_hostile_similar_item_ids_are_422(client: FlaskClient, item: str) -> None:
+    answer = client.get(f"/api/v1/items/{item}/similar")
+    assert answer.status_code == 422, answer.get_data(as_text=True)[:300]
+    assert "item_id" in answer.get_data(as_text=True)
+
+
 def test_a_3000_long_category_chain_is_refused(client: FlaskClient, sdk: RecSDK) -> None:
     chain = [{"id": "k0"}] + [{"id": f"k{i}", "parent_id": f"k{i - 1}"} for i in range(1, 3000)]
     answer = client.put("/api/v1/categories", json=chain)

@@ -284,3 +284,17 @@ def test_degraded_answers_are_cached_briefly(make_sdk):
     off.recommend("u1", k=3)
     assert off.telemetry.value("recsdk_recommendations", placement="default",
                                variant="default", outcome="cached") == 0
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "\ud800", "x" * 256, 1.5])
+def test_request_ids_follow_the_ingestion_rules(make_sdk, bad):
+    sdk = make_sdk({"plugins": POP})
+    fill(sdk)
+    sdk.fit()
+    with pytest.raises(ValidationFailed, match="user_id"):
+        sdk.recommend(bad)
+    with pytest.raises(ValidationFailed, match="session_id"):
+        sdk.recommend(session_id=bad)
+    with pytest.raises(ValidationFailed, match="item_id"):
+        sdk.similar_items(bad)
+    assert sdk.recommend(7, k=2).item_ids  # a whole number is an id, as in ingestion

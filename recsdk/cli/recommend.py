@@ -117,5 +117,5 @@ def similar(ctx: click.Context, item: str, k: int, as_json: bool) -> None:
         if len(sdk.catalog) and item not in sdk.catalog.index:
             click.echo(f"note: item {item!r} is not in the catalogue; "
                        "showing the fallback's items", err=True)
-        result = sdk.similar_items(item, k=k)
+        result = sdk.similar_items(item, k=k, log_request=False)
         _show(sdk, result, as_json)

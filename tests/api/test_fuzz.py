@@ -1,0 +1,58 @@
+"""schemathesis over the served OpenAPI document, on SQLite and on PostgreSQL.
+
+Every operation of the document gets generated requests, valid ones and ones that
+break it (schemathesis' positive and negative modes), each sent with the API key and
+without one, to an app serving a trained shop. Any 5xx, an answer the document does
+not declare (status, content type, headers, body), or a served list degraded by a
+plugin error fails the test; the failures of all operations are listed together, each
+with a curl command that reproduces it. Generation is seeded (derandomised), so a run
+repeats. ``benchmarks/fuzz.py`` runs the same checks with many more requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import Case, GenerationMode
+
+from tests.api.fuzzing import Target, call_both_ways, fuzz_target
+
+#: Generated requests per operation and generation mode (each sent twice: key, no key).
+EXAMPLES = 40
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
+                                                               marks=pytest.mark.postgres)])
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    with fuzz_target(request.param) as made:
+        yield made
+
+
+def fuzz_operation(operation: object, mode: GenerationMode) -> list[str]:
+    """Run the generated requests of one operation and mode; the failures found."""
+    failures: list[str] = []
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
+    @given(case=operation.as_strategy(generation_mode=mode))  # type: ignore[attr-defined]
+    def run(case: Case) -> None:
+        call_both_ways(case)
+
+    try:
+        run()
+    except Unsatisfiable:  # nothing to make invalid: an operation without parameters
+        assert mode is GenerationMode.NEGATIVE
+    except Exception as exc:  # every operation is tried: all failures are listed
+        failures.append(f"{operation.label} ({mode.value}): {exc}")  # type: ignore[attr-defined]
+    return failures
+
+
+def test_no_5xx_and_every_answer_as_documented(target: Target) -> None:
+    operations = [result.ok() for result in target.schema.get_all_operations()]
+    assert len(operations) >= 12, [op.label for op in operations]
+    failures = [failure for operation in operations for mode in GenerationMode
+                for failure in fuzz_operation(operation, mode)]
+    assert not failures, "\n\n".join(failures)

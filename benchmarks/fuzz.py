@@ -120,7 +120,9 @@ def run_schemathesis(address: str, keyed: bool, known: KnownIds, examples: int, 
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     environ = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.fuzz_hooks",
                KNOWN_IDS_VARIABLE: known.to_json(), "PYTHONPATH": path}
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=environ)
+    # its cache of crashes goes to the working folder: the report's, not the checkout
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=environ,
+                          cwd=report.parent)
     return done.returncode, done.stdout + done.stderr
 
 

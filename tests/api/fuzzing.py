@@ -11,7 +11,8 @@ category" or "unknown request". :func:`steer_to_known_ids` registers schemathesi
 that make about half the requests name the shop's real users, items, categories,
 served lists and model runs instead, so fuzzed values reach storage, training and the
 plugins: feedback on a served list, attributes of an item the filters read, events of a
-user who is then served.
+user who is then served. The same hooks put into paths and query strings the text
+schemathesis never generates there (NUL, invalid UTF-8, over-long ids).
 """
 
 from __future__ import annotations
@@ -180,12 +181,23 @@ def _naming(choices: Mapping[str, Sequence[str]]) -> Callable[[Any, Any], Any]:
     return flatmap
 
 
+#: Text that schemathesis never puts in a path (already percent-encoded, as path
+#: parameters are when hooks see them): NUL, a surrogate's UTF-8 bytes, invalid UTF-8,
+#: over-long, an encoded slash and dots.
+HOSTILE_PATH_TEXT = ("a%00b", "%ED%A0%80abcdef", "%FF%FEabcdef", "x" * 300, "..%2F..%2Fetc",
+                     "%00")
+#: The same for query values (raw: the client encodes them).
+HOSTILE_QUERY_TEXT = ("a\x00b", "\x00", "u" * 256, "\uffff", " ")
+
+
 def steer_to_known_ids(register: Callable[[str], Any], known: KnownIds) -> None:
-    """Register the hooks that make about half the requests name existing things.
+    """Register the hooks that make about half the requests name existing things
+    (or, for path and query values, text that schemathesis leaves out).
 
     ``register`` is ``schema.hook`` (one schema, in-process) or ``schemathesis.hook``
     (every schema, as the command line loads hooks).
     """
+    users, items = known.users + HOSTILE_QUERY_TEXT, known.items + HOSTILE_PATH_TEXT
     steering = [
         ("flatmap_body", "POST", "/api/v1/events", {"user_id": known.users,
                                                     "item_id": known.items}),
@@ -196,11 +208,15 @@ def steer_to_known_ids(register: Callable[[str], Any], known: KnownIds) -> None:
         ("flatmap_body", "PUT", "/api/v1/users", {"id": known.users}),
         ("flatmap_body", "PUT", "/api/v1/categories", {"id": known.categories,
                                                        "parent_id": known.categories}),
-        ("flatmap_query", "GET", "/api/v1/recommendations", {"user_id": known.users}),
+        ("flatmap_query", "GET", "/api/v1/recommendations", {
+            "user_id": users, "session_id": HOSTILE_QUERY_TEXT,
+            "placement": ("default", *HOSTILE_QUERY_TEXT)}),
         ("flatmap_path_parameters", "GET", "/api/v1/items/{item_id}/similar",
-         {"item_id": known.items}),
+         {"item_id": items}),
         ("flatmap_path_parameters", "POST", "/api/v1/admin/models/{run_id}/activate",
-         {"run_id": known.runs}),
+         {"run_id": known.runs + HOSTILE_PATH_TEXT}),
+        ("flatmap_path_parameters", "GET", "/api/v1/admin/jobs/{job_id}",
+         {"job_id": HOSTILE_PATH_TEXT}),
     ]
     for hook, method, path, choices in steering:
         register(hook).apply_to(method=method, path=path)(_naming(choices))

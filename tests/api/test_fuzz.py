@@ -31,15 +31,20 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield made
 
 
-def fuzz_operation(operation: object, mode: GenerationMode) -> list[str]:
-    """Run the generated requests of one operation and mode; the failures found."""
+def fuzz_operation(operation: object, mode: GenerationMode, jobs: list[str]) -> list[str]:
+    """Run the generated requests of one operation and mode; the failures found.
+
+    The ids of training jobs the requests started are added to ``jobs``.
+    """
     failures: list[str] = []
 
     @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
     @given(case=operation.as_strategy(generation_mode=mode))  # type: ignore[attr-defined]
     def run(case: Case) -> None:
-        call_both_ways(case)
+        for response in call_both_ways(case):
+            if response.status_code == 202:
+                jobs.append(response.json()["id"])
 
     try:
         run()
@@ -53,6 +58,15 @@ def fuzz_operation(operation: object, mode: GenerationMode) -> list[str]:
 def test_no_5xx_and_every_answer_as_documented(target: Target) -> None:
     operations = [result.ok() for result in target.schema.get_all_operations()]
     assert len(operations) >= 12, [op.label for op in operations]
+    jobs: list[str] = []
     failures = [failure for operation in operations for mode in GenerationMode
-                for failure in fuzz_operation(operation, mode)]
+                for failure in fuzz_operation(operation, mode, jobs)]
     assert not failures, "\n\n".join(failures)
+    # whatever the fuzzer stored, training on it works and the lists it serves are whole
+    target.sdk.jobs.wait(timeout_s=60)
+    ended = [target.sdk.jobs.get(job) for job in jobs]
+    assert all(job and job["status"] == "succeeded" for job in ended), ended
+    target.sdk.fit()
+    for user in target.known.users[:10]:
+        result = target.sdk.recommend(user, k=10)
+        assert not result.degraded and result.items, (user, result.failures)

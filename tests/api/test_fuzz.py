@@ -20,6 +20,8 @@ from schemathesis import Case, GenerationMode
 
 from tests.api.fuzzing import Target, call_both_ways, fuzz_target
 
+pytestmark = pytest.mark.slow
+
 #: Generated requests per operation and generation mode (each sent twice: key, no key).
 EXAMPLES = 40
 

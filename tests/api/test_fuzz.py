@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from schemathesis import Case, GenerationMode
+from schemathesis import APIOperation, Case, GenerationMode
 
 from tests.api.fuzzing import Target, call_both_ways, fuzz_target
 
@@ -33,7 +33,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield made
 
 
-def fuzz_operation(operation: object, mode: GenerationMode, jobs: list[str]) -> list[str]:
+def fuzz_operation(operation: APIOperation, mode: GenerationMode, jobs: list[str]
+                   ) -> list[str]:
     """Run the generated requests of one operation and mode; the failures found.
 
     The ids of training jobs the requests started are added to ``jobs``.
@@ -42,7 +43,7 @@ def fuzz_operation(operation: object, mode: GenerationMode, jobs: list[str]) -> 
 
     @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(case=operation.as_strategy(generation_mode=mode))  # type: ignore[attr-defined]
+    @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Case) -> None:
         for response in call_both_ways(case):
             if response.status_code == 202:
@@ -53,7 +54,7 @@ def fuzz_operation(operation: object, mode: GenerationMode, jobs: list[str]) -> 
     except Unsatisfiable:  # nothing to make invalid: an operation without parameters
         assert mode is GenerationMode.NEGATIVE
     except Exception as exc:  # every operation is tried: all failures are listed
-        failures.append(f"{operation.label} ({mode.value}): {exc}")  # type: ignore[attr-defined]
+        failures.append(f"{operation.label} ({mode.value}): {exc}")
     return failures
 
 
@@ -65,6 +66,7 @@ def test_no_5xx_and_every_answer_as_documented(target: Target) -> None:
                 for failure in fuzz_operation(operation, mode, jobs)]
     assert not failures, "\n\n".join(failures)
     # whatever the fuzzer stored, training on it works and the lists it serves are whole
+    assert jobs, "the fuzzer started no training job"
     target.sdk.jobs.wait(timeout_s=60)
     ended = [target.sdk.jobs.get(job) for job in jobs]
     assert all(job and job["status"] == "succeeded" for job in ended), ended

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import platform
 import random
 import string
@@ -179,8 +180,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# Growth over {args.requests:,} GETs (Python {platform.python_version()}, "
           f"{platform.machine()})")
+    # each database in a fresh process: memory freed by one run would hide the next's
+    spawn = multiprocessing.get_context("spawn")
     for kind in ("sqlite", "postgresql") if args.postgres else ("sqlite",):
-        run(kind, args)
+        child = spawn.Process(target=run, args=(kind, args))
+        child.start()
+        child.join()
+        if child.exitcode:
+            raise SystemExit(f"the {kind} run failed (exit status {child.exitcode})")
 
 
 if __name__ == "__main__":

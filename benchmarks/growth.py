@@ -12,9 +12,10 @@ requests it prints the process's resident memory, the number of Prometheus sampl
 click, and ``recsdk.maintenance.prune`` runs with a retention of 0 days (everything
 served so far is past it): rows before and after, and its time.
 
-The baseline, in the same run: a plain ``prometheus_client`` registry given the same
-labels as the SDK's metrics (``recommendations`` and the latency histogram), raw, as
-before labels were bounded; its sample count is what ``/metrics`` would have held.
+The baseline, in the same run and afterwards (so that its memory is counted apart): a
+plain ``prometheus_client`` registry given the same placements as labels of the SDK's
+request metrics (``recommendations`` and the latency histogram), raw, as before
+labels were bounded: its samples and the memory they take.
 
 Run (from the repository root):
     PYTHONPATH=. python benchmarks/growth.py [--requests 100000] [--sample-every 10000]
@@ -31,6 +32,7 @@ import platform
 import random
 import string
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +79,24 @@ class UnboundedBaseline:
         return sum(len(m.samples) for m in self.registry.collect())
 
 
+def traffic(args: argparse.Namespace, known: Sequence[str],
+            users: Sequence[str]) -> Iterator[tuple[int, str, str, bool]]:
+    """The GETs, the same for a seed: (number, placement, who, click on it?)."""
+    rng = random.Random(args.seed)
+    for n in range(1, args.requests + 1):
+        if rng.random() < args.unknown_share:
+            placement = "".join(rng.choices(string.ascii_lowercase + "_-", k=12))
+        else:
+            placement = rng.choice(known)
+        if rng.random() < args.anonymous_share:
+            who = f"session_id=anon-{n}"
+        else:
+            who = f"user_id={rng.choice(users)}"
+        yield n, placement, who, rng.random() < 0.01
+
+
 def run(kind: str, args: argparse.Namespace) -> None:
     db = Database(kind)
-    rng = random.Random(args.seed)
     try:
         sdk = RecSDK({"database_url": db.url, "device": "cpu", "seed": args.seed,
                       "plugins": {"popularity": {}}, "placements": PLACEMENTS,
@@ -91,7 +108,6 @@ def run(kind: str, args: argparse.Namespace) -> None:
         users = shop.users["id"].astype(str).tolist()
         known = sdk.settings.known_placements
         client = create_app(sdk).test_client()
-        baseline = UnboundedBaseline()
         print(f"\n## {kind}: {args.events:,} events, {report.users:,} users, "
               f"{report.items:,} items; placements {', '.join(known)}; "
               f"{args.unknown_share:.0%} of GETs at a made-up placement, "
@@ -99,31 +115,21 @@ def run(kind: str, args: argparse.Namespace) -> None:
               f"of at most {args.cache_max_entries:,} entries per kind\n")
         gc.collect()
         start_rss = rss_mib()
-        print("| GETs | 200 | 422 | RSS MiB | RSS growth MiB | series | baseline series "
-              "| cache entries | requests rows | impressions rows | GET/s |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| GETs | 200 | 422 | RSS MiB | RSS growth MiB | series | cache entries "
+              "| requests rows | impressions rows | GET/s |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| 0 | 0 | 0 | {start_rss:.1f} | 0.0 | {sdk.telemetry.series()} | "
-              f"{baseline.series()} | {cache_entries(sdk)} | 0 | 0 | |")
+              f"{cache_entries(sdk)} | 0 | 0 | |")
         ok = refused = 0
         served: list[tuple[str, str]] = []
         window = time.perf_counter()
-        for n in range(1, args.requests + 1):
-            if rng.random() < args.unknown_share:
-                placement = "".join(rng.choices(string.ascii_lowercase + "_-", k=12))
-            else:
-                placement = rng.choice(known)
-            if rng.random() < args.anonymous_share:
-                who = f"session_id=anon-{n}"
-            else:
-                who = f"user_id={rng.choice(users)}"
+        for n, placement, who, click in traffic(args, known, users):
             answer = client.get(f"/api/v1/recommendations?{who}&placement={placement}")
-            baseline.observe(placement)
             if answer.status_code == 200:
                 ok += 1
-                if rng.random() < 0.01:
-                    body = answer.get_json()
-                    if body["items"]:
-                        served.append((body["request_id"], body["items"][0]["item_id"]))
+                body = answer.get_json()
+                if click and body["items"]:
+                    served.append((body["request_id"], body["items"][0]["item_id"]))
             elif answer.status_code == 422:
                 refused += 1
             else:
@@ -134,9 +140,9 @@ def run(kind: str, args: argparse.Namespace) -> None:
                 rows = sdk.store.count_served()
                 rss = rss_mib()
                 print(f"| {n:,} | {ok:,} | {refused:,} | {rss:.1f} | {rss - start_rss:.1f} | "
-                      f"{sdk.telemetry.series()} | {baseline.series():,} | "
-                      f"{cache_entries(sdk):,} | {rows['requests']:,} | "
-                      f"{rows['impressions']:,} | {rate:,.0f} |", flush=True)
+                      f"{sdk.telemetry.series()} | {cache_entries(sdk):,} | "
+                      f"{rows['requests']:,} | {rows['impressions']:,} | {rate:,.0f} |",
+                      flush=True)
                 window = time.perf_counter()
         clicks = [{"request_id": r, "item_id": i, "type": "click"} for r, i in served]
         stored = client.post("/api/v1/feedback", json=clicks)
@@ -159,8 +165,20 @@ def run(kind: str, args: argparse.Namespace) -> None:
               f"{removed['impressions']:,} | 0 |")
         print(f"| after | {after['requests']:,} | {after['impressions']:,} | "
               f"{after['feedback']:,} |")
-        print(f"\nseries: {sdk.telemetry.series()} bounded against {baseline.series():,} "
-              f"unbounded ({baseline.series() / sdk.telemetry.series():.0f}x)")
+        # the baseline last, the SDK still open, so that its memory is all its own
+        bounded = sdk.telemetry.series()
+        baseline = UnboundedBaseline()
+        gc.collect()
+        base_rss = rss_mib()
+        print("\nBaseline: the same placements into unbounded labels\n")
+        print("| GETs | series | RSS growth MiB |")
+        print("|---|---|---|")
+        for n, placement, _, _ in traffic(args, known, users):
+            baseline.observe(placement)
+            if n % args.sample_every == 0:
+                print(f"| {n:,} | {baseline.series():,} | {rss_mib() - base_rss:.1f} |")
+        print(f"\nseries: {bounded} bounded against {baseline.series():,} unbounded "
+              f"({baseline.series() / bounded:.0f}x)")
         sdk.close()
     finally:
         db.drop()

@@ -108,7 +108,7 @@ class RecSDK:
         model run and follow newer ones (False for processes that only train or
         import)."""
         self.settings: Settings = load_settings(config, environ=environ)
-        self.telemetry = Telemetry()
+        self.telemetry = Telemetry(self.settings)
         self.store = Store(self.settings.database_url)
         self.store.ensure_schema(migrate=migrate)
         self.cache: Cache = cache or make_cache(
@@ -128,7 +128,7 @@ class RecSDK:
         self.runner = PluginRunner.from_settings(self.settings, self.telemetry)
         first = self._new_plugins()
         self._check_configuration(first)
-        self.request_log = RequestLog(self.store)
+        self.request_log = RequestLog(self.store, telemetry=self.telemetry)
         self.served = ServedDispatcher(self.telemetry)
         self._swap_lock = threading.RLock()
         self._training_run: str | None = None
@@ -516,6 +516,7 @@ class RecSDK:
         ``candidates``: rank only these items (a shelf, a cold-start protocol).
         """
         started = time.perf_counter()
+        self.settings.check_placement(placement)
         user_id, session_id = _checked_ids(user_id=user_id, session_id=session_id)
         self._maybe_refresh_catalog()
         if k is None:
@@ -565,6 +566,7 @@ class RecSDK:
     def similar_items(self, item_id: str, k: int = 10, *, placement: str = "similar",
                       log_request: bool = True) -> RecommendationResult:
         """Items like ``item_id`` (for product pages), the item itself excluded."""
+        self.settings.check_placement(placement)
         (item_id,) = _checked_ids(item_id=item_id)
         run = self._run
         if not run.trained:

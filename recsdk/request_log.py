@@ -65,7 +65,8 @@ class RequestLog:
         )
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
         self._idle = threading.Condition()
-        self._pending = 0
+        self._added = 0  # lists queued so far
+        self._completed = 0  # of those, written or given up on (in queue order)
         self._last_full_warning = float("-inf")
         self._thread = threading.Thread(target=self._run, name="recsdk-request-log",
                                         daemon=True)
@@ -73,12 +74,14 @@ class RequestLog:
 
     def add(self, record: dict[str, Any]) -> None:
         with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
-            with self._idle:
-                self._pending -= 1
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                full = True
+            else:
+                full = False
+                self._added += 1
+        if full:
             self.telemetry.request_log_dropped.labels(reason="queue_full").inc()
             now = time.monotonic()
             if now - self._last_full_warning >= QUEUE_FULL_LOG_EVERY_S:
@@ -88,10 +91,16 @@ class RequestLog:
                             self._queue.maxsize, record["request_id"])
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Block until everything added so far is written, retries included, or lost;
-        False when ``timeout_s`` passed first."""
+        """Block until everything added before this call is written, retries
+        included, or lost; False when ``timeout_s`` passed first.
+
+        Lists added after the call are not waited for: under steady read traffic the
+        queue is never empty, and a feedback write must not wait for it to be.
+        """
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+            target = self._added  # one writer thread, FIFO: completion is in order
+            return self._idle.wait_for(lambda: self._completed >= target,
+                                       timeout=timeout_s)
 
     def close(self) -> None:
         self.flush()
@@ -122,7 +131,7 @@ class RequestLog:
                 self.write(records)
             finally:
                 with self._idle:
-                    self._pending -= len(records)
+                    self._completed += len(records)
                     self._idle.notify_all()
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:

@@ -610,8 +610,11 @@ class RecSDK:
         whole otherwise.
         """
         loaded = load_many(_FEEDBACK, list(rows), "feedback")
-        self.request_log.flush()
-        info = self.store.request_info(r["request_id"] for r in loaded)
+        wanted = {r["request_id"] for r in loaded}
+        info = self.store.request_info(wanted)
+        if wanted - set(info):  # a list served a moment ago may still be queued
+            self.request_log.flush()
+            info = self.store.request_info(wanted)
         unknown = {i: {"request_id": [f"Unknown request {r['request_id']!r}."]}
                    for i, r in enumerate(loaded) if r["request_id"] not in info}
         if unknown:

@@ -162,3 +162,41 @@ def test_feedback_on_a_list_whose_log_is_being_retried_is_accepted(make_sdk: Any
     assert feedback.position == 3
     assert flaky.calls == 3
     assert sdk.store.count_served()["feedback"] == 1
+
+
+class SlowStore:
+    """Takes 50 ms per batch, as a busy database does."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def record_requests(self, records: Sequence[Mapping[str, Any]]) -> None:
+        time.sleep(0.05)
+        self.written += [r["request_id"] for r in records]
+
+
+def test_flush_waits_for_what_was_queued_before_it_not_for_later_traffic(make_log):
+    store = SlowStore()
+    log = make_log(store)
+    stop = threading.Event()
+
+    def traffic() -> None:  # a steady stream of served lists: the queue is never empty
+        n = 0
+        while not stop.is_set():
+            log.add(record(f"later-{n}"))
+            n += 1
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        log.add(record("clicked"))
+        started = time.monotonic()
+        assert log.flush(timeout_s=5)
+        waited = time.monotonic() - started
+        assert "clicked" in store.written
+        assert waited < 1.0  # not the 5 s a wait for an empty queue would take
+    finally:
+        stop.set()
+        thread.join()

@@ -35,6 +35,8 @@ from recsdk.storage.store import Store
 from recsdk.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+#: how often the lingering writer looks whether a flush is waiting
+HURRY_POLL_S = 0.01
 
 #: Errors caused by the records themselves: retrying the same batch cannot help.
 RECORD_ERRORS = (IntegrityError, DataError)
@@ -65,6 +67,7 @@ class RequestLog:
         )
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
         self._idle = threading.Condition()
+        self._hurry = threading.Event()
         self._added = 0  # lists queued so far
         self._completed = 0  # of those, written or given up on (in queue order)
         self._last_full_warning = float("-inf")
@@ -99,6 +102,9 @@ class RequestLog:
         """
         with self._idle:
             target = self._added  # one writer thread, FIFO: completion is in order
+            if self._completed >= target:
+                return True
+            self._hurry.set()  # someone waits: the writer stops lingering
             return self._idle.wait_for(lambda: self._completed >= target,
                                        timeout=timeout_s)
 
@@ -116,17 +122,25 @@ class RequestLog:
             if first is None:
                 return
             records = [first]
-            # linger so that a busy shop writes few large batches, not many small ones
+            # linger so that a busy shop writes few large batches, not many small ones,
+            # unless a flush (feedback on a list just served) is waiting
             deadline = time.monotonic() + self.linger_s
             while len(records) < self.batch:
                 try:
-                    nxt = self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+                    if self._hurry.is_set():
+                        nxt = self._queue.get_nowait()
+                    else:
+                        nxt = self._queue.get(
+                            timeout=min(max(deadline - time.monotonic(), 0), HURRY_POLL_S))
                 except queue.Empty:
-                    break
+                    if self._hurry.is_set() or time.monotonic() >= deadline:
+                        break
+                    continue
                 if nxt is None:
                     self._queue.put(None)
                     break
                 records.append(nxt)
+            self._hurry.clear()
             try:
                 self.write(records)
             finally:

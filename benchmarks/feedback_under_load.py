@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+TIMEOUT_S = 30
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -43,7 +45,7 @@ def recsdk(*args: str, env: dict[str, str]) -> None:
 
 class Client:
     def __init__(self, port: int) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
 
     def call(self, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body)
@@ -57,6 +59,7 @@ def readers(port: int, users: list[str], n: int, seconds: float, rate: float | N
             ) -> int:
     """Run ``n`` reader threads for ``seconds``; ``rate`` req/s in all (None: flat out)."""
     done = [0] * n
+    errors = [0] * n
     stop = time.monotonic() + seconds
 
     def read(slot: int) -> None:
@@ -64,8 +67,13 @@ def readers(port: int, users: list[str], n: int, seconds: float, rate: float | N
         interval = n / rate if rate else 0.0
         due = time.monotonic()
         while time.monotonic() < stop:
-            status, _ = client.call(
-                "GET", f"/api/v1/recommendations?user_id={rng.choice(users)}&k=10")
+            try:
+                status, _ = client.call(
+                    "GET", f"/api/v1/recommendations?user_id={rng.choice(users)}&k=10")
+            except OSError:  # counted; a new connection for the next request
+                errors[slot] += 1
+                client = Client(port)
+                continue
             assert status == 200, status
             done[slot] += 1
             if interval:
@@ -77,6 +85,8 @@ def readers(port: int, users: list[str], n: int, seconds: float, rate: float | N
         t.start()
     for t in threads:
         t.join()
+    if sum(errors):
+        print(f"  readers: {sum(errors)} request(s) failed (timeout {TIMEOUT_S} s)")
     return sum(done)
 
 

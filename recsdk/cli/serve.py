@@ -53,9 +53,16 @@ def exit_on_sigterm() -> Iterator[None]:
               help="TCP port (0: any free port, printed at startup).")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 512),
               help="Worker threads, i.e. requests handled at the same time.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Server processes; above 1, gunicorn runs them on one socket, "
+                   "each with --threads threads (not on Windows).")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, threads: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, threads: int, workers: int) -> None:
     """Serve the REST API (docs/api.md) until interrupted."""
+    if workers > 1:
+        from recsdk.cli.workers import serve_workers
+
+        serve_workers(ctx, host=host, port=port, threads=threads, workers=workers)
     from waitress import create_server
 
     from recsdk.api import create_app

@@ -12,7 +12,7 @@ peak by a Python client that measures latency from the moment each request was d
     apt-get install wrk
     PYTHONPATH=. python benchmarks/serving.py [--data ../shared/data/ml-100k]
         [--workers 1,2] [--threads 4] [--connections 1,4,16,64] [--duration 10]
-        [--uncached] [--redis URL]
+        [--uncached] [--redis URL] [--also NAME=PATH ...]
 
 The load generators run on the same machine as the servers and take CPU from them:
 on a 2-core machine wrk uses a good part of one core and the Python client more.
@@ -127,11 +127,13 @@ class Server:
             return self.process.wait()
 
 
-def start(name: str, command: list[str], env: dict[str, str], log: Path) -> Server:
-    """Start a server process (stderr to ``log``); wait for its address and an answer."""
+def start(name: str, command: list[str], tree: Path, env: dict[str, str],
+          log: Path) -> Server:
+    """Start a server process in ``tree`` (its code comes first on ``sys.path``), with
+    stderr to ``log``; wait for its address and a first answer."""
     with log.open("w") as err:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True,
-                                   env=env, cwd=REPO)
+                                   env=env, cwd=tree)
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], 120)
     line = process.stdout.readline() if ready else ""
@@ -152,6 +154,14 @@ def start(name: str, command: list[str], env: dict[str, str], log: Path) -> Serv
     raise RuntimeError(f"{name} never answered")
 
 
+def source_env(tree: Path, body: Path) -> dict[str, str]:
+    """The environment of a server running the code of the source tree ``tree``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSDK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
+    env[ENV_BODY] = str(body)
+    return env
+
+
 def recsdk_command(config: Path, threads: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "recsdk.cli", "--config", str(config), "serve",
             "--host", "127.0.0.1", "--port", "0", "--threads", str(threads),
@@ -164,20 +174,20 @@ def bare_command(threads: int, workers: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def servers(config: Path, threads: int, workers: int, body: Path) -> Iterator[list[Server]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSDK_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env[ENV_BODY] = str(body)
+def servers(config: Path, threads: int, workers: int, body: Path,
+            trees: dict[str, Path]) -> Iterator[list[Server]]:
+    """The bare app, then ``recsdk serve`` from each source tree (this one first)."""
     started: list[Server] = []
     try:
-        started.append(start("recsdk", recsdk_command(config, threads, workers), env,
-                             body.with_name("recsdk.log")))
+        for name, tree in trees.items():
+            started.append(start(name, recsdk_command(config, threads, workers), tree,
+                                 source_env(tree, body), body.with_name(f"{name}.log")))
         conn = http.client.HTTPConnection("127.0.0.1", started[0].port, timeout=10)
         conn.request("GET", "/api/v1/recommendations?user_id=1")
         body.write_bytes(conn.getresponse().read())
         conn.close()
-        started.insert(0, start("bare", bare_command(threads, workers), env,
-                                body.with_name("bare.log")))
+        started.insert(0, start("bare", bare_command(threads, workers), REPO,
+                                source_env(REPO, body), body.with_name("bare.log")))
         yield started
     finally:
         for server in started:
@@ -192,6 +202,29 @@ class Figures:
     p50_ms: float
     p99_ms: float
     errors: int = 0
+    requests: int = 0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of ``pid`` and every live descendant (Linux /proc);
+    None where there is no /proc. Less disturbed by other load than throughput is."""
+    proc = Path("/proc")
+    if not (proc / str(pid) / "stat").exists():
+        return None
+    children: dict[int, list[int]] = {}
+    times: dict[int, int] = {}
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            child = int(stat.parent.name)
+            children.setdefault(int(fields[1]), []).append(child)
+            times[child] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo += children.get(current, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_script(users: list[str], folder: Path) -> Path:
@@ -223,7 +256,8 @@ def run_wrk(port: int, connections: int, duration: float, script: Path) -> Figur
     if socket_errors:
         n_errors += sum(map(int, socket_errors.groups()))
     return Figures(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-                   _ms(latency["50"]), _ms(latency["99"]), n_errors)
+                   _ms(latency["50"]), _ms(latency["99"]), n_errors,
+                   int(re.search(r"(\d+) requests in", out).group(1)))  # type: ignore[union-attr]
 
 
 async def _fixed_rate(port: int, paths: list[str], rate: float, duration: float,
@@ -272,45 +306,52 @@ def fixed_rate(port: int, users: list[str], rate: float, duration: float,
     return asyncio.run(_fixed_rate(port, paths, rate, duration, connections))
 
 
-def warm(port: int, users: list[str]) -> None:
-    """Ask for every user once, so that the cached case is cached for everyone."""
+def warm(port: int, users: list[str], script: Path) -> None:
+    """Ask for every user once, then load it for a few seconds: every worker process
+    has then cached (nearly) every user's list, as in a shop's steady state."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for user in users:
         conn.request("GET", f"/api/v1/recommendations?user_id={user}")
         conn.getresponse().read()
     conn.close()
+    run_wrk(port, 16, 3, script)
 
 
 # ---- the run -------------------------------------------------------------------------------
 
 def bench(config: Path, users: list[str], folder: Path, args: argparse.Namespace,
-          workers: int) -> None:
+          workers: int, trees: dict[str, Path]) -> None:
     script = wrk_script(users, folder)
     print(f"\n## {workers} worker process(es), {args.threads} threads each; wrk 2 threads, "
-          f"{args.duration:g} s per cell")
-    print("| connections | bare req/s | recsdk req/s | ratio | bare p50 / p99 ms | "
-          "recsdk p50 / p99 ms | errors |")
-    print("|---|---|---|---|---|---|---|")
-    peaks = {"bare": 0.0, "recsdk": 0.0}
-    with servers(config, args.threads, workers, folder / "body.json") as (bare, rec):
-        for server in (bare, rec):
-            warm(server.port, users)
+          f"{args.duration:g} s per cell, servers in turn")
+    print("| connections | server | req/s | / bare | p50 ms | p99 ms | errors | "
+          "server CPU µs/req |")
+    print("|---|---|---|---|---|---|---|---|")
+    with servers(config, args.threads, workers, folder / "body.json", trees) as started:
+        peaks = dict.fromkeys((s.name for s in started), 0.0)
+        for server in started:
+            warm(server.port, users, script)
         for connections in args.connections:
-            got = {s.name: run_wrk(s.port, connections, args.duration, script)
-                   for s in (bare, rec)}
-            b, r = got["bare"], got["recsdk"]
-            for name, fig in got.items():
-                peaks[name] = max(peaks[name], fig.rps)
-            print(f"| {connections} | {b.rps:,.0f} | {r.rps:,.0f} | {r.rps / b.rps:.2f} | "
-                  f"{b.p50_ms:.1f} / {b.p99_ms:.1f} | {r.p50_ms:.1f} / {r.p99_ms:.1f} | "
-                  f"{b.errors} / {r.errors} |", flush=True)
-        print(f"\npeak: bare {peaks['bare']:,.0f} req/s, recsdk {peaks['recsdk']:,.0f} "
-              f"req/s, ratio {peaks['recsdk'] / peaks['bare']:.2f}")
+            bare_rps = 0.0
+            for server in started:
+                before = cpu_seconds(server.process.pid)
+                fig = run_wrk(server.port, connections, args.duration, script)
+                after = cpu_seconds(server.process.pid)
+                cpu = ("n/a" if before is None or after is None
+                       else f"{(after - before) / fig.requests * 1e6:.0f}")
+                bare_rps = bare_rps or fig.rps
+                peaks[server.name] = max(peaks[server.name], fig.rps)
+                print(f"| {connections} | {server.name} | {fig.rps:,.0f} | "
+                      f"{fig.rps / bare_rps:.2f} | {fig.p50_ms:.1f} | {fig.p99_ms:.1f} | "
+                      f"{fig.errors} | {cpu} |", flush=True)
+        print("\npeak req/s: " + ", ".join(
+            f"{name} {rps:,.0f} ({rps / peaks['bare']:.2f} of bare)"
+            for name, rps in peaks.items()))
         print("\nfixed rate, 70% of each one's own peak (Python open-loop client, "
               "32 connections):")
         print("| server | target req/s | achieved | p50 ms | p99 ms | errors |")
         print("|---|---|---|---|---|---|")
-        for server in (bare, rec):
+        for server in started:
             target = 0.7 * peaks[server.name]
             fig = fixed_rate(server.port, users, target, args.duration)
             print(f"| {server.name} | {target:,.0f} | {fig.rps:,.0f} | {fig.p50_ms:.1f} | "
@@ -328,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uncached", action="store_true",
                         help="result_ttl_s = 0: every request runs the pipeline")
     parser.add_argument("--redis", default=None, help="a Redis URL for the SDK's cache")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=PATH",
+                        help="also serve recsdk from the source tree PATH (another "
+                             "checkout, a branch), measured in turn with the others")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -337,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         parser.error("needs wrk on PATH (Debian/Ubuntu: apt-get install wrk)")
     args.connections = [int(c) for c in args.connections.split(",")]
+    trees = {"recsdk": REPO}
+    for also in args.also:
+        name, sep, path = also.partition("=")
+        if not sep or not name or name in trees or not Path(path, "recsdk").is_dir():
+            parser.error(f"--also {also!r}: give NAME=PATH, a new name and a source tree "
+                         "with a recsdk/ folder")
+        trees[name] = Path(path).resolve()
     with tempfile.TemporaryDirectory(prefix="recsdk-serving-") as tmp:
         folder = Path(tmp)
         config, users = prepare(args.data, folder, args.redis, args.uncached)
@@ -344,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
               f"cache backend: {'Redis' if args.redis else 'in-process'}; "
               f"{os.cpu_count()} CPUs")
         for workers in (int(w) for w in args.workers.split(",")):
-            bench(config, users, folder, args, workers)
+            bench(config, users, folder, args, workers, trees)
     return 0
 
 

@@ -166,9 +166,10 @@ def source_env(tree: Path, body: Path) -> dict[str, str]:
 
 
 def recsdk_command(config: Path, threads: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "recsdk.cli", "--config", str(config), "serve",
-            "--host", "127.0.0.1", "--port", "0", "--threads", str(threads),
-            "--workers", str(workers)]
+    command = [sys.executable, "-m", "recsdk.cli", "--config", str(config), "serve",
+               "--host", "127.0.0.1", "--port", "0", "--threads", str(threads)]
+    # only when needed, so that trees from before --workers can be measured with 1
+    return [*command, "--workers", str(workers)] if workers > 1 else command
 
 
 def bare_command(threads: int, workers: int) -> list[str]:
@@ -230,6 +231,22 @@ def cpu_seconds(pid: int) -> float | None:
         total += times.get(current, 0)
         todo += children.get(current, [])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, timeout_s: float = 15.0) -> None:
+    """Wait until the server ``pid`` is idle (below 5% of a core over half a second):
+    its served-list writer finishes the backlog of the last run before another server
+    is measured, instead of taking CPU from it."""
+    deadline = time.monotonic() + timeout_s
+    before = cpu_seconds(pid)
+    while before is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = cpu_seconds(pid)
+        if after is None or after - before < 0.025:
+            return
+        before = after
+    if before is None:
+        time.sleep(2)
 
 
 def wrk_script(users: list[str], folder: Path) -> Path:
@@ -313,15 +330,15 @@ def fixed_rate(port: int, users: list[str], rate: float, duration: float,
     return asyncio.run(_fixed_rate(port, paths, rate, duration, connections))
 
 
-def warm(port: int, users: list[str], script: Path) -> None:
-    """Ask for every user once, then load it for a few seconds: every worker process
-    has then cached (nearly) every user's list, as in a shop's steady state."""
+def warm(port: int, users: list[str], script: Path, seconds: float) -> None:
+    """Ask for every user once, then load it for ``seconds``: every worker process has
+    then cached (nearly) every user's list, as in a shop's steady state."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     for user in users:
         conn.request("GET", f"/api/v1/recommendations?user_id={user}")
         conn.getresponse().read()
     conn.close()
-    run_wrk(port, 16, 3, script)
+    run_wrk(port, 16, seconds, script)
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -336,13 +353,15 @@ def bench(config: Path, users: list[str], folder: Path, args: argparse.Namespace
     print("|---|---|---|---|---|---|---|---|")
     with servers(config, args.threads, workers, folder / "body.json", trees) as started:
         peaks = dict.fromkeys((s.name for s in started), 0.0)
-        for server in started:
-            warm(server.port, users, script)
+        for server in started:  # each worker caches for itself without Redis
+            warm(server.port, users, script, 3 * workers)
+            settle(server.process.pid)
         for connections in args.connections:
             bare_rps = 0.0
             for server in started:
                 before = cpu_seconds(server.process.pid)
                 fig = run_wrk(server.port, connections, args.duration, script)
+                settle(server.process.pid)  # its CPU until idle again counts too
                 after = cpu_seconds(server.process.pid)
                 cpu = ("n/a" if before is None or after is None
                        else f"{(after - before) / fig.requests * 1e6:.0f}")
@@ -362,6 +381,7 @@ def bench(config: Path, users: list[str], folder: Path, args: argparse.Namespace
         for server in started:
             target = 0.7 * peaks[server.name]
             fig = fixed_rate(server.port, users, target, args.duration)
+            settle(server.process.pid)
             print(f"| {server.name} | {target:,.0f} | {fig.rps:,.0f} | {fig.p50_ms:.1f} | "
                   f"{fig.p99_ms:.1f} | {fig.errors} | {fig.client_cpu:.0%} |", flush=True)
 

@@ -3,9 +3,10 @@
 Each worker builds its own SDK *after* the fork: its own database engine, model
 watcher (so every worker picks up a newer run by itself), request-log thread and
 plugin pools. Threads started before a fork do not run in the child, so the app must
-never be built in the parent (gunicorn's ``--preload``); a fork after the SDK was
-built is logged as the error it is. Workers share what lives outside the process:
-the database and, when configured, Redis. Run by ``recsdk serve --workers N``, or::
+never be built in the parent (gunicorn's ``--preload``); a process that serves with an
+SDK built before it was forked logs that as the error it is. Workers share what lives
+outside the process: the database and, when configured, Redis. Run by ``recsdk serve
+--workers N``, or::
 
     recsdk db upgrade    # workers never migrate; they refuse an old schema
     gunicorn --workers 4 --threads 8 --worker-class gthread \\
@@ -40,19 +41,19 @@ def worker_app() -> Flask:
     """
     sdk = RecSDK(migrate=False)
     app = create_app(sdk)
-    pid = str(os.getpid())
+    built_in = os.getpid()
+    warned: list[bool] = []
 
     @app.after_request
     def name_worker(response: Response) -> Response:
-        response.headers[WORKER_HEADER] = pid
+        pid = os.getpid()
+        if pid != built_in and not warned:
+            warned.append(True)
+            log.error("recsdk: worker %d serves with an SDK built in process %d before the "
+                      "fork (gunicorn --preload?): it has no model refresh and no served-"
+                      "list writer. Run gunicorn without --preload.", pid, built_in)
+        response.headers[WORKER_HEADER] = str(pid)
         return response
 
     atexit.register(sdk.close)  # flushes the served-list log when the worker stops
-    os.register_at_fork(after_in_child=_forked_after_build)
     return app
-
-
-def _forked_after_build() -> None:
-    log.error("recsdk: this process forked after its SDK was built (gunicorn --preload?): "
-              "the child has no model refresh or request-log thread. Build the app in "
-              "each worker: run gunicorn without --preload.")

@@ -195,6 +195,44 @@ def test_with_redis_an_event_sent_to_one_worker_changes_the_other_workers_list(
         raw.close()
 
 
+def test_a_preloaded_app_says_its_workers_cannot_refresh(tmp_path: Path) -> None:
+    """gunicorn --preload builds the SDK before the fork: the worker says so."""
+    config, _ = trained_shop(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSDK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["RECSDK_CONFIG"] = str(config)
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "gunicorn", "--preload", "--workers", "1",
+            "--bind", f"127.0.0.1:{port}", "--no-control-socket",
+            "recsdk.api.server:worker_app()"]
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                status, worker, _ = get(conn, "/api/v1/recommendations?user_id=user-1")
+                conn.close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.2)
+        assert status == 200 and int(worker) != proc.pid  # the worker's own pid
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert f"SDK built in process {proc.pid} before the fork" in log.read_text()
+
+
 def test_workers_refuse_a_bad_database_before_starting(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("RECSDK_")]:

@@ -40,8 +40,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_BODY = "RECSDK_BENCH_BODY"
@@ -49,7 +53,7 @@ ENV_BODY = "RECSDK_BENCH_BODY"
 
 # ---- the bare endpoint ---------------------------------------------------------------------
 
-def bare_app():  # type: ignore[no-untyped-def]
+def bare_app() -> Flask:
     """A Flask app answering the recommendation path with a fixed, real answer body."""
     from flask import Flask, jsonify, request
 
@@ -57,7 +61,7 @@ def bare_app():  # type: ignore[no-untyped-def]
     app = Flask("bare")
 
     @app.get("/api/v1/recommendations")
-    def recommendations():  # type: ignore[no-untyped-def]
+    def recommendations() -> Response:
         return jsonify({**body, "user_id": request.args.get("user_id")})
 
     return app
@@ -260,8 +264,16 @@ def wrk_script(users: list[str], folder: Path) -> Path:
     return path
 
 
+def _found(pattern: str, text: str) -> str:
+    """The first group of ``pattern`` in a load generator's output (which must have it)."""
+    match = re.search(pattern, text, re.M | re.I)
+    if match is None:
+        raise RuntimeError(f"no {pattern!r} in the load generator's output:\n{text}")
+    return match.group(1)
+
+
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    value, unit = _found(r"^([\d.]+)(?:us|ms|s|m)$", text), _found(r"(us|ms|s|m)$", text)
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
@@ -277,9 +289,8 @@ def run_wrk(port: int, connections: int, duration: float, script: Path) -> Figur
     n_errors = int(errors.group(1)) if errors else 0
     if socket_errors:
         n_errors += sum(map(int, socket_errors.groups()))
-    return Figures(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-                   _ms(latency["50"]), _ms(latency["99"]), n_errors,
-                   int(re.search(r"(\d+) requests in", out).group(1)))  # type: ignore[union-attr]
+    return Figures(float(_found(r"Requests/sec:\s+([\d.]+)", out)), _ms(latency["50"]),
+                   _ms(latency["99"]), n_errors, int(_found(r"(\d+) requests in", out)))
 
 
 async def _fixed_rate(port: int, paths: list[str], rate: float, duration: float,
@@ -297,7 +308,7 @@ async def _fixed_rate(port: int, paths: list[str], rate: float, duration: float,
             when, path = item
             writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"content-length:\s*(\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+            length = int(_found(r"content-length:\s*(\d+)", head.decode("latin-1")))
             await reader.readexactly(length)
             latencies.append(loop.time() - when)
             errors += not head.startswith(b"HTTP/1.1 200")

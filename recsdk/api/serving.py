@@ -16,13 +16,17 @@ from recsdk.api.extension import current_sdk
 from recsdk.api.schemas import RecommendationQuery, RecommendationSchema, SimilarQuery
 from recsdk.errors import ValidationFailed
 
+#: Schema instances, not classes: given a class, webargs builds a schema per request.
+RECOMMENDATION_QUERY = RecommendationQuery()
+SIMILAR_QUERY = SimilarQuery()
+
 
 def make_serving_blueprint() -> Blueprint:
     blp = Blueprint("serving", __name__, url_prefix="/api/v1",
                     description="Recommendations and similar items (open)")
 
     @blp.route("/recommendations", methods=["GET"])
-    @blp.arguments(RecommendationQuery, location="query", as_kwargs=True)
+    @blp.arguments(RECOMMENDATION_QUERY, location="query", as_kwargs=True)
     @blp.response(200, RecommendationSchema)
     @blp.alt_response(400, response="BAD_REQUEST")
     def get_recommendations(user_id: str | None, session_id: str | None, k: int | None,
@@ -46,7 +50,7 @@ def make_serving_blueprint() -> Blueprint:
         return jsonify(result.to_dict())
 
     @blp.route("/items/<path:item_id>/similar", methods=["GET"])
-    @blp.arguments(SimilarQuery, location="query", as_kwargs=True)
+    @blp.arguments(SIMILAR_QUERY, location="query", as_kwargs=True)
     @blp.response(200, RecommendationSchema)
     @blp.alt_response(409, response="CONFLICT", description="No model trained yet")
     def get_similar(item_id: str, k: int) -> Response:

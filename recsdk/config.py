@@ -8,6 +8,7 @@ the key and what is allowed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -203,7 +204,7 @@ class Settings:
                 "(add one under [placements.NAME])."
             ]}, "request")
 
-    @property
+    @functools.cached_property
     def config_hash(self) -> str:
         """A short stable digest of the settings that shape recommendations."""
         shaping = {

@@ -361,6 +361,9 @@ class Store:
     def record_requests(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Store served lists: each record has the request's columns and ``items``,
         a list of (item_id, position, score)."""
+        if self.dialect == "sqlite":
+            self._record_requests_sqlite(records)
+            return
         requests = []
         impressions = []
         for r in records:
@@ -378,6 +381,27 @@ class Store:
                 conn.execute(models.RecommendationRequest.__table__.insert(), requests)
             if impressions:
                 conn.execute(models.Impression.__table__.insert(), impressions)
+
+    def _record_requests_sqlite(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """The driver's executemany with tuples, no per-row SQLAlchemy work (the
+        values encoded as the models' types store them, as for events)."""
+        requests = [
+            (r["request_id"], r.get("user_id"), r.get("session_id"), r["placement"],
+             r["variant"], r["config_hash"], json.dumps(list(r["plugins"])),
+             int(bool(r["degraded"])),
+             (r.get("created_at") or datetime.now(UTC)).astimezone(UTC).strftime(
+                 SQLITE_TIMESTAMP))
+            for r in records]
+        impressions = [(r["request_id"], i, p, s) for r in records for i, p, s in r["items"]]
+        with self.engine.begin() as conn:  # driver errors arrive wrapped, as IntegrityError
+            if requests:
+                conn.exec_driver_sql(
+                    "INSERT INTO recommendation_requests (id, user_id, session_id, placement, "
+                    "variant, config_hash, plugins, degraded, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", requests)
+            if impressions:
+                conn.exec_driver_sql("INSERT INTO impressions (request_id, item_id, position, "
+                                     "score) VALUES (?, ?, ?, ?)", impressions)
 
     def request_info(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Variant, plugins and shown items of served requests, by id."""

@@ -141,7 +141,12 @@ class RecSDK:
         self._run = ServingRun(None, first, Pipeline(first, self.settings),
                                ModelState.build(catalog, dataset), trained=False)
         if serve_models:
-            self.load_models()
+            try:
+                self.load_models()
+            except ArtifactError as exc:  # serve degraded answers rather than not at all
+                log.error("could not load the active model run (%s); answers are degraded "
+                          "until a run loads: retrain, or `recsdk models activate` another",
+                          exc)
         self._watcher = ModelWatcher(self, models_cfg["model_refresh_s"] if serve_models
                                      else 0.0)
 

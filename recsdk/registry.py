@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 import tempfile
 import uuid
@@ -33,6 +34,8 @@ from sqlalchemy.engine import make_url
 from recsdk.errors import RecSDKError
 from recsdk.storage import models
 
+#: Run ids are 32 hexadecimal digits (``uuid4().hex``); what is asked for is one or a prefix.
+_RUN_ID_TEXT = re.compile(r"[0-9a-f]{1,32}")
 #: Artifact holding the run's user and item vocabularies.
 VOCABULARY = "vocabulary"
 #: Artifact name of what a plugin's ``recsdk_save_state`` returned.
@@ -168,6 +171,8 @@ class ModelRegistry:
 
     def get(self, run_id: str) -> RunInfo:
         """A run by id or by a unique prefix of at least 6 characters."""
+        if not _RUN_ID_TEXT.fullmatch(run_id):  # not one (NUL breaks PostgreSQL's query)
+            raise UnknownRun(f"no model run {run_id!r}; `recsdk models list` shows them")
         table = models.ModelRun.__table__
         stmt = select(table)
         stmt = (stmt.where(table.c.id == run_id) if len(run_id) == 32

@@ -34,7 +34,7 @@ MAX_JSON_DEPTH = 16
 #: Longest key or text value inside ``context`` and ``attributes``, in characters.
 MAX_JSON_TEXT = 10_000
 #: Whole numbers inside ``context`` and ``attributes`` fit in a signed 64-bit integer.
-JSON_INT_BITS = 63
+JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**63 - 1
 #: Item text limits, in characters (longer titles blow up text features at training).
 MAX_TITLE_LENGTH = 1_000
 MAX_DESCRIPTION_LENGTH = 50_000
@@ -253,7 +253,7 @@ def _json_scalar(value: object, what: str) -> None:
         if not math.isfinite(value):  # type: ignore[arg-type]
             raise RuleError(f"{what} holds a number that is not finite (NaN or Infinity).")
     elif isinstance(value, numbers.Integral):
-        if int(value).bit_length() > JSON_INT_BITS:
+        if not JSON_INT_MIN <= int(value) <= JSON_INT_MAX:
             raise RuleError(f"{what} holds a whole number beyond 64 bits.")
     elif isinstance(value, numbers.Real):
         if not math.isfinite(value):

@@ -30,7 +30,7 @@ def prices(items: pd.DataFrame, column: str) -> np.ndarray:
 
 def discount_rate(price: np.ndarray, original: np.ndarray) -> np.ndarray:
     """``1 - price / original_price`` in [0, 1]; 0 when there is no usable original."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # inf: not usable
         rate = 1.0 - price / original
     ok = np.isfinite(rate) & (original > 0)
     return np.where(ok, np.clip(rate, 0.0, 1.0), 0.0)

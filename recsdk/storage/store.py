@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from recsdk.errors import ValidationFailed
@@ -106,7 +108,7 @@ class Store:
                 seen.add(eid)
                 keyed.append(rec)
         keyed.sort(key=lambda r: r[7])
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
             writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
             stored_keyed = writer.write(conn, plain, keyed)
         stored = plain + stored_keyed
@@ -133,7 +135,7 @@ class Store:
             name: (frame[name] if name in frame else pd.Series([None] * n, index=frame.index))
             for name in ("user_id", "session_id", "item_id", "type", "value")
         }
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn, _driver_errors(conn, "COPY events ..."):
             if self.dialect == "postgresql":
                 out = pd.DataFrame({**columns, "timestamp": stamps.dt.strftime(
                     "%Y-%m-%dT%H:%M:%S.%f+00:00")})[list(_PostgresEvents.BULK)]
@@ -611,6 +613,19 @@ class _PostgresEvents:
                 cursor.execute("DELETE FROM incoming_events")
                 stored = [r for r in keyed if r[7] in new_ids]
         return stored
+
+
+@contextmanager
+def _driver_errors(conn: Connection, statement: str) -> Iterator[None]:
+    """Raise the driver's errors on a raw cursor (COPY, rowcounts) as SQLAlchemy raises
+    them for its own statements (``OperationalError`` ...), so that a deadlock is
+    retried (:mod:`recsdk.storage.retry`) and a lost connection answers 503, not 500."""
+    driver = conn.dialect.loaded_dbapi
+    try:
+        yield
+    except driver.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, driver.Error,
+                                  dialect=conn.dialect) from exc
 
 
 #: Key of the PostgreSQL advisory lock that serialises category writers.

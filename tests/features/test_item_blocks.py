@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -84,6 +86,14 @@ def test_prices_and_discounts_tolerate_bad_values():
     rate = discount_rate(price, prices(frame, "original_price"))
     assert rate.tolist() == pytest.approx([0.2, 0.0, 0.0, 0.0])  # a "discount" up is none
     assert np.isnan(prices(pd.DataFrame({"id": [1]}), "price")).all()
+
+
+def test_a_discount_rate_beyond_floats_is_none_without_a_warning():
+    # found by the API fuzzer: a huge price over a subnormal original_price overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rate = discount_rate(np.array([1e300, 5.0]), np.array([1e-300, 10.0]))
+    assert rate.tolist() == [0.0, 0.5]
 
 
 def test_popularity_and_freshness(dataset):

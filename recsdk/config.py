@@ -8,6 +8,7 @@ the key and what is allowed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,9 +20,13 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from recsdk.errors import ConfigurationError
+from recsdk.errors import ConfigurationError, ValidationFailed
 
 DEFAULT_DATABASE_URL = "sqlite:///recsdk.db"
+
+#: Placements every shop has without configuring them: ``recommend``'s default and
+#: ``similar_items``'s, plus ``home``, the storefront's front page.
+BUILTIN_PLACEMENTS = ("default", "home", "similar")
 
 #: Per-plugin keys the host reads itself; every other key goes to the plugin.
 HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota", "max_concurrency")
@@ -110,6 +115,16 @@ class PlacementSchema(Schema):
         min=0)), load_default=dict)
 
 
+class RetentionSchema(Schema):
+    """How long served lists (requests and their impressions) are kept."""
+
+    class Meta:
+        unknown = RAISE
+
+    requests_days = fields.Integer(load_default=30, validate=validate.Range(1, 36_500))
+    prune_batch = fields.Integer(load_default=1000, validate=validate.Range(1, 100_000))
+
+
 class SettingsSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -126,8 +141,9 @@ class SettingsSchema(Schema):
     cache = fields.Nested(CacheSchema, load_default=dict)
     models = fields.Nested(ModelsSchema, load_default=dict)
     plugins = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=None)
-    placements = fields.Dict(keys=fields.String(), values=fields.Nested(PlacementSchema),
-                             load_default=dict)
+    placements = fields.Dict(keys=fields.String(validate=validate.Length(1, 64)),
+                             values=fields.Nested(PlacementSchema), load_default=dict)
+    retention = fields.Nested(RetentionSchema, load_default=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,7 @@ class Settings:
     models: Mapping[str, Any] = field(default_factory=lambda: ModelsSchema().load({}))
     plugins: tuple[PluginSettings, ...] = ()
     placements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    retention: Mapping[str, Any] = field(default_factory=lambda: RetentionSchema().load({}))
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def plugin(self, name: str) -> PluginSettings:
@@ -170,6 +187,24 @@ class Settings:
         raise KeyError(name)
 
     @property
+    def known_placements(self) -> tuple[str, ...]:
+        """The built-in placements and those under ``[placements.*]``, sorted."""
+        return tuple(sorted({*BUILTIN_PLACEMENTS, *self.placements}))
+
+    def check_placement(self, name: str) -> None:
+        """Refuse a placement that is not configured.
+
+        Placements name served-list logs and metric labels, so an open set would let
+        anonymous traffic grow both without bound.
+        """
+        known = self.known_placements
+        if name not in known:
+            raise ValidationFailed({"placement": [
+                f"Unknown placement {name!r}; known placements: {', '.join(known)} "
+                "(add one under [placements.NAME])."
+            ]}, "request")
+
+    @functools.cached_property
     def config_hash(self) -> str:
         """A short stable digest of the settings that shape recommendations."""
         shaping = {
@@ -289,7 +324,7 @@ def load_settings(
         env["plugins"] = {n: dict(file_plugins.get(n, {})) for n in env["plugins"]}
         merged["plugins"] = env.pop("plugins")
     merged = _deep_merge(merged, env)
-    for section in ("pipeline", "api", "cache", "models"):  # so nested defaults apply
+    for section in ("pipeline", "api", "cache", "models", "retention"):  # nested defaults
         merged.setdefault(section, {})
     try:
         data = SettingsSchema().load(merged)
@@ -311,6 +346,7 @@ def load_settings(
         models=data["models"],
         plugins=plugins,
         placements=data["placements"],
+        retention=data["retention"],
         raw=merged,
     )
 

@@ -54,6 +54,7 @@ from recsdk.types import (
     RecommendationRequest,
     RecommendationResult,
     UserHistory,
+    new_request_id,
 )
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class RecSDK:
         model run and follow newer ones (False for processes that only train or
         import)."""
         self.settings: Settings = load_settings(config, environ=environ)
-        self.telemetry = Telemetry()
+        self.telemetry = Telemetry(self.settings)
         self.store = Store(self.settings.database_url)
         self.store.ensure_schema(migrate=migrate)
         self.cache: Cache = cache or make_cache(
@@ -128,7 +129,7 @@ class RecSDK:
         self.runner = PluginRunner.from_settings(self.settings, self.telemetry)
         first = self._new_plugins()
         self._check_configuration(first)
-        self.request_log = RequestLog(self.store)
+        self.request_log = RequestLog(self.store, telemetry=self.telemetry)
         self.served = ServedDispatcher(self.telemetry)
         self._swap_lock = threading.RLock()
         self._training_run: str | None = None
@@ -140,7 +141,12 @@ class RecSDK:
         self._run = ServingRun(None, first, Pipeline(first, self.settings),
                                ModelState.build(catalog, dataset), trained=False)
         if serve_models:
-            self.load_models()
+            try:
+                self.load_models()
+            except ArtifactError as exc:  # serve degraded answers rather than not at all
+                log.error("could not load the active model run (%s); answers are degraded "
+                          "until a run loads: retrain, or `recsdk models activate` another",
+                          exc)
         self._watcher = ModelWatcher(self, models_cfg["model_refresh_s"] if serve_models
                                      else 0.0)
 
@@ -320,8 +326,12 @@ class RecSDK:
         Each event keeps its item, type, time, value and session; at most
         ``[cache] recent_events`` of them.
         """
+        return _decode_history(self._recent_entries(user_id, session_id))
+
+    def _recent_entries(self, user_id: str | None, session_id: str | None) -> list[str]:
+        """The cached history entries (JSON text), read from the database on a miss."""
         if user_id is None and session_id is None:
-            return UserHistory()
+            return []
         key = _history_key(user_id, session_id)
         entries = self.cache.get_recent(key)
         if entries is None:
@@ -329,7 +339,7 @@ class RecSDK:
             rows = self.store.history(user_id, session_id, limit=cap)
             entries = [_history_entry(*r) for r in rows]
             self.cache.set_recent(key, entries, cap, ttl_s=3600)
-        return UserHistory.from_rows([json.loads(e) for e in entries])
+        return entries
 
     # ---- training ------------------------------------------------------------------------
 
@@ -516,6 +526,7 @@ class RecSDK:
         ``candidates``: rank only these items (a shelf, a cold-start protocol).
         """
         started = time.perf_counter()
+        self.settings.check_placement(placement)
         user_id, session_id = _checked_ids(user_id=user_id, session_id=session_id)
         self._maybe_refresh_catalog()
         if k is None:
@@ -524,21 +535,28 @@ class RecSDK:
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise ValidationFailed({"k": ["k must be between 1 and 1000."]}, "request")
         run = self._run  # one run for the whole request, whatever is swapped meanwhile
-        history = self.history(user_id, session_id)
-        request = RecommendationRequest(
-            user_id=user_id, session_id=session_id, k=k, placement=placement,
-            context=dict(context or {}), history=history, variant=variant,
-            exclude=frozenset(map(str, exclude)),
-            allowed=None if candidates is None else tuple(map(str, candidates)),
-        )
-        cacheable = not request.exclude and request.allowed is None
-        key = self._result_key(run, request) if cacheable else None
+        entries = self._recent_entries(user_id, session_id)
+        exclude = frozenset(map(str, exclude))
+        context = dict(context or {})
+        cacheable = not exclude and candidates is None
+        key = self._result_key(run, user_id, session_id, placement, variant, k, context,
+                               entries) if cacheable else None
         cached = self.cache.get(key) if key else None
+        served = bool(log_request and run.plugins.implementers("recsdk_served"))
+        request = None
+        if cached is None or served:  # the history is decoded only when someone reads it
+            request = RecommendationRequest(
+                user_id=user_id, session_id=session_id, k=k, placement=placement,
+                context=context, history=_decode_history(entries), variant=variant,
+                exclude=exclude,
+                allowed=None if candidates is None else tuple(map(str, candidates)),
+            )
         if cached is not None:
             result = RecommendationResult.from_dict(json.loads(cached))
-            result.request_id = request.request_id
+            result.request_id = request.request_id if request else new_request_id()
             outcome = "cached"
         else:
+            assert request is not None
             result = run.pipeline.recommend(request, run.state, self.config_hash)
             result.model_run = run.id
             if not run.trained:
@@ -559,12 +577,14 @@ class RecSDK:
             time.perf_counter() - started)
         if log_request:
             self._log(result, user_id, session_id)
-            self.served.submit(run.plugins, request, result)
+            if request is not None:
+                self.served.submit(run.plugins, request, result)
         return result
 
     def similar_items(self, item_id: str, k: int = 10, *, placement: str = "similar",
                       log_request: bool = True) -> RecommendationResult:
         """Items like ``item_id`` (for product pages), the item itself excluded."""
+        self.settings.check_placement(placement)
         (item_id,) = _checked_ids(item_id=item_id)
         run = self._run
         if not run.trained:
@@ -576,18 +596,20 @@ class RecSDK:
             self._log(result, None, None)
         return result
 
-    def _result_key(self, run: ServingRun, request: RecommendationRequest) -> str:
-        history = request.history
-        tail = "|".join(history.item_ids[-20:]) + "#" + str(len(history.item_ids))
-        ctx = json.dumps(request.context, sort_keys=True, default=str)
+    def _result_key(self, run: ServingRun, user_id: str | None, session_id: str | None,
+                    placement: str, variant: str, k: int, context: Mapping[str, Any],
+                    entries: list[str]) -> str:
+        """Keyed on the raw history entries (their last 20 and their count), so that a
+        hit never decodes the history."""
+        tail = "\x1e".join(entries[-20:]) + "#" + str(len(entries))
+        ctx = json.dumps(context, sort_keys=True, default=str) if context else ""
         digest = hashlib.blake2b(f"{tail}:{ctx}".encode("utf-8", "surrogatepass"),
                                  digest_size=10).hexdigest()
-        who = (f"u:{request.user_id}" if request.user_id is not None
-               else f"s:{request.session_id}")
+        who = f"u:{user_id}" if user_id is not None else f"s:{session_id}"
         catalog = hashlib.blake2b(run.state.catalog.version.encode(),
                                   digest_size=6).hexdigest()
-        return (f"rec:{self.config_hash}:{run.id}:{catalog}:{request.placement}:"
-                f"{request.variant}:{request.k}:{who}:{digest}")
+        return (f"rec:{self.config_hash}:{run.id}:{catalog}:{placement}:"
+                f"{variant}:{k}:{who}:{digest}")
 
     def _log(self, result: RecommendationResult, user_id: str | None,
              session_id: str | None) -> None:
@@ -608,8 +630,11 @@ class RecSDK:
         whole otherwise.
         """
         loaded = load_many(_FEEDBACK, list(rows), "feedback")
-        self.request_log.flush()
-        info = self.store.request_info(r["request_id"] for r in loaded)
+        wanted = {r["request_id"] for r in loaded}
+        info = self.store.request_info(wanted)
+        if wanted - set(info):  # a list served a moment ago may still be queued
+            self.request_log.flush()
+            info = self.store.request_info(wanted)
         unknown = {i: {"request_id": [f"Unknown request {r['request_id']!r}."]}
                    for i, r in enumerate(loaded) if r["request_id"] not in info}
         if unknown:
@@ -644,6 +669,11 @@ def _checked_ids(**ids: object) -> tuple[str | None, ...]:
     if problems:
         raise ValidationFailed(problems, "request")
     return tuple(out)
+
+
+def _decode_history(entries: list[str]) -> UserHistory:
+    """Cached history entries (one JSON array each) as a UserHistory, in one parse."""
+    return UserHistory.from_rows(json.loads(f"[{','.join(entries)}]"))
 
 
 def _history_key(user_id: str | None, session_id: str | None) -> str:

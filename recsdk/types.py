@@ -122,10 +122,13 @@ class UserHistory:
 
     @classmethod
     def from_rows(cls, rows: Sequence[Sequence[Any]]) -> UserHistory:
-        out = cls()
-        for item, kind, ts, value, session in rows:
-            out.append(item, kind, float("nan") if ts is None else ts, value, session)
-        return out
+        if not rows:
+            return cls()
+        items, kinds, times, values, sessions = zip(*rows, strict=True)
+        nan = float("nan")
+        return cls(list(items), list(kinds),
+                   [nan if t is None else float(t) for t in times],
+                   [nan if v is None else float(v) for v in values], list(sessions))
 
 
 @dataclass(slots=True)

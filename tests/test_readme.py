@@ -49,3 +49,17 @@ def test_readme_python_block_runs(index: int, clean_folder: Path) -> None:
         assert namespace["result"].item_ids == ["sku-2"]
         assert printed.splitlines()[0] == "['sku-2']"
         assert (clean_folder / "shop.db").exists()
+
+
+def test_the_readme_settings_file_is_valid(tmp_path: Path) -> None:
+    """The README's example TOML loads: every key in it is one recsdk accepts."""
+    from recsdk.config import load_settings
+
+    (block,) = [b for b in re.findall(r"^```toml\n(.*?)^```", README.read_text(
+        encoding="utf-8"), flags=re.S | re.M) if "[pipeline]" in b]
+    path = tmp_path / "recsdk.toml"
+    path.write_text(block, encoding="utf-8")
+    settings = load_settings(str(path), environ={})
+    assert settings.models["model_refresh_s"] == 30
+    assert settings.plugin("trending").quota == 200
+    assert "product_page" in settings.known_placements

@@ -11,9 +11,14 @@ from __future__ import annotations
 from flask import Response, jsonify
 from flask_smorest import Blueprint
 
-from recsdk.api.errors import fail
+from recsdk.api.errors import fail, summarise
 from recsdk.api.extension import current_sdk
 from recsdk.api.schemas import RecommendationQuery, RecommendationSchema, SimilarQuery
+from recsdk.errors import ValidationFailed
+
+#: Schema instances, not classes: given a class, webargs builds a schema per request.
+RECOMMENDATION_QUERY = RecommendationQuery()
+SIMILAR_QUERY = SimilarQuery()
 
 
 def make_serving_blueprint() -> Blueprint:
@@ -21,21 +26,31 @@ def make_serving_blueprint() -> Blueprint:
                     description="Recommendations and similar items (open)")
 
     @blp.route("/recommendations", methods=["GET"])
-    @blp.arguments(RecommendationQuery, location="query", as_kwargs=True)
+    @blp.arguments(RECOMMENDATION_QUERY, location="query", as_kwargs=True)
     @blp.response(200, RecommendationSchema)
     @blp.alt_response(400, response="BAD_REQUEST")
     def get_recommendations(user_id: str | None, session_id: str | None, k: int | None,
                             placement: str) -> Response:
-        """Top k items for a user (or an anonymous session) at a placement."""
+        """Top k items for a user (or an anonymous session) at a placement.
+
+        ``placement`` must be configured (``[placements.NAME]``) or built in
+        (``default``, ``home``, ``similar``); any other gets a 422 listing them.
+        """
         if user_id is None and session_id is None:
             fail(400, "Say whom the list is for: give user_id or session_id "
                       "(query parameters).")
-        result = current_sdk().recommend(user_id, session_id=session_id, k=k,
-                                         placement=placement)
+        sdk = current_sdk()
+        # before anything is computed or logged: placements name logs and metric labels
+        try:
+            sdk.settings.check_placement(placement)
+        except ValidationFailed as exc:  # a query argument, shaped as webargs' are
+            errors = {"query": exc.messages}
+            fail(422, f"Invalid request: {summarise(errors)}", errors=errors)
+        result = sdk.recommend(user_id, session_id=session_id, k=k, placement=placement)
         return jsonify(result.to_dict())
 
     @blp.route("/items/<path:item_id>/similar", methods=["GET"])
-    @blp.arguments(SimilarQuery, location="query", as_kwargs=True)
+    @blp.arguments(SIMILAR_QUERY, location="query", as_kwargs=True)
     @blp.response(200, RecommendationSchema)
     @blp.alt_response(409, response="CONFLICT", description="No model trained yet")
     def get_similar(item_id: str, k: int) -> Response:

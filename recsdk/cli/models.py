@@ -13,6 +13,7 @@ import time
 
 import click
 
+from recsdk import maintenance
 from recsdk.cli.session import open_sdk, user_errors
 
 
@@ -78,7 +79,7 @@ def prune(ctx: click.Context, keep: int | None) -> None:
 @click.option("--once", is_flag=True, help="Train and prune once, then exit (for cron).")
 @click.pass_context
 def worker(ctx: click.Context, every_s: float | None, once: bool) -> None:
-    """Retrain on a schedule: train, activate, prune old runs and request logs."""
+    """Retrain on a schedule: train, activate, prune old runs and served-list logs."""
     stop = threading.Event()
     with open_sdk(ctx, serve_models=False) as sdk:
         every = every_s or sdk.settings.models["train_interval_s"]
@@ -91,6 +92,9 @@ def worker(ctx: click.Context, every_s: float | None, once: bool) -> None:
                 gone = sdk.registry.prune(sdk.settings.models["keep_runs"])
                 click.echo(f"trained run {report.run_id} in {report.seconds:.2f} s; "
                            f"pruned {len(gone)} old run(s)")
+            logs = maintenance.prune(sdk.store, sdk.settings)
+            click.echo(f"pruned served lists older than the retention: "
+                       f"{logs['requests']} list(s), {logs['impressions']} impression(s)")
             if once:
                 return
             try:

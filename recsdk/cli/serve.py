@@ -76,14 +76,21 @@ def exit_on_sigterm() -> Iterator[None]:
               help="Worker threads, i.e. requests handled at the same time.")
 @click.option("--insecure", is_flag=True,
               help="Serve a non-loopback --host although no API key guards the writes.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="Server processes; above 1, gunicorn runs them on one socket, "
+                   "each with --threads threads (not on Windows).")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, threads: int, insecure: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, threads: int, insecure: bool,
+          workers: int) -> None:
     """Serve the REST API (docs/api.md) until interrupted."""
+    refuse_open_writes(host, settings_of(ctx).api["api_key"], insecure)
+    if workers > 1:
+        from recsdk.cli.workers import serve_workers
+
+        serve_workers(ctx, host=host, port=port, threads=threads, workers=workers)
     from waitress import create_server
 
     from recsdk.api import create_app
-
-    refuse_open_writes(host, settings_of(ctx).api["api_key"], insecure)
 
     with open_sdk(ctx, migrate=False) as sdk:
         server = create_server(create_app(sdk), host=host, port=port, threads=threads)

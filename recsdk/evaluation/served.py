@@ -64,12 +64,11 @@ def offline_settings(config: str | os.PathLike[str] | Mapping[str, Any] | None, 
 
 
 def check_placement(settings: Settings, placement: str) -> None:
-    """A placement must be configured (or be ``default``), as the API requires."""
-    known = settings.placements
-    if placement != DEFAULT_PLACEMENT and placement not in known:
-        raise ConfigurationError(
-            f"unknown placement {placement!r}; configured: "
-            f"{', '.join([DEFAULT_PLACEMENT, *sorted(known)])}")
+    """A placement must be known (configured or built in), as the API requires."""
+    try:
+        settings.check_placement(placement)
+    except ValidationFailed as exc:
+        raise ConfigurationError(" ".join(exc.messages["placement"])) from exc
 
 
 def train_events(train: pd.DataFrame) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import stat
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,8 @@ FALLBACK_DIM = COLOUR_BINS**3 + COLOUR_MOMENTS + 2 * GRADIENT_BINS
 FALLBACK_SIZE = 96
 #: Largest image file read at training, in bytes; larger files are skipped and reported.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+#: Seconds one image file may take to read (a hung network mount must not hang training).
+IMAGE_READ_TIMEOUT_S = 10.0
 #: Most problems named in the training log (all are in ``problems_``).
 LOGGED_PROBLEMS = 5
 REMOTE_SCHEMES = frozenset({"http", "https", "ftp", "ftps", "s3", "gs", "data"})
@@ -113,6 +116,31 @@ def read_file(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     if len(data) > max_bytes:
         raise ImageRefused(f"{path} is larger than {max_bytes} bytes")
     return data
+
+
+def read_file_within(path: Path, max_bytes: int = MAX_IMAGE_BYTES,
+                     timeout_s: float = IMAGE_READ_TIMEOUT_S) -> bytes:
+    """:func:`read_file` in a daemon thread, refused when it takes over ``timeout_s``.
+
+    A read stuck in the kernel cannot be interrupted; its thread is left behind (as a
+    daemon it never blocks the process from exiting) and the item gets the fallback.
+    """
+    box: dict[str, object] = {}
+
+    def read() -> None:
+        try:
+            box["data"] = read_file(path, max_bytes)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=read, name="recsdk-image-read", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise ImageRefused(f"{path} took more than {timeout_s:g} s to read")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["data"]  # type: ignore[return-value]
 
 
 def decode_rgb(data: bytes, size: int) -> np.ndarray:
@@ -242,7 +270,7 @@ class ImageEncoder:
                 path = image_file(url, self.image_root)
                 if path is None:
                     continue
-                data = read_file(path, self.max_bytes)
+                data = read_file_within(path, self.max_bytes)
             except ImageRefused as exc:
                 self.problems_[row] = str(exc)
                 continue

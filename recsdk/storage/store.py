@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, delete, exists, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
@@ -363,6 +363,9 @@ class Store:
     def record_requests(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Store served lists: each record has the request's columns and ``items``,
         a list of (item_id, position, score)."""
+        if self.dialect == "sqlite":
+            self._record_requests_sqlite(records)
+            return
         requests = []
         impressions = []
         for r in records:
@@ -380,6 +383,27 @@ class Store:
                 conn.execute(models.RecommendationRequest.__table__.insert(), requests)
             if impressions:
                 conn.execute(models.Impression.__table__.insert(), impressions)
+
+    def _record_requests_sqlite(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """The driver's executemany with tuples, no per-row SQLAlchemy work (the
+        values encoded as the models' types store them, as for events)."""
+        requests = [
+            (r["request_id"], r.get("user_id"), r.get("session_id"), r["placement"],
+             r["variant"], r["config_hash"], json.dumps(list(r["plugins"])),
+             int(bool(r["degraded"])),
+             (r.get("created_at") or datetime.now(UTC)).astimezone(UTC).strftime(
+                 SQLITE_TIMESTAMP))
+            for r in records]
+        impressions = [(r["request_id"], i, p, s) for r in records for i, p, s in r["items"]]
+        with self.engine.begin() as conn:  # driver errors arrive wrapped, as IntegrityError
+            if requests:
+                conn.exec_driver_sql(
+                    "INSERT INTO recommendation_requests (id, user_id, session_id, placement, "
+                    "variant, config_hash, plugins, degraded, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", requests)
+            if impressions:
+                conn.exec_driver_sql("INSERT INTO impressions (request_id, item_id, position, "
+                                     "score) VALUES (?, ?, ?, ?)", impressions)
 
     def request_info(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Variant, plugins and shown items of served requests, by id."""
@@ -403,6 +427,61 @@ class Store:
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(models.Feedback.__table__.insert(), [dict(r) for r in rows])
+
+    def prune_requests(self, before: datetime, batch: int = 1000) -> dict[str, int]:
+        """Delete served lists created before ``before``, with their impressions.
+
+        A list that received feedback is kept whole: the feedback rows reference it
+        (deleting it would cascade to them) and it says what else was shown beside the
+        clicked item. Each batch of ``batch`` lists is its own short transaction, so
+        serving processes writing their logs wait at most one batch.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        req = models.RecommendationRequest.__table__
+        imp = models.Impression.__table__
+        unreferenced = ~exists().where(models.Feedback.__table__.c.request_id == req.c.id)
+        totals = {"requests": 0, "impressions": 0}
+        while True:
+            with self.engine.begin() as conn:
+                ids = list(conn.execute(
+                    select(req.c.id).where(req.c.created_at < before, unreferenced)
+                    .limit(batch)).scalars())
+                if not ids:
+                    break
+                # the feedback check again: feedback may have arrived since the select
+                doomed = select(req.c.id).where(req.c.id.in_(ids), unreferenced)
+                totals["impressions"] += conn.execute(
+                    delete(imp).where(imp.c.request_id.in_(doomed))).rowcount
+                totals["requests"] += conn.execute(
+                    delete(req).where(req.c.id.in_(ids), unreferenced)).rowcount
+            if len(ids) < batch:
+                break
+        return totals
+
+    def count_prunable_requests(self, before: datetime) -> dict[str, int]:
+        """What :meth:`prune_requests` would delete now (for a dry run)."""
+        req = models.RecommendationRequest.__table__
+        imp = models.Impression.__table__
+        fb = models.Feedback.__table__
+        old = (select(req.c.id).where(req.c.created_at < before,
+                                      ~exists().where(fb.c.request_id == req.c.id))
+               .subquery())
+        with self.engine.connect() as conn:
+            n_requests = conn.execute(select(func.count()).select_from(old)).scalar_one()
+            n_impressions = conn.execute(
+                select(func.count()).select_from(imp).where(
+                    imp.c.request_id.in_(select(old.c.id)))).scalar_one()
+        return {"requests": int(n_requests), "impressions": int(n_impressions)}
+
+    def count_served(self) -> dict[str, int]:
+        """Rows in the served-list tables: requests, impressions and feedback."""
+        tables = {"requests": models.RecommendationRequest, "impressions": models.Impression,
+                  "feedback": models.Feedback}
+        with self.engine.connect() as conn:
+            return {name: int(conn.execute(
+                select(func.count()).select_from(model.__table__)).scalar_one())
+                for name, model in tables.items()}
 
     # ---- model artifacts ---------------------------------------------------------------
 

@@ -30,9 +30,9 @@ N_ITEMS = 15
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory,
          migrated_sqlite: Path) -> Iterator[tuple[FlaskClient, RecSDK, list[dict[str, Any]]]]:
-    """A shop filled and trained over HTTP; one item is sold out."""
+    """A shop filled and trained over HTTP; one item is sold out; a placement ``cart``."""
     path = tmp_path_factory.mktemp("serving") / "shop.db"
-    sdk = sqlite_sdk(migrated_sqlite, path)
+    sdk = sqlite_sdk(migrated_sqlite, path, placements={"cart": {"k": 2}})
     client = create_app(sdk).test_client()
     events = generated_events(n_users=40, n_items=N_ITEMS, seed=SEED)
     items = [{"id": f"sku-{i}", "title": f"Product {i}", "stock": 5} for i in range(N_ITEMS)]
@@ -101,6 +101,21 @@ def test_an_anonymous_session_and_a_placement(shop: Any) -> None:
     body = answer.get_json()
     assert body["placement"] == "cart"
     assert [i["item_id"] for i in body["items"]] == expected_list(sdk, events, "-", 3)
+
+
+def test_an_unknown_placement_is_422_listing_the_known_ones(shop: Any) -> None:
+    client, sdk, _ = shop
+    sdk.request_log.flush()
+    before = count_rows(sdk, models.RecommendationRequest)
+    answer = client.get("/api/v1/recommendations?user_id=u&placement=no-such-page")
+    assert answer.status_code == 422
+    body = answer.get_json()
+    message = body["errors"]["query"]["placement"][0]
+    assert "Unknown placement 'no-such-page'" in message
+    assert "known placements: cart, default, home, similar" in message
+    assert body["message"].startswith("Invalid request: query: placement: Unknown placement")
+    sdk.request_log.flush()
+    assert count_rows(sdk, models.RecommendationRequest) == before  # nothing was served
 
 
 @pytest.mark.parametrize(("query", "status", "words"), [

@@ -282,3 +282,16 @@ def test_a_hung_training_job_is_ended_and_never_blocks_the_next(make_sdk):
     statuses = sorted(r.status for r in sdk.registry.list_runs())
     assert statuses == ["failed", "ready"]
     assert sdk.model_run == sdk.jobs.get(nxt)["result"]["run_id"]
+
+
+def test_a_server_whose_active_run_is_broken_still_starts_degraded(make_sdk):
+    config = {"plugins": POP, "models": {"inline_max_bytes": 0, "model_refresh_s": 0}}
+    sdk = make_sdk(config)
+    fill(sdk)
+    run = sdk.fit().run_id
+    vocabulary = next((sdk.registry.artifact_dir / run / "run").rglob("item_ids.npy"))
+    vocabulary.write_bytes(b"not the file that was trained")
+    server = make_sdk(config)
+    assert not server.trained
+    answer = server.recommend("u1", k=3)
+    assert answer.degraded and any("no trained model" in f for f in answer.failures)

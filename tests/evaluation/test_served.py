@@ -300,7 +300,7 @@ def test_an_unknown_placement(shop, tmp_path):
     code, output = invoke("recommend-batch", "--train", shop["train"], "--config",
                           shop["config"], "--placement", "checkout", "--out",
                           tmp_path / "r.csv")
-    _one_line_error(code, output, "unknown placement 'checkout'", "home")
+    _one_line_error(code, output, "Unknown placement 'checkout'", "home")
 
 
 def test_candidates_that_no_test_pair_names(shop, tmp_path):

@@ -4,6 +4,8 @@ and image paths confined to the image root (regular files of bounded size only).
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +172,20 @@ def test_weights_that_are_not_a_resnet18_state_dict_are_refused(tmp_path):
     torch.save(torch.zeros(3), tensor)
     with pytest.raises(ConfigurationError, match="not a state_dict"):
         load_backbone(tensor, "cpu")
+
+
+def test_an_image_read_that_hangs_is_refused_after_the_timeout(tmp_path, monkeypatch):
+    from recsdk.features import image
+
+    release = threading.Event()
+
+    def stuck(path, max_bytes):  # as a read from a hung network mount
+        release.wait(30)
+        return b""
+
+    monkeypatch.setattr(image, "read_file", stuck)
+    started = time.monotonic()
+    with pytest.raises(image.ImageRefused, match=r"took more than 0\.2 s"):
+        image.read_file_within(tmp_path / "slow.png", timeout_s=0.2)
+    assert time.monotonic() - started < 5
+    release.set()

@@ -1,0 +1,58 @@
+"""``recsdk prune``: delete served-list logs past their retention period.
+
+Works on the database alone (no plugins, no models), so that cron can run it beside
+the serving processes; the periodic worker calls the same function,
+:func:`recsdk.maintenance.prune`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+
+from recsdk.cli.session import settings_of, user_errors
+
+
+def register(group: click.Group) -> None:
+    group.add_command(prune)
+
+
+@click.command()
+@click.option("--older-than", "older_than_days", type=click.FloatRange(min=0), default=None,
+              metavar="DAYS",
+              help="Delete lists older than DAYS (default: [retention] requests_days, 30).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="The counts as one JSON object.")
+@click.pass_context
+def prune(ctx: click.Context, older_than_days: float | None, dry_run: bool,
+          as_json: bool) -> None:
+    """Delete served lists (requests and their impressions) past the retention period.
+
+    Lists that received feedback are kept: the feedback refers to them.
+    """
+    from recsdk import maintenance
+    from recsdk.storage import migrate
+    from recsdk.storage.store import Store
+
+    settings = settings_of(ctx)
+    with user_errors(settings.database_url):
+        store = Store(settings.database_url)
+        try:
+            if migrate.current(store.engine) is None:
+                raise click.ClickException(
+                    "the database has no recsdk schema yet: run `recsdk db upgrade`")
+            now = datetime.now(UTC)
+            before = maintenance.retention_cutoff(settings, now, older_than_days)
+            counts = maintenance.prune(store, settings, now=now,
+                                       older_than_days=older_than_days, dry_run=dry_run)
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps({**counts, "before": before.isoformat(), "dry_run": dry_run},
+                              sort_keys=True))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {counts['requests']:,} served lists and {counts['impressions']:,} "
+               f"impressions created before {before:%Y-%m-%d %H:%M:%S} UTC")

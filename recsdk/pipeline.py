@@ -72,14 +72,10 @@ def normalise(scores: np.ndarray) -> np.ndarray:
     return (scores - lo) / (hi - lo)
 
 
-def blend(answers: Sequence[tuple[np.ndarray, float]], n: int) -> np.ndarray:
-    """Weighted mean of normalised answers; a NaN answer does not count for that item."""
-    return blend_with_sources(answers, n)[0]
-
-
-def blend_with_sources(answers: Sequence[tuple[np.ndarray, float]], n: int
-                       ) -> tuple[np.ndarray, np.ndarray | None]:
-    """The blend, and per item the index of the answer contributing most to it."""
+def blend(answers: Sequence[tuple[np.ndarray, float]], n: int
+          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Weighted mean of normalised answers (a NaN answer does not count for that item),
+    and per item the index of the answer contributing most to it."""
     if not answers:
         return np.full(n, np.nan), None
     if len(answers) == 1:
@@ -180,7 +176,7 @@ class Pipeline:
             elif value is not None:
                 answers.append((value, names[r.plugin]))
                 out.used.append(r.plugin)
-        out.scores, winner = blend_with_sources(answers, n)
+        out.scores, winner = blend(answers, n)
         if winner is not None:
             out.sources = np.asarray(out.used, dtype=object)[winner]
         return out

@@ -86,7 +86,11 @@ class ServingRun:
     plugins: PluginManager
     pipeline: Pipeline
     state: ModelState
-    trained: bool
+
+    @property
+    def trained(self) -> bool:
+        """False only for the placeholder a process serves before any run."""
+        return self.id is not None
 
 
 class RecSDK:
@@ -139,7 +143,7 @@ class RecSDK:
             {"user_ids": np.array([]), "item_ids": np.asarray(catalog.ids)}, catalog)
         first.call_each("recsdk_configure", isolate=False, context=self._context(catalog))
         self._run = ServingRun(None, first, Pipeline(first, self.settings),
-                               ModelState.build(catalog, dataset), trained=False)
+                               ModelState.build(catalog, dataset))
         if serve_models:
             try:
                 self.load_models()
@@ -391,7 +395,7 @@ class RecSDK:
             raise
         if activate:
             run = ServingRun(run_id, plugins, Pipeline(plugins, self.settings),
-                             ModelState.build(dataset.catalog, dataset), trained=True)
+                             ModelState.build(dataset.catalog, dataset))
             self._swap_in(run, events_through)
         else:
             plugins.close()
@@ -450,17 +454,17 @@ class RecSDK:
                                 "abstains until `recsdk train`", name, info.id[:12],
                                 loaded.error)
         run = ServingRun(info.id, plugins, Pipeline(plugins, self.settings),
-                         ModelState.build(catalog, dataset), trained=True)
+                         ModelState.build(catalog, dataset))
         self._swap_in(run, info.events_through)
         return True
 
     def _swap_in(self, run: ServingRun, events_through: int | None) -> None:
         """Catch ``run`` up with events stored after its training data, then serve it."""
-        replay = self._replay if events_through is not None and run.plugins.implementers(
-            "recsdk_collect_event") else None
-        last = self._replay(run, events_through) if replay else None
+        catch_up = events_through is not None and bool(
+            run.plugins.implementers("recsdk_collect_event"))
+        last = self._replay(run, events_through) if catch_up else 0
         with self._swap_lock:
-            if replay and last is not None:
+            if catch_up:
                 self._replay(run, last)  # what arrived while catching up
             old, self._run = self._run, run
         log.info("serving model run %s", run.id)
@@ -468,8 +472,10 @@ class RecSDK:
             # shares the runner, so closing releases nothing requests still inside it use
             old.plugins.close()
 
-    def _replay(self, run: ServingRun, after: int | None) -> int:
-        last = after or 0
+    def _replay(self, run: ServingRun, after: int) -> int:
+        """Pass the events stored after row id ``after`` to ``run``'s plugins; return
+        the last row id passed."""
+        last = after
         while True:
             events, new_last = self.store.events_after(last)
             if not events:
@@ -565,10 +571,10 @@ class RecSDK:
             # a degraded answer is cached briefly: while a plugin is failing, its
             # breaker keeps failing it, and recomputing the same fallback list per
             # request would cost the healthy path's throughput
-            ttl = (self.settings.cache["degraded_ttl_s"] if result.degraded
-                   else self.settings.cache["result_ttl_s"])
+            ttl = self.settings.cache["result_ttl_s"]
+            if result.degraded:
+                ttl = min(ttl, self.settings.cache["degraded_ttl_s"])
             if key and run.trained and ttl > 0:
-                ttl = min(ttl, self.settings.cache["result_ttl_s"])
                 self.cache.set(key, json.dumps(result.to_dict()).encode(), ttl)
             outcome = "degraded" if result.degraded else "ok"
         self.telemetry.recommendations.labels(placement=placement, variant=variant,
@@ -577,7 +583,8 @@ class RecSDK:
             time.perf_counter() - started)
         if log_request:
             self._log(result, user_id, session_id)
-            if request is not None:
+            if served:
+                assert request is not None
                 self.served.submit(run.plugins, request, result)
         return result
 
@@ -589,7 +596,7 @@ class RecSDK:
         run = self._run
         if not run.trained:
             raise NotTrainedError("similar_items needs a trained model: run fit() first")
-        result = run.pipeline.similar_items(str(item_id), k, run.state, self.config_hash,
+        result = run.pipeline.similar_items(item_id, k, run.state, self.config_hash,
                                             placement=placement)
         result.model_run = run.id
         if log_request:

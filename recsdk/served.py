@@ -32,8 +32,7 @@ class ServedDispatcher:
 
     def submit(self, plugins: PluginManager, request: RecommendationRequest,
                result: RecommendationResult) -> None:
-        if not plugins.implementers("recsdk_served"):
-            return
+        """Queue one notification; call it only when a plugin implements the hook."""
         self._ensure_thread()
         try:
             self._queue.put_nowait((plugins, request, result))

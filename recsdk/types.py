@@ -106,20 +106,6 @@ class UserHistory:
         wanted = set(types)
         return {i for i, t in zip(self.item_ids, self.types, strict=True) if t in wanted}
 
-    def append(self, item_id: str, type: str, timestamp: float = float("nan"),
-               value: float | None = None, session_id: str | None = None) -> None:
-        self.item_ids.append(item_id)
-        self.types.append(type)
-        self.timestamps.append(float(timestamp))
-        self.values.append(float("nan") if value is None else float(value))
-        self.session_ids.append(session_id)
-
-    def to_rows(self) -> list[list[Any]]:
-        """JSON-safe rows ``[item, type, timestamp, value, session]`` (NaN as None)."""
-        return [[i, t, None if ts != ts else ts, None if v != v else v, s]
-                for i, t, ts, v, s in zip(self.item_ids, self.types, self.timestamps,
-                                          self.values, self.session_ids, strict=True)]
-
     @classmethod
     def from_rows(cls, rows: Sequence[Sequence[Any]]) -> UserHistory:
         if not rows:

@@ -31,6 +31,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from recsdk.log_throttle import ThrottledLog
 from recsdk.storage.store import Store
 from recsdk.telemetry import Telemetry
 
@@ -70,7 +71,7 @@ class RequestLog:
         self._hurry = threading.Event()
         self._added = 0  # lists queued so far
         self._completed = 0  # of those, written or given up on (in queue order)
-        self._last_full_warning = float("-inf")
+        self._full_log = ThrottledLog(log, QUEUE_FULL_LOG_EVERY_S)
         self._thread = threading.Thread(target=self._run, name="recsdk-request-log",
                                         daemon=True)
         self._thread.start()
@@ -86,12 +87,10 @@ class RequestLog:
                 self._added += 1
         if full:
             self.telemetry.request_log_dropped.labels(reason="queue_full").inc()
-            now = time.monotonic()
-            if now - self._last_full_warning >= QUEUE_FULL_LOG_EVERY_S:
-                self._last_full_warning = now
-                log.warning("request log queue full (%d lists waiting); dropping the log "
-                            "of request %s and others (recsdk_request_log_dropped_total)",
-                            self._queue.maxsize, record["request_id"])
+            self._full_log.warning(
+                "queue_full", f"request log queue full ({self._queue.maxsize} lists "
+                f"waiting); dropping the log of request {record['request_id']} and others "
+                "(recsdk_request_log_dropped_total)")
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Block until everything added before this call is written, retries

@@ -293,21 +293,18 @@ class Store:
         return out
 
     @retry_conflicts
-    def _upsert(self, model: type[models.Base], rows: Sequence[Mapping[str, Any]],
-                keep_order: bool = False) -> int:
-        """Insert or update by id; a field left out of a row keeps its stored value.
-
-        Rows go in id order (one lock order for every writer) unless ``keep_order``
-        (categories: parents first, for the foreign keys).
-        """
+    def _upsert(self, model: type[models.Base], rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or update by id; a field left out of a row keeps its stored value."""
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            self._write_upsert(conn, model, rows, keep_order=keep_order)
+            self._write_upsert(conn, model, rows)
         return len(rows)
 
     def _write_upsert(self, conn: Connection, model: type[models.Base],
                       rows: Sequence[Mapping[str, Any]], keep_order: bool = False) -> None:
+        """Rows go in id order (one lock order for every writer) unless ``keep_order``
+        (categories: parents first, for the foreign keys)."""
         table = model.__table__
         now = datetime.now(UTC)
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -440,7 +437,7 @@ class Store:
             raise ValueError(f"batch must be at least 1, got {batch}")
         req = models.RecommendationRequest.__table__
         imp = models.Impression.__table__
-        unreferenced = ~exists().where(models.Feedback.__table__.c.request_id == req.c.id)
+        unreferenced = _without_feedback(req)
         totals = {"requests": 0, "impressions": 0}
         while True:
             with self.engine.begin() as conn:
@@ -463,10 +460,8 @@ class Store:
         """What :meth:`prune_requests` would delete now (for a dry run)."""
         req = models.RecommendationRequest.__table__
         imp = models.Impression.__table__
-        fb = models.Feedback.__table__
-        old = (select(req.c.id).where(req.c.created_at < before,
-                                      ~exists().where(fb.c.request_id == req.c.id))
-               .subquery())
+        old = select(req.c.id).where(req.c.created_at < before,
+                                     _without_feedback(req)).subquery()
         with self.engine.connect() as conn:
             n_requests = conn.execute(select(func.count()).select_from(old)).scalar_one()
             n_impressions = conn.execute(
@@ -626,6 +621,11 @@ def _driver_errors(conn: Connection, statement: str) -> Iterator[None]:
     except driver.Error as exc:
         raise DBAPIError.instance(statement, None, exc, driver.Error,
                                   dialect=conn.dialect) from exc
+
+
+def _without_feedback(requests: Any) -> Any:
+    """Served lists no feedback row references: the ones pruning may delete."""
+    return ~exists().where(models.Feedback.__table__.c.request_id == requests.c.id)
 
 
 #: Key of the PostgreSQL advisory lock that serialises category writers.

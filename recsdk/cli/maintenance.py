@@ -33,16 +33,13 @@ def prune(ctx: click.Context, older_than_days: float | None, dry_run: bool,
     Lists that received feedback are kept: the feedback refers to them.
     """
     from recsdk import maintenance
-    from recsdk.storage import migrate
     from recsdk.storage.store import Store
 
     settings = settings_of(ctx)
     with user_errors(settings.database_url):
         store = Store(settings.database_url)
         try:
-            if migrate.current(store.engine) is None:
-                raise click.ClickException(
-                    "the database has no recsdk schema yet: run `recsdk db upgrade`")
+            store.ensure_schema(migrate=False)  # never migrates beside running servers
             now = datetime.now(UTC)
             before = maintenance.retention_cutoff(settings, now, older_than_days)
             counts = maintenance.prune(store, settings, now=now,

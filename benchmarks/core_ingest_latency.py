@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from raw_baseline import Database, raw_insert
+from server_process import ServerProcess, clean_environment
 
 from recsdk import RecSDK
 
@@ -90,37 +91,6 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {np.percentile(ms, 50):6.2f} ms   p99 {np.percentile(ms, 99):6.2f} ms"
 
 
-class Server:
-    """``recsdk serve`` in its own process, as a shop would run it."""
-
-    def __init__(self, config_path: str) -> None:
-        import socket
-        import subprocess
-        import sys
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECSDK_")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "recsdk.cli", "--config", config_path, "serve",
-             "--host", "127.0.0.1", "--port", str(self.port)], env=env)
-        for _ in range(200):
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("recsdk serve did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
 def write_config(config: dict[str, Any]) -> str:
     """The settings as a TOML file for the server process."""
     lines = [f'database_url = "{config["database_url"]}"']
@@ -168,7 +138,7 @@ def bench_latency(n_events: int, n_requests: int) -> None:
                         sdk.recommend(u)
                 local = timed(lambda u, s=sdk: s.recommend(u), sample)
                 sdk.close()
-                server = Server(write_config(config))
+                server = ServerProcess(clean_environment(RECSDK_CONFIG=write_config(config)))
                 conn = http.client.HTTPConnection("127.0.0.1", server.port)
 
                 def over_http(u: str, c: http.client.HTTPConnection = conn) -> None:

@@ -17,30 +17,16 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from server_process import ServerProcess, clean_environment, run_recsdk
 
 TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def recsdk(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "recsdk.cli", *args], env=env, check=True,
-                   capture_output=True)
 
 
 class Client:
@@ -131,19 +117,13 @@ def main() -> None:
         config = Path(tmp) / "bench.toml"
         config.write_text(f'database_url = "sqlite:///{Path(tmp) / "shop.db"}"\n'
                           '[cache]\nresult_ttl_s = 0\n[models]\nmodel_refresh_s = 0\n')
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECSDK_")}
-        env["RECSDK_CONFIG"] = str(config)
-        recsdk("db", "upgrade", env=env)
-        recsdk("demo-data", "--events", str(args.events), env=env)
-        recsdk("train", env=env)
+        env = clean_environment(RECSDK_CONFIG=str(config))
+        run_recsdk("db", "upgrade", env=env)
+        run_recsdk("demo-data", "--events", str(args.events), env=env)
+        run_recsdk("train", env=env)
         users = [f"u{n}" for n in range(500)]  # the synthetic shop's user ids
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "recsdk.cli", "serve", "--port", str(port)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            assert server.stdout is not None
-            server.stdout.readline()
+        with ServerProcess(env) as server:
+            port = server.port
             idle = writer(port, users, args.seconds)
             peak = readers(port, users, args.readers, args.seconds, None) / args.seconds
             target = 0.8 * peak
@@ -153,9 +133,6 @@ def main() -> None:
             background.start()
             achieved = readers(port, users, args.readers, args.seconds, target) / args.seconds
             background.join()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     print(f"peak read throughput: {peak:.0f} GET/s ({args.readers} readers); "
           f"loaded run: target {target:.0f}, achieved {achieved:.0f} GET/s\n")
     for kind in ("feedback", "events"):

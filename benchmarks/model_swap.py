@@ -13,25 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def recsdk(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recsdk.cli", *args], env=env, check=True,
-                          capture_output=True, text=True)
+from server_process import ServerProcess, clean_environment, run_recsdk
 
 
 def get(port: int, user: int) -> dict:
@@ -44,7 +31,7 @@ def trial(env: dict[str, str], port: int, counter: list[int]) -> tuple[float, fl
     """Train once; seconds of training and from its end to the first new answer."""
     before = get(port, counter[0])["model_run"]
     started = time.perf_counter()
-    run_id = json.loads(recsdk("train", "--json", env=env).stdout)["run_id"]
+    run_id = json.loads(run_recsdk("train", "--json", env=env).stdout)["run_id"]
     trained = time.perf_counter()
     assert run_id != before
     while True:
@@ -62,36 +49,26 @@ def main() -> None:
                         help="model_refresh_s values to measure, comma-separated")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("RECSDK_")}
-        base["RECSDK_DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'shop.db'}"
-        recsdk("db", "upgrade", env=base)
-        recsdk("demo-data", "--events", str(args.events), env=base)
-        recsdk("train", env=base)
+        base = clean_environment(RECSDK_DATABASE_URL=f"sqlite:///{Path(tmp) / 'shop.db'}")
+        run_recsdk("db", "upgrade", env=base)
+        run_recsdk("demo-data", "--events", str(args.events), env=base)
+        run_recsdk("train", env=base)
         print(f"demo shop: {args.events:,} events; {args.trials} trainings per setting\n")
         print(f"{'model_refresh_s':>15}  {'train s':>8}  {'train end -> new run answer (s)':>34}")
         for refresh in (float(r) for r in args.refresh.split(",")):
             config = Path(tmp) / f"refresh{refresh:g}.toml"
             config.write_text(f"[models]\nmodel_refresh_s = {refresh}\n")
             env = {**base, "RECSDK_CONFIG": str(config)}
-            port = free_port()
-            server = subprocess.Popen(
-                [sys.executable, "-m", "recsdk.cli", "serve", "--port", str(port)],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            try:
-                assert server.stdout is not None
-                server.stdout.readline()  # "recsdk API serving on ..."
+            with ServerProcess(env) as server:
                 counter = [0]
                 delays, trains = [], []
                 for _ in range(args.trials):
-                    seconds, delay = trial(env, port, counter)
+                    seconds, delay = trial(env, server.port, counter)
                     trains.append(seconds)
                     delays.append(delay)
                 shown = ", ".join(f"{d:.2f}" for d in delays)
                 print(f"{refresh:>15g}  {sum(trains) / len(trains):>8.2f}  "
                       f"{'mean ' + format(sum(delays) / len(delays), '.2f'):>12} ({shown})")
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
 
 
 if __name__ == "__main__":

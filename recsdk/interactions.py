@@ -1,0 +1,211 @@
+"""Weighted user x item matrices for collaborative plugins, and their fold-in at request time.
+
+Every collaborative plugin (neighbourhoods, matrix factorisation, linear autoencoders)
+learns from the same thing: a users x items matrix whose cells say how strongly a user
+chose an item. :class:`Weighting` turns the event log into that matrix the same way for
+all of them: each event counts its type's configured weight (a purchase more than a
+view, a return against), optionally halved every ``half_life_days`` before the newest
+event, summed per (user, item) and clipped at zero.
+
+At request time the same weighting turns a user's history into a row in the model's
+item space (:meth:`UserRows.request_row`): the user's training row, plus the events of
+the history newer than the training data (so a click made after training changes the
+next list without retraining), or the whole history for a user the model never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from marshmallow import RAISE, Schema, fields, validate
+
+from recsdk.dataset import InteractionDataset
+from recsdk.errors import ConfigurationError
+from recsdk.types import CandidateSet, UserHistory
+
+SECONDS_PER_DAY = 86400.0
+
+
+class WeightingParams(Schema):
+    """Parameters every collaborative plugin shares; plugin schemas inherit them."""
+
+    class Meta:
+        unknown = RAISE
+
+    event_types = fields.List(
+        fields.String(), load_default=None, allow_none=True, validate=validate.Length(min=1),
+        metadata={"description": "learn only from these event types (none: every type with "
+                  "a weight in [event_weights]); e.g. [\"add_to_cart\", \"purchase\"]"})
+    half_life_days = fields.Float(
+        load_default=None, allow_none=True,
+        validate=validate.Range(min=0, min_inclusive=False),
+        metadata={"description": "an event's weight halves every this many days before the "
+                  "newest event; none: no time decay"})
+
+
+@dataclass(frozen=True)
+class Weighting:
+    """How events become matrix cells: type weights, a type filter and time decay."""
+
+    event_weights: Mapping[str, float]
+    event_types: tuple[str, ...] | None = None
+    half_life_days: float | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any],
+                    event_weights: Mapping[str, float]) -> Weighting:
+        types = params.get("event_types")
+        return cls(dict(event_weights), tuple(types) if types else None,
+                   params.get("half_life_days"))
+
+    def weights(self, types: Sequence[str] | np.ndarray, timestamps: np.ndarray,
+                reference_time: float) -> np.ndarray:
+        """Each event's weight: its type's weight (0 when filtered out), decayed."""
+        get = self.event_weights.get
+        allowed = None if self.event_types is None else set(self.event_types)
+        w = np.fromiter(
+            (get(t, 1.0) if allowed is None or t in allowed else 0.0 for t in types),
+            dtype=np.float64, count=len(types))
+        if self.half_life_days is not None and len(w):
+            age = reference_time - np.asarray(timestamps, dtype=np.float64)
+            age = np.where(np.isfinite(age), np.maximum(age, 0.0), 0.0)
+            w *= np.exp2(-age / (self.half_life_days * SECONDS_PER_DAY))
+        return w
+
+
+def _data_end(timestamps: np.ndarray) -> float:
+    finite = timestamps[np.isfinite(timestamps)]
+    return float(finite.max()) if len(finite) else 0.0
+
+
+def weighted_matrix(dataset: InteractionDataset, weighting: Weighting,
+                    plugin: str) -> tuple[sp.csr_matrix, float]:
+    """The users x items matrix of ``dataset`` under ``weighting``, and the data's end time.
+
+    Raises :class:`ConfigurationError` naming ``plugin`` when no interaction of the
+    plugin's event types is left: a model fitted on nothing would serve noise.
+    """
+    inter = dataset.interactions
+    timestamps = inter["timestamp"].to_numpy(np.float64)
+    end = _data_end(timestamps)
+    values = weighting.weights(inter["type"].to_numpy(), timestamps, end)
+    matrix = sp.csr_matrix(
+        (values.astype(np.float32), (inter["user"].to_numpy(), inter["item"].to_numpy())),
+        shape=(dataset.n_users, dataset.n_items))
+    matrix.sum_duplicates()
+    matrix.data = np.clip(matrix.data, 0, None)
+    matrix.eliminate_zeros()
+    if matrix.nnz == 0:
+        present = sorted({str(t) for t in inter["type"].unique()})
+        wanted = list(weighting.event_types) if weighting.event_types else "any type"
+        raise ConfigurationError(
+            f"plugins.{plugin}: the training data has no positive interaction of event "
+            f"types {wanted} (event types present: {present or 'none'}); nothing to learn")
+    return matrix, end
+
+
+class UserRows:
+    """The fitted users x items matrix, and each user's row as it is at request time."""
+
+    def __init__(self, matrix: sp.csr_matrix, user_index: Mapping[str, int],
+                 item_index: Mapping[str, int], weighting: Weighting, data_end: float) -> None:
+        self.matrix = sp.csr_matrix(matrix, dtype=np.float32)
+        self.user_index = user_index
+        self.item_index = item_index
+        self.weighting = weighting
+        self.data_end = data_end
+
+    @classmethod
+    def fit(cls, dataset: InteractionDataset, weighting: Weighting, plugin: str) -> UserRows:
+        matrix, end = weighted_matrix(dataset, weighting, plugin)
+        return cls(matrix, dataset.user_index, dataset.item_index, weighting, end)
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+    # ---- state -----------------------------------------------------------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        m = self.matrix
+        return {"rows_indptr": m.indptr, "rows_indices": m.indices, "rows_data": m.data,
+                "rows_shape": np.array(m.shape, dtype=np.int64),
+                "rows_data_end": np.array([self.data_end])}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, np.ndarray], dataset: InteractionDataset,
+                   weighting: Weighting) -> UserRows:
+        shape = tuple(int(s) for s in state["rows_shape"])
+        matrix = sp.csr_matrix((state["rows_data"], state["rows_indices"],
+                                state["rows_indptr"]), shape=shape)
+        return cls(matrix, dataset.user_index, dataset.item_index, weighting,
+                   float(state["rows_data_end"][0]))
+
+    # ---- rows ------------------------------------------------------------------------
+
+    def batch_rows(self, user_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Training rows of ``user_ids`` (empty for unknown users) and a known-user mask."""
+        get = self.user_index.get
+        codes = np.fromiter((get(u, -1) for u in user_ids), dtype=np.int64,
+                            count=len(user_ids))
+        known = codes >= 0
+        rows = self.matrix[np.maximum(codes, 0)]
+        if not known.all():
+            rows = sp.diags(known.astype(np.float32)) @ rows
+            rows.eliminate_zeros()
+        return sp.csr_matrix(rows), known
+
+    def request_row(self, user_id: str | None, history: UserHistory) -> sp.csr_matrix:
+        """The user's row now: training row plus history events newer than the training
+        data (a user unknown to the model: the whole history), decayed to the newest."""
+        code = self.user_index.get(user_id) if user_id is not None else None
+        timestamps = np.asarray(history.timestamps, dtype=np.float64)
+        if code is None:
+            new = np.ones(len(history), dtype=bool)
+        else:
+            new = np.isfinite(timestamps) & (timestamps > self.data_end)
+        newest = max(self.data_end, _data_end(timestamps[new])) if new.any() else self.data_end
+        n = self.n_items
+        parts = []
+        if code is not None:
+            row = self.matrix[code]
+            if self.weighting.half_life_days is not None and newest > self.data_end:
+                row = row * np.exp2(-(newest - self.data_end)
+                                    / (self.weighting.half_life_days * SECONDS_PER_DAY))
+            parts.append(sp.csr_matrix(row, dtype=np.float64))
+        if new.any():
+            idx = np.flatnonzero(new)
+            get = self.item_index.get
+            codes = np.fromiter((get(history.item_ids[i], -1) for i in idx), dtype=np.int64,
+                                count=len(idx))
+            weights = self.weighting.weights([history.types[i] for i in idx],
+                                             timestamps[idx], newest)
+            keep = (codes >= 0) & (codes < n)
+            parts.append(sp.csr_matrix(
+                (weights[keep], (np.zeros(keep.sum(), dtype=np.int64), codes[keep])),
+                shape=(1, n)))
+        if not parts:
+            return sp.csr_matrix((1, n), dtype=np.float64)
+        row = sp.csr_matrix(sum(parts[1:], parts[0]))
+        row.sum_duplicates()
+        row.data = np.clip(row.data, 0, None)
+        row.eliminate_zeros()
+        return row
+
+
+def candidate_scores(scores: np.ndarray, candidates: CandidateSet) -> np.ndarray:
+    """Scores over the model's items (last axis) taken at the candidates' codes.
+
+    NaN for a candidate the model does not know (code -1, or beyond its vocabulary):
+    the blend then falls back to the other plugins for it.
+    """
+    codes = np.asarray(candidates.codes, dtype=np.int64)
+    n = scores.shape[-1]
+    known = (codes >= 0) & (codes < n)
+    out = np.full((*scores.shape[:-1], len(codes)), np.nan, dtype=np.float64)
+    out[..., known] = scores[..., codes[known]]
+    return out

@@ -1,0 +1,100 @@
+"""The weighted matrix every collaborative plugin learns from, and its request-time fold-in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsdk.dataset import InteractionDataset
+from recsdk.errors import ConfigurationError
+from recsdk.interactions import (
+    UserRows,
+    Weighting,
+    WeightingParams,
+    candidate_scores,
+    weighted_matrix,
+)
+from recsdk.types import CandidateSet, UserHistory
+
+WEIGHTS = {"view": 1.0, "purchase": 8.0, "return": -8.0}
+DAY = 86400.0
+
+
+def dataset() -> InteractionDataset:
+    events = pd.DataFrame({
+        "user_id": ["a", "a", "a", "b", "b"],
+        "item_id": ["x", "y", "y", "x", "z"],
+        "type": ["view", "purchase", "return", "purchase", "view"],
+        "timestamp": [0.0, DAY, 2 * DAY, 0.0, 2 * DAY],
+    })
+    return InteractionDataset.from_frame(events, event_weights=WEIGHTS)
+
+
+def dense(ds: InteractionDataset, weighting: Weighting) -> dict[tuple[str, str], float]:
+    matrix, _ = weighted_matrix(ds, weighting, "p")
+    coo = matrix.tocoo()
+    return {(ds.user_ids[u], ds.item_ids[i]): float(v)
+            for u, i, v in zip(coo.row, coo.col, coo.data, strict=True)}
+
+
+def test_type_weights_sum_and_a_return_cancels_the_purchase() -> None:
+    cells = dense(dataset(), Weighting(WEIGHTS))
+    assert cells == {("a", "x"): 1.0, ("b", "x"): 8.0, ("b", "z"): 1.0}
+
+
+def test_event_type_filter_and_time_decay() -> None:
+    ds = dataset()
+    assert dense(ds, Weighting(WEIGHTS, ("purchase",))) == {("a", "y"): 8.0, ("b", "x"): 8.0}
+    cells = dense(ds, Weighting(WEIGHTS, ("purchase",), half_life_days=1.0))
+    # data end is day 2: a's purchase (day 1) halves once, b's (day 0) twice
+    assert cells == {("a", "y"): 4.0, ("b", "x"): 2.0}
+
+
+def test_no_interaction_of_the_plugins_types_names_plugin_and_types() -> None:
+    with pytest.raises(ConfigurationError, match=r"plugins\.als: .*\['add_to_cart'\].*"
+                       r"present: \['purchase', 'return', 'view'\]"):
+        weighted_matrix(dataset(), Weighting(WEIGHTS, ("add_to_cart",)), "als")
+
+
+def test_request_row_adds_only_events_newer_than_training() -> None:
+    ds = dataset()
+    rows = UserRows.fit(ds, Weighting(WEIGHTS), "p")
+    history = UserHistory(["x", "z"], ["view", "purchase"], [0.0, 3 * DAY])
+    row = rows.request_row("a", history)
+    got = {ds.item_ids[i]: v for i, v in zip(row.indices, row.data, strict=True)}
+    # the old view of x is in the training row already; the purchase of z is new
+    assert got == {"x": 1.0, "z": 8.0}
+
+
+def test_request_row_of_an_unknown_user_is_the_whole_history_known_items_only() -> None:
+    ds = dataset()
+    rows = UserRows.fit(ds, Weighting(WEIGHTS), "p")
+    row = rows.request_row("new", UserHistory(["y", "never-seen"], ["view", "view"]))
+    assert [ds.item_ids[i] for i in row.indices] == ["y"]
+    assert rows.request_row(None, UserHistory()).nnz == 0
+
+
+def test_state_round_trip_and_batch_rows_mark_unknown_users() -> None:
+    ds = dataset()
+    weighting = Weighting(WEIGHTS)
+    rows = UserRows.fit(ds, weighting, "p")
+    loaded = UserRows.from_state(rows.state(), InteractionDataset.from_vocabulary(
+        ds.vocabulary_state()), weighting)
+    batch, known = loaded.batch_rows(["b", "nobody", "a"])
+    assert known.tolist() == [True, False, True]
+    np.testing.assert_array_equal(batch[0].toarray(), rows.matrix[1].toarray())
+    assert batch[1].nnz == 0
+    assert loaded.data_end == rows.data_end == 2 * DAY
+
+
+def test_candidate_scores_are_nan_for_unknown_codes() -> None:
+    scores = np.array([[1.0, 2.0, 3.0]])
+    cands = CandidateSet(np.array(["c", "new", "a"], dtype=object), np.array([2, -1, 0]))
+    out = candidate_scores(scores, cands)
+    assert out[0, 0] == 3.0 and np.isnan(out[0, 1]) and out[0, 2] == 1.0
+
+
+def test_params_reject_a_non_positive_half_life_naming_the_range() -> None:
+    errors = WeightingParams().validate({"half_life_days": 0})
+    assert "half_life_days" in errors and "greater than 0" in str(errors)

@@ -26,7 +26,7 @@ DEFAULT_DATABASE_URL = "sqlite:///recsdk.db"
 
 #: Placements every shop has without configuring them: ``recommend``'s default and
 #: ``similar_items``'s, plus ``home``, the storefront's front page.
-BUILTIN_PLACEMENTS = ("default", "home", "similar")
+BUILTIN_PLACEMENTS = ("default", "home", "similar", "cart")
 
 #: Per-plugin keys the host reads itself; every other key goes to the plugin.
 HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota", "max_concurrency")

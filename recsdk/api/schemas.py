@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 from recsdk.schemas import Text, TextIdentifier
 
 MAX_K = 1000
+MAX_CART = 100
 
 
 class RecommendationQuery(Schema):
@@ -28,6 +29,11 @@ class RecommendationQuery(Schema):
                                  "pipeline.k)"},
     )
     placement = Text(64, min_length=1, load_default="default")
+    cart = fields.List(
+        TextIdentifier(), load_default=None, validate=validate.Length(max=MAX_CART),
+        metadata={"description": "item ids in the visitor's cart (repeat the parameter: "
+                                 "cart=a&cart=b), for the cart placement's 'complete your "
+                                 f"purchase'; at most {MAX_CART}"})
 
 
 class SimilarQuery(Schema):

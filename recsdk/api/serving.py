@@ -30,11 +30,12 @@ def make_serving_blueprint() -> Blueprint:
     @blp.response(200, RecommendationSchema)
     @blp.alt_response(400, response="BAD_REQUEST")
     def get_recommendations(user_id: str | None, session_id: str | None, k: int | None,
-                            placement: str) -> Response:
+                            placement: str, cart: list[str] | None) -> Response:
         """Top k items for a user (or an anonymous session) at a placement.
 
         ``placement`` must be configured (``[placements.NAME]``) or built in
-        (``default``, ``home``, ``similar``); any other gets a 422 listing them.
+        (``default``, ``home``, ``similar``, ``cart``); any other gets a 422 listing
+        them. ``cart`` reaches the plugins as ``request.context["cart"]``.
         """
         if user_id is None and session_id is None:
             fail(400, "Say whom the list is for: give user_id or session_id "
@@ -46,7 +47,9 @@ def make_serving_blueprint() -> Blueprint:
         except ValidationFailed as exc:  # a query argument, shaped as webargs' are
             errors = {"query": exc.messages}
             fail(422, f"Invalid request: {summarise(errors)}", errors=errors)
-        result = sdk.recommend(user_id, session_id=session_id, k=k, placement=placement)
+        context = {"cart": cart} if cart else None
+        result = sdk.recommend(user_id, session_id=session_id, k=k, placement=placement,
+                               context=context)
         return jsonify(result.to_dict())
 
     @blp.route("/items/<path:item_id>/similar", methods=["GET"])

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from recsdk import RecSDK
 from recsdk.api import create_app
-from recsdk.api.schemas import RecommendationSchema, RecommendedItemSchema
+from recsdk.api.schemas import MAX_CART, RecommendationSchema, RecommendedItemSchema
 from recsdk.storage import models
 from tests.api.conftest import sqlite_sdk
 from tests.api.helpers import (
@@ -243,3 +243,13 @@ def test_training_while_a_training_runs_is_409(sdk: RecSDK) -> None:
     sdk.jobs.wait(timeout_s=5)
     assert train_over_http(client)["status"] == "succeeded"
     assert sdk.trained
+
+
+def test_a_cart_longer_than_the_limit_is_422_naming_cart(shop: Any) -> None:
+    client, _, _ = shop
+    query = "&".join(f"cart=sku-{i}" for i in range(MAX_CART + 1))
+    answer = client.get(f"/api/v1/recommendations?user_id=u&placement=cart&{query}")
+    assert answer.status_code == 422
+    assert "cart" in answer.get_json()["errors"]["query"]
+    ok = client.get("/api/v1/recommendations?user_id=u&placement=cart&cart=sku-1&cart=sku-2")
+    assert ok.status_code == 200

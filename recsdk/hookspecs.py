@@ -202,6 +202,20 @@ def recsdk_score_similar(
     """
 
 
+@hookspec
+def recsdk_predict_ratings(
+    request: RecommendationRequest, candidates: CandidateSet
+) -> np.ndarray | None:
+    """Predict the explicit rating (stars) the request's user would give each candidate.
+
+    For shops that show predicted stars: one float per candidate on the shop's own
+    rating scale, NaN where the plugin cannot predict (unknown item), None to abstain
+    (a user it knows nothing about). First answer: implementations are asked in the
+    configured order and the first one that answers is used; its name travels with
+    the prediction. Not blended: a rating is a number a page shows, not a rank.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Stage 4: rerank
 # --------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from recsdk.plugin_manager import HookResult, PluginManager
 from recsdk.types import (
     CandidateSet,
     Ranking,
+    RatingPrediction,
     RecommendationRequest,
     RecommendationResult,
     RecommendedItem,
@@ -312,6 +313,25 @@ class Pipeline:
             ranking, used = self._fill(request, candidates, ranking, used, failures,
                                        exclude={item_id}, sources=sources)
         return self._result(request, ranking, used, failures, config_hash, sources)
+
+    def predict_ratings(self, request: RecommendationRequest, item_ids: Sequence[str],
+                        state: ModelState) -> RatingPrediction:
+        """The first rating predictor's answer for ``item_ids`` (see the hook's contract)."""
+        candidates = state.candidates(item_ids)
+        out = RatingPrediction(request.user_id, dict.fromkeys(map(str, item_ids)))
+        names = self.plugins.implementers("recsdk_predict_ratings")
+        for r in self.plugins.call_each("recsdk_predict_ratings", timeout_ms=self.timeout_ms,
+                                        only=names, request=request, candidates=candidates):
+            if out.plugin is not None:
+                continue  # first answer only; the calls ran in parallel
+            value = self._checked_scores(r, len(candidates), "recsdk_predict_ratings")
+            if isinstance(value, str):
+                out.failures.append(value)
+            elif value is not None:
+                out.plugin = r.plugin
+                out.ratings = {str(i): (None if np.isnan(v) else float(v))
+                               for i, v in zip(candidates.ids, value, strict=True)}
+        return out
 
     def _result(self, request: RecommendationRequest, ranking: Ranking, used: list[str],
                 failures: list[str], config_hash: str,

@@ -51,6 +51,7 @@ from recsdk.telemetry import Telemetry
 from recsdk.types import (
     Feedback,
     PluginContext,
+    RatingPrediction,
     RecommendationRequest,
     RecommendationResult,
     UserHistory,
@@ -65,6 +66,8 @@ _CATEGORIES = CategorySchema()
 _FEEDBACK = FeedbackSchema()
 #: owner of a run's own artifacts (vocabularies) in the registry
 RUN_OWNER = "run"
+#: items one predict_ratings call may rate (a page shows a few dozen)
+MAX_RATED_ITEMS = 1000
 
 
 @dataclass(frozen=True)
@@ -602,6 +605,26 @@ class RecSDK:
         if log_request:
             self._log(result, None, None)
         return result
+
+    def predict_ratings(self, user_id: str | None, item_ids: Sequence[str], *,
+                        session_id: str | None = None) -> RatingPrediction:
+        """Predicted stars of ``item_ids`` for a user (or session), from the first enabled
+        plugin that predicts ratings (``rating_mf``); None for an item it cannot rate."""
+        user_id, session_id = _checked_ids(user_id=user_id, session_id=session_id)
+        items = [str(i) for i in item_ids]
+        if not items or len(items) > MAX_RATED_ITEMS:
+            raise ValidationFailed({"item_ids": [f"give 1 to {MAX_RATED_ITEMS} item ids; got "
+                                                 f"{len(items)}"]}, "request")
+        run = self._run
+        if not run.trained:
+            raise NotTrainedError("predict_ratings needs a trained model: run fit() first")
+        request = RecommendationRequest(
+            user_id=user_id, session_id=session_id, k=len(items), placement="default",
+            history=_decode_history(self._recent_entries(user_id, session_id)),
+            catalog=run.state.catalog)
+        prediction = run.pipeline.predict_ratings(request, items, run.state)
+        prediction.model_run = run.id
+        return prediction
 
     def _result_key(self, run: ServingRun, user_id: str | None, session_id: str | None,
                     placement: str, variant: str, k: int, context: Mapping[str, Any],

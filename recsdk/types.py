@@ -270,3 +270,19 @@ class PluginContext:
         from recsdk.device import resolve_device
 
         return resolve_device(self.device_setting)
+
+
+@dataclass
+class RatingPrediction:
+    """Predicted ratings of items for one user, and the plugin that predicted them."""
+
+    user_id: str | None
+    #: item id -> predicted rating; None where no plugin could predict it
+    ratings: dict[str, float | None]
+    plugin: str | None = None
+    model_run: str | None = None
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "ratings": self.ratings, "plugin": self.plugin,
+                "model_run": self.model_run, "failures": self.failures}

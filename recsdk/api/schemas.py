@@ -12,6 +12,7 @@ from recsdk.schemas import Text, TextIdentifier
 
 MAX_K = 1000
 MAX_CART = 100
+MAX_RATED_ITEMS = 1000
 
 
 class RecommendationQuery(Schema):
@@ -34,6 +35,32 @@ class RecommendationQuery(Schema):
         metadata={"description": "item ids in the visitor's cart (repeat the parameter: "
                                  "cart=a&cart=b), for the cart placement's 'complete your "
                                  f"purchase'; at most {MAX_CART}"})
+
+
+class RatingsQuery(Schema):
+    """Whose ratings to predict, and of which items."""
+
+    user_id = TextIdentifier(load_default=None, metadata={"description": "the shop's user id"})
+    session_id = TextIdentifier(
+        load_default=None,
+        metadata={"description": "anonymous session; used when user_id is not given"})
+    item_id = fields.List(
+        TextIdentifier(), required=True, validate=validate.Length(1, MAX_RATED_ITEMS),
+        metadata={"description": "items to rate, the parameter repeated "
+                                 f"(item_id=a&item_id=b), 1 to {MAX_RATED_ITEMS}"})
+
+
+class RatingsSchema(Schema):
+    """Predicted ratings (stars, on the shop's scale) of the asked items."""
+
+    user_id = fields.String(allow_none=True)
+    ratings = fields.Dict(keys=fields.String(), values=fields.Float(allow_none=True),
+                          metadata={"description": "item id -> predicted rating; null "
+                                                   "where the model cannot rate it"})
+    plugin = fields.String(allow_none=True, metadata={
+        "description": "the plugin that predicted; null when none could"})
+    model_run = fields.String(allow_none=True)
+    failures = fields.List(fields.String())
 
 
 class SimilarQuery(Schema):

@@ -13,12 +13,19 @@ from flask_smorest import Blueprint
 
 from recsdk.api.errors import fail, summarise
 from recsdk.api.extension import current_sdk
-from recsdk.api.schemas import RecommendationQuery, RecommendationSchema, SimilarQuery
+from recsdk.api.schemas import (
+    RatingsQuery,
+    RatingsSchema,
+    RecommendationQuery,
+    RecommendationSchema,
+    SimilarQuery,
+)
 from recsdk.errors import ValidationFailed
 
 #: Schema instances, not classes: given a class, webargs builds a schema per request.
 RECOMMENDATION_QUERY = RecommendationQuery()
 SIMILAR_QUERY = SimilarQuery()
+RATINGS_QUERY = RatingsQuery()
 
 
 def make_serving_blueprint() -> Blueprint:
@@ -59,5 +66,23 @@ def make_serving_blueprint() -> Blueprint:
     def get_similar(item_id: str, k: int) -> Response:
         """Items like ``item_id``, for product pages; the item itself is left out."""
         return jsonify(current_sdk().similar_items(item_id, k).to_dict())
+
+    @blp.route("/ratings", methods=["GET"])
+    @blp.arguments(RATINGS_QUERY, location="query", as_kwargs=True)
+    @blp.response(200, RatingsSchema)
+    @blp.alt_response(400, response="BAD_REQUEST")
+    @blp.alt_response(409, response="CONFLICT", description="No model trained yet")
+    def get_ratings(user_id: str | None, session_id: str | None,
+                    item_id: list[str]) -> Response:
+        """Predicted stars of items for a user, for pages that show them.
+
+        From the first enabled plugin that predicts ratings (``rating_mf``); ``plugin``
+        is null, and every rating null, when none is enabled or none knows the user.
+        """
+        if user_id is None and session_id is None:
+            fail(400, "Say whom the ratings are for: give user_id or session_id "
+                      "(query parameters).")
+        prediction = current_sdk().predict_ratings(user_id, item_id, session_id=session_id)
+        return jsonify(prediction.to_dict())
 
     return blp

@@ -43,5 +43,7 @@ test: install services
 lint: install
 	$(VENV)/bin/ruff check .
 
+# the peers the benchmarks compare with (scikit-surprise) are not needed to use or test recsdk
 bench: install
+	$(PIP) install -q -e ".[bench]"
 	$(PYTHON) benchmarks/core_ingest_latency.py

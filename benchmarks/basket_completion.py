@@ -60,7 +60,7 @@ MEASURES = ("confidence", "lift", "support")
 GRID: dict[str, list[Any]] = {
     "measure": list(MEASURES),
     "min_support": [1, 2, 3],
-    "shrinkage": [0.0, 2.0, 10.0],
+    "shrinkage": [0.0, 2.0, 10.0, 50.0],
     "half_life_days": [None, 7.0],
 }
 
@@ -219,9 +219,11 @@ def parse_params(pairs: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 
 def variants(plugin: str, overrides: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    given = ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
     if plugin == "cooccurrence" and "measure" not in overrides:
-        return [(f"cooccurrence ({m})", {**overrides, "measure": m}) for m in MEASURES]
-    return [(plugin, dict(overrides))]
+        return [(f"cooccurrence ({', '.join(filter(None, [m, given]))})",
+                 {**overrides, "measure": m}) for m in MEASURES]
+    return [(f"{plugin} ({given})" if given else plugin, dict(overrides))]
 
 
 def tune(n_events: int, seeds: Sequence[int], test_share: float) -> pd.DataFrame:

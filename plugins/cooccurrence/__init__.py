@@ -76,13 +76,13 @@ class CooccurrenceParams(WeightingParams):
         metadata={"description": "confidence: n(A,B)/n(A); lift: confidence/P(B); "
                   "support: n(A,B)/N"})
     min_support = fields.Integer(
-        load_default=2, validate=validate.Range(min=1),
+        load_default=1, validate=validate.Range(min=1),
         metadata={"description": "drop pairs seen together in fewer baskets than this"})
     neighbours = fields.Integer(
         load_default=100, validate=validate.Range(min=1, max=10_000),
         metadata={"description": "keep this many best partners per item"})
     shrinkage = fields.Float(
-        load_default=0.0, validate=validate.Range(min=0),
+        load_default=10.0, validate=validate.Range(min=0),
         metadata={"description": "multiply each measure by n(A,B)/(n(A,B)+shrinkage)"})
     session_gap_minutes = fields.Float(
         load_default=30.0, validate=validate.Range(min=0, min_inclusive=False),

@@ -38,7 +38,8 @@ def events_of(baskets: Sequence[Sequence[str]], kind: str = "purchase",
 
 def fitted(events: pd.DataFrame, **params: Any) -> tuple[Cooccurrence, InteractionDataset]:
     dataset = InteractionDataset.from_frame(events, None, DEFAULT_EVENT_WEIGHTS)
-    plugin = Cooccurrence.from_config(params, name="cooccurrence")
+    # hand computations below are of the plain measures: no shrinkage unless asked
+    plugin = Cooccurrence.from_config({"shrinkage": 0.0, **params}, name="cooccurrence")
     context = PluginContext(settings=Settings(event_weights=DEFAULT_EVENT_WEIGHTS))
     plugin.recsdk_configure(context=context)
     plugin.recsdk_fit(dataset=dataset, context=context)
@@ -171,7 +172,7 @@ def test_removed_from_cart_leaves_the_basket() -> None:
     dataset = InteractionDataset.from_frame(events, None, weights)
     plugin = Cooccurrence.from_config(
         {"event_types": ["add_to_cart", "remove_from_cart"], "min_support": 1,
-         "measure": "support"})
+         "measure": "support", "shrinkage": 0.0})
     context = PluginContext(settings=Settings(event_weights=weights))
     plugin.recsdk_configure(context=context)
     plugin.recsdk_fit(dataset=dataset, context=context)

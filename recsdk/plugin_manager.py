@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "filters": "recsdk_plugins.filters:AvailabilityFilters",
     "interest": "recsdk_plugins.interest:UserInterest",
     "content": "recsdk_plugins.content:ContentBased",
+    "cooccurrence": "recsdk_plugins.cooccurrence:Cooccurrence",
 }
 
 

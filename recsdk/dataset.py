@@ -35,6 +35,8 @@ class InteractionDataset:
     ``interactions`` holds one row per event with integer ``user``/``item`` codes,
     ``timestamp`` in UNIX seconds and the implicit-feedback ``weight`` of its type.
     ``matrix`` sums the weights per (user, item), negative totals clipped to zero.
+    A ``session`` column (categorical, missing where an event had none) is there when
+    the events had session ids.
     """
 
     user_ids: np.ndarray
@@ -127,7 +129,8 @@ class InteractionDataset:
         default_type: str = "interaction",
     ) -> InteractionDataset:
         """Build from a frame with ``user_id``, ``item_id`` and optional ``type``,
-        ``timestamp`` and ``value`` columns (``user``/``item`` are accepted too).
+        ``timestamp``, ``value`` and ``session_id`` columns (``user``/``item`` are
+        accepted too).
 
         Items of ``catalog`` that nobody touched are part of the item vocabulary, so
         content-based plugins can score them.
@@ -171,4 +174,6 @@ class InteractionDataset:
             "value": value.to_numpy(float),
             "weight": types.map(weights).fillna(1.0).to_numpy(np.float32),
         })
+        if "session_id" in frame:  # basket and session models group by it
+            inter["session"] = frame["session_id"].astype("category").to_numpy()
         return cls(user_ids=user_ids, item_ids=item_ids, interactions=inter, catalog=catalog)

@@ -192,6 +192,17 @@ class RecommendationRequest:
     #: when set, only these items may be ranked (cold-start protocols, a shelf)
     allowed: tuple[str, ...] | None = None
 
+    @property
+    def cart(self) -> tuple[str, ...]:
+        """The ids in ``context["cart"]`` (a list of ids, or one id), in order; () when
+        there is no cart or it is not a list of ids."""
+        cart = self.context.get("cart")
+        if isinstance(cart, str | int):
+            cart = [cart]
+        if not isinstance(cart, list | tuple):
+            return ()
+        return tuple(dict.fromkeys(str(i) for i in cart if isinstance(i, str | int)))
+
 
 @dataclass(slots=True)
 class RecommendedItem:

@@ -59,7 +59,8 @@ DEFAULT_EVENT_TYPES = ("add_to_cart", "purchase")
 BLOCK_PAIRS = 2**22
 #: Unassociated items score at most this share of the smallest association.
 TIE_BREAK = 1e-3
-#: Columns of ``dataset.interactions`` that may carry session ids (none today).
+#: Columns of ``dataset.interactions`` that may carry session ids (``session``: the
+#: events' session ids, see InteractionDataset.from_frame).
 SESSION_COLUMNS = ("session", "session_id")
 
 
@@ -335,18 +336,6 @@ class Cooccurrence(Plugin):
         codes.discard(-1)
         return np.array(sorted(codes), dtype=np.int64)
 
-    def cart_basket(self, context: Mapping[str, Any]) -> np.ndarray:
-        """Codes of the known items of ``context["cart"]`` (a list of ids, or one id)."""
-        cart = context.get("cart") if isinstance(context, Mapping) else None
-        if cart is None:
-            return np.zeros(0, dtype=np.int64)
-        if isinstance(cart, str | int):
-            cart = [cart]
-        if not isinstance(cart, list | tuple):
-            log.debug("%s: ignoring a cart of type %s", NAME, type(cart).__name__)
-            return np.zeros(0, dtype=np.int64)
-        return self._codes(cart)
-
     def session_basket(self, history: UserHistory) -> np.ndarray:
         """Codes of the basket of the newest session in ``history``: the events sharing
         the newest event's session id, else those since the last gap of inactivity."""
@@ -383,7 +372,7 @@ class Cooccurrence(Plugin):
                      candidates: CandidateSet) -> np.ndarray | None:
         if not hasattr(self, "associations_"):
             return None
-        codes = self.cart_basket(request.context)
+        codes = self._codes(request.cart)
         if len(codes) == 0:
             codes = self.session_basket(request.history)
         if len(codes) == 0:

@@ -1,4 +1,4 @@
-"""The default rerank chain: drop consumed items, unavailable items and duplicates.
+"""The default rerank chain: drop consumed items, the cart's, unavailable items and duplicates.
 
 Enabled unless configuration says ``[plugins.filters] enabled = false``. Runs before
 any other reranker (``tryfirst``) so that diversity or business rerankers only see
@@ -41,6 +41,10 @@ class FilterParams(Schema):
         metadata={"description": "event types whose items are dropped; null: any type"},
     )
     exclude_consumed = fields.Boolean(load_default=True)
+    exclude_cart = fields.Boolean(
+        load_default=True,
+        metadata={"description": "drop the items of request.context['cart'] (what the "
+                                 "visitor is about to buy)"})
     exclude_unavailable = fields.Boolean(
         load_default=True, metadata={"description": "drop inactive or out-of-stock items"})
     drop_unknown_items = fields.Boolean(
@@ -99,6 +103,8 @@ class AvailabilityFilters(Plugin):
         consumed = (request.history.items_of_types(p["consumed_types"])
                     | self.trained_consumption(request.user_id)
                     if p["exclude_consumed"] else set())
+        if p["exclude_cart"]:
+            consumed = consumed | set(request.cart)
         catalog = request.catalog
         keep: list[bool] = []
         groups: set[object] = set()

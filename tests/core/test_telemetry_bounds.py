@@ -59,7 +59,7 @@ def test_configured_names_keep_their_own_series():
 def test_without_settings_the_built_ins_and_the_first_plugins_are_kept():
     telemetry = Telemetry()
     exercise(telemetry, "home", "default", "mine", "recsdk_fit")
-    exercise(telemetry, "cart", "default", "mine", "recsdk_fit")
+    exercise(telemetry, "checkout", "default", "mine", "recsdk_fit")
     assert telemetry.value("recsdk_recommendations", placement="home", variant="default",
                            outcome="ok") == 1
     assert telemetry.value("recsdk_recommendations", placement=OTHER, variant="default",

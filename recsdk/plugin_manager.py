@@ -34,6 +34,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "filters": "recsdk_plugins.filters:AvailabilityFilters",
     "interest": "recsdk_plugins.interest:UserInterest",
     "content": "recsdk_plugins.content:ContentBased",
+    "item_knn": "recsdk_plugins.knn:ItemKNN",
+    "user_knn": "recsdk_plugins.knn:UserKNN",
 }
 
 

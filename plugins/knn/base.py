@@ -16,34 +16,44 @@ from recsdk.interactions import UserRows, Weighting, WeightingParams
 from recsdk.types import PluginContext
 
 
-class KNNParams(WeightingParams):
-    """Neighbourhood parameters; the defaults were chosen by ``recsdk tune`` (docs)."""
+def knn_params(name: str, *, similarity: str, alpha: float, shrink: float, neighbours: int,
+               weighting: str) -> type[WeightingParams]:
+    """A parameter schema with the given defaults (each plugin has its own, tuned)."""
+    declared = {
+        "similarity": fields.String(
+            load_default=similarity, validate=validate.OneOf(SIMILARITIES),
+            metadata={"description": f"how two vectors compare: one of {SIMILARITIES}"}),
+        "alpha": fields.Float(
+            load_default=alpha, validate=validate.Range(0.0, 1.0),
+            metadata={"description": "asymmetric_cosine only: exponent of the query's "
+                      "norm (the neighbour's gets 1 - alpha); 0.5 is the cosine"}),
+        "shrink": fields.Float(
+            load_default=shrink, validate=validate.Range(min=0.0),
+            metadata={"description": "added to the similarity's denominator: damps "
+                      "similarities resting on few co-occurrences"}),
+        "neighbours": fields.Integer(
+            load_default=neighbours, validate=validate.Range(min=1, max=100_000),
+            metadata={"description": "most similar neighbours kept per item (item_knn) "
+                      "or used per user (user_knn)"}),
+        "weighting": fields.String(
+            load_default=weighting, validate=validate.OneOf(ROW_WEIGHTINGS),
+            metadata={"description": f"row weighting before the similarity: one of "
+                      f"{ROW_WEIGHTINGS}"}),
+        "bm25_k1": fields.Float(
+            load_default=1.2, validate=validate.Range(min=0.0),
+            metadata={"description": "bm25 only: term-frequency saturation"}),
+        "bm25_b": fields.Float(
+            load_default=0.75, validate=validate.Range(0.0, 1.0),
+            metadata={"description": "bm25 only: document-length normalisation"}),
+    }
+    schema = type(name, (WeightingParams,), declared)
+    schema.__doc__ = "Neighbourhood parameters; defaults chosen by ``recsdk tune`` (docs)."
+    return schema
 
-    similarity = fields.String(
-        load_default="cosine", validate=validate.OneOf(SIMILARITIES),
-        metadata={"description": f"how two vectors compare: one of {SIMILARITIES}"})
-    alpha = fields.Float(
-        load_default=0.5, validate=validate.Range(0.0, 1.0),
-        metadata={"description": "asymmetric_cosine only: exponent of the query's norm "
-                  "(the neighbour's gets 1 - alpha); 0.5 is the cosine"})
-    shrink = fields.Float(
-        load_default=0.0, validate=validate.Range(min=0.0),
-        metadata={"description": "added to the similarity's denominator: damps "
-                  "similarities resting on few co-occurrences"})
-    neighbours = fields.Integer(
-        load_default=100, validate=validate.Range(min=1, max=100_000),
-        metadata={"description": "most similar neighbours kept per item (item_knn) or "
-                  "used per user (user_knn)"})
-    weighting = fields.String(
-        load_default="none", validate=validate.OneOf(ROW_WEIGHTINGS),
-        metadata={"description": f"row weighting before the similarity: one of "
-                  f"{ROW_WEIGHTINGS}"})
-    bm25_k1 = fields.Float(
-        load_default=1.2, validate=validate.Range(min=0.0),
-        metadata={"description": "bm25 only: term-frequency saturation"})
-    bm25_b = fields.Float(
-        load_default=0.75, validate=validate.Range(0.0, 1.0),
-        metadata={"description": "bm25 only: document-length normalisation"})
+
+#: Generic defaults (plain cosine); the plugins use their own tuned schemas.
+KNNParams = knn_params("KNNParams", similarity="cosine", alpha=0.5, shrink=0.0,
+                       neighbours=100, weighting="none")
 
 
 class KNNPlugin(Plugin):

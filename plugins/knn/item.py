@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from recsdk_plugins.knn.base import KNNPlugin, no_signal
+from recsdk_plugins.knn.base import KNNPlugin, knn_params, no_signal
 from recsdk_plugins.knn.similarity import neighbours, squared_norms
 
 from recsdk import hookimpl
@@ -25,6 +25,9 @@ from recsdk.dataset import InteractionDataset
 from recsdk.interactions import UserRows, candidate_scores
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
+#: Defaults: ``recsdk tune`` on the ML-100K training split (docs/algorithms/knn.md).
+ItemKNNParams = knn_params("ItemKNNParams", similarity="asymmetric_cosine", alpha=0.3,
+                           shrink=10.0, neighbours=200, weighting="tfidf")
 #: Users scored per block in the batch path (bounds the dense score block).
 BATCH_CELLS = 2**24
 
@@ -44,6 +47,7 @@ def item_similarities(rows: sp.csr_matrix, plugin: KNNPlugin) -> sp.csr_matrix:
 class ItemKNN(KNNPlugin):
     """Item-item neighbourhood: the user's items vote for their nearest items."""
 
+    Params = ItemKNNParams
     default_name = "item_knn"
 
     @hookimpl

@@ -116,6 +116,8 @@ def keep_top(sim: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+#: Plain cosine, whatever the tuned defaults are.
+PLAIN = {"similarity": "cosine", "shrink": 0.0, "weighting": "none"}
 SIMS = [("cosine", 0.5), ("asymmetric_cosine", 0.2), ("asymmetric_cosine", 0.9),
         ("jaccard", 0.5)]
 
@@ -146,8 +148,8 @@ def test_shrink_favours_similarities_with_more_support() -> None:
     cells[0, [0, 1]] = 1
     cells[1:4, 2:4] = 1
     cells[4, 2] = 1
-    plain, ds = fitted(ItemKNN, events(cells), neighbours=3)
-    shrunk, _ = fitted(ItemKNN, events(cells), neighbours=3, shrink=5.0)
+    plain, ds = fitted(ItemKNN, events(cells), **PLAIN)
+    shrunk, _ = fitted(ItemKNN, events(cells), **{**PLAIN, "shrink": 5.0})
     code = ds.item_index
 
     def sim(p: ItemKNN, a: str, b: str) -> float:
@@ -160,7 +162,7 @@ def test_shrink_favours_similarities_with_more_support() -> None:
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_neighbour_truncation_keeps_the_k_most_similar_per_target(k: int) -> None:
-    plugin, dataset = fitted(ItemKNN, neighbours=k)
+    plugin, dataset = fitted(ItemKNN, neighbours=k, **PLAIN)
     x = ordered(dataset, CELLS)
     expected = keep_top(dense_similarity(x.T, "cosine", 0.5, 0.0), k)
     got = plugin.similarity_.toarray()
@@ -321,7 +323,7 @@ def test_no_interaction_of_the_event_types_names_the_plugin(cls: type[KNNPlugin]
 
 
 def test_event_type_filter_learns_from_purchases_only() -> None:
-    plugin, dataset = fitted(ItemKNN, event_types=["purchase"])
+    plugin, dataset = fitted(ItemKNN, event_types=["purchase"], **PLAIN)
     x = ordered(dataset, np.where(CELLS == 3, 3.0, 0.0))
     expected = dense_similarity(x.T, "cosine", 0.5, 0.0)
     np.testing.assert_allclose(plugin.similarity_.toarray(), expected.T, atol=1e-7)
@@ -337,7 +339,7 @@ def test_item_knn_similar_items_is_the_similarity_column() -> None:
 
 
 def test_user_knn_similar_items_is_item_cosine() -> None:
-    plugin, dataset = fitted(UserKNN)
+    plugin, dataset = fitted(UserKNN, **PLAIN)
     x = ordered(dataset, CELLS)
     expected = dense_similarity(x.T, "cosine", 0.5, 0.0)
     t = dataset.item_index["i1"]

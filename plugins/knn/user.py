@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from recsdk_plugins.knn.base import KNNPlugin, no_signal
+from recsdk_plugins.knn.base import KNNPlugin, knn_params, no_signal
 from recsdk_plugins.knn.similarity import BLOCK_CELLS, neighbours, squared_norms
 from recsdk_plugins.knn.weighting import RowWeighting
 
@@ -27,6 +27,10 @@ from recsdk.catalog import Catalog
 from recsdk.dataset import InteractionDataset
 from recsdk.interactions import UserRows, candidate_scores
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
+
+#: Defaults: ``recsdk tune`` on the ML-100K training split (docs/algorithms/knn.md).
+UserKNNParams = knn_params("UserKNNParams", similarity="cosine", alpha=0.5, shrink=10.0,
+                           neighbours=100, weighting="bm25")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class UserModel:
 class UserKNN(KNNPlugin):
     """User-user neighbourhood: what the most similar users chose."""
 
+    Params = UserKNNParams
     default_name = "user_knn"
 
     @hookimpl

@@ -77,7 +77,9 @@ class ItemKNN(KNNPlugin):
     # ---- scoring ---------------------------------------------------------------------
 
     def _scores(self, user_rows: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((user_rows @ self.similarity_).toarray(), dtype=np.float64)
+        # float32 like S: a float64 row would make scipy copy all of S to float64
+        rows = sp.csr_matrix(user_rows, dtype=np.float32)
+        return np.asarray((rows @ self.similarity_).toarray(), dtype=np.float64)
 
     @hookimpl
     def recsdk_score(self, request: RecommendationRequest,

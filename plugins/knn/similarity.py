@@ -100,7 +100,7 @@ def neighbours(queries: sp.csr_matrix, others_t: sp.csr_matrix, query_sq: np.nda
         if self_columns is not None:
             own = self_columns[start:stop][rows]
             dots.data[dots.indices == own] = 0.0
-        parts.append(top_k_rows(dots, k))
+        parts.append(top_k_rows(dots, k).astype(np.float32))
     if not parts:
         return sp.csr_matrix((n_queries, n_others), dtype=np.float32)
-    return sp.csr_matrix(sp.vstack(parts, format="csr"), dtype=np.float32)
+    return sp.csr_matrix(sp.vstack(parts, format="csr"))

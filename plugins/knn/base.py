@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import scipy.sparse as sp
 from marshmallow import fields, validate
 from recsdk_plugins.knn.similarity import SIMILARITIES, Similarity
 from recsdk_plugins.knn.weighting import ROW_WEIGHTINGS, RowWeighting
 
 from recsdk import Plugin, hookimpl
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
+from recsdk.dataset import InteractionDataset
 from recsdk.interactions import UserRows, Weighting, WeightingParams
 from recsdk.types import PluginContext
 
@@ -57,7 +59,7 @@ KNNParams = knn_params("KNNParams", similarity="cosine", alpha=0.5, shrink=0.0,
 
 
 class KNNPlugin(Plugin):
-    """Common lifecycle: the configured name, event weights, and the fitted rows."""
+    """Common lifecycle: the configured name (for messages), event weights, weightings."""
 
     Params = KNNParams
     #: The plugin's entry point name, used in messages when no configured name is known.
@@ -84,7 +86,7 @@ class KNNPlugin(Plugin):
     def weighting(self) -> Weighting:
         return Weighting.from_params(self.params, self._event_weights)
 
-    def row_weighting(self, docs: Any) -> RowWeighting:
+    def row_weighting(self, docs: sp.csr_matrix) -> RowWeighting:
         p = self.params
         return RowWeighting.fit(docs, p["weighting"], p["bm25_k1"], p["bm25_b"])
 
@@ -92,7 +94,7 @@ class KNNPlugin(Plugin):
     def recsdk_configure(self, context: PluginContext) -> None:
         self._event_weights = dict(context.settings.event_weights)
 
-    def fit_rows(self, dataset: Any, context: PluginContext | None) -> UserRows:
+    def fit_rows(self, dataset: InteractionDataset, context: PluginContext | None) -> UserRows:
         if context is not None:
             self._event_weights = dict(context.settings.event_weights)
         return UserRows.fit(dataset, self.weighting, self.name)

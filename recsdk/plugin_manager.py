@@ -35,6 +35,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "interest": "recsdk_plugins.interest:UserInterest",
     "content": "recsdk_plugins.content:ContentBased",
     "cooccurrence": "recsdk_plugins.cooccurrence:Cooccurrence",
+    "item_knn": "recsdk_plugins.knn:ItemKNN",
+    "user_knn": "recsdk_plugins.knn:UserKNN",
 }
 
 

@@ -34,6 +34,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "filters": "recsdk_plugins.filters:AvailabilityFilters",
     "interest": "recsdk_plugins.interest:UserInterest",
     "content": "recsdk_plugins.content:ContentBased",
+    "ease": "recsdk_plugins.ease:EASE",
+    "rating_mf": "recsdk_plugins.rating_mf:RatingMF",
 }
 
 

@@ -37,8 +37,10 @@ from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
 NAME = "ease"
 TOO_LARGE = ("restrict", "error")
-#: Columns of G computed per sparse product, so the product's temporary stays small.
-GRAM_BLOCK = 2048
+#: G is computed in GRAM_SPLITS blocks of columns (at least MIN_BLOCK wide), so the
+#: sparse product's temporary (12 bytes a cell) stays under a fifth of G's 4 n^2 bytes.
+GRAM_SPLITS = 16
+MIN_BLOCK = 256
 
 
 class EaseParams(WeightingParams):
@@ -63,8 +65,9 @@ def gram(x: sp.csr_matrix, l2: float) -> np.ndarray:
     xt = sp.csr_matrix(x.T)
     xc = sp.csc_matrix(x)
     g = np.empty((n, n), dtype=np.float32)
-    for start in range(0, n, GRAM_BLOCK):
-        stop = min(start + GRAM_BLOCK, n)
+    block = max(MIN_BLOCK, -(-n // GRAM_SPLITS))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
         g[:, start:stop] = (xt @ xc[:, start:stop]).toarray()
     g[np.diag_indices(n)] += np.float32(l2)
     return g
@@ -100,12 +103,13 @@ def _mirror_lower(a: np.ndarray) -> None:
     """Copy the lower triangle of square ``a`` onto its upper one, a block at a time
     (index arrays of a whole triangle would take 8 n^2 bytes)."""
     n = len(a)
-    for start in range(0, n, GRAM_BLOCK):
-        stop = min(start + GRAM_BLOCK, n)
+    width = max(MIN_BLOCK, -(-n // GRAM_SPLITS))
+    for start in range(0, n, width):
+        stop = min(start + width, n)
         a[:start, start:stop] = a[start:stop, :start].T
-        block = a[start:stop, start:stop]
+        square = a[start:stop, start:stop]
         upper = np.triu_indices(stop - start, 1)
-        block[upper] = block.T[upper]
+        square[upper] = square.T[upper]
 
 
 class EASE(Plugin):

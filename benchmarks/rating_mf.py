@@ -36,7 +36,7 @@ from recsdk.types import PluginContext
 
 TUNING_GRID: dict[str, list[Any]] = {
     "factors": [10, 20, 50],
-    "reg": [0.1, 0.15, 0.2, 0.3],
+    "reg": [5.0, 7.5, 10.0, 15.0, 20.0],
     "iterations": [15],
 }
 

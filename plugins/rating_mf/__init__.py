@@ -6,11 +6,10 @@ Systems" (IEEE Computer 42(8)):
     r_hat(u, i) = mu + b_u + b_i + p_u . q_i
 
 fitted to the ``value`` of events whose type is in ``rating_types`` (a user's latest
-rating of an item counts), by alternating least squares with weighted-lambda
-regularisation (Zhou et al. 2008, "Large-Scale Parallel Collaborative Filtering for
-the Netflix Prize"): with the item side fixed, every user's ``[p_u, b_u]`` is one ridge
-regression whose penalty is ``reg`` times the user's number of ratings, and the other
-way round. Each half-step solves all users (items) at once, batched in numpy, so the
+rating of an item counts) by minimising Koren et al.'s objective
+sum (r_ui - r_hat)^2 + reg (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2) with alternating least
+squares: with the item side fixed, every user's ``[p_u, b_u]`` is one ridge regression,
+and the other way round. Each half-step solves all users (items) at once, batched in numpy, so the
 fit is deterministic for a seed and needs neither torch nor a compiled extension.
 
 Predictions are clipped to the observed rating scale. A user unknown at training who
@@ -50,9 +49,10 @@ class RatingMFParams(Schema):
         load_default=50, validate=validate.Range(min=1, max=1024),
         metadata={"description": "dimensions of p_u and q_i"})
     reg = fields.Float(
-        load_default=0.15, validate=validate.Range(min=1e-6, max=100.0),
-        metadata={"description": "L2 penalty per rating (weighted-lambda: a user's or "
-                  "item's penalty is reg times its number of ratings)"})
+        load_default=10.0, validate=validate.Range(min=1e-6, max=1e4),
+        metadata={"description": "L2 penalty on every user's and item's factors and bias "
+                  "(the same for few or many ratings, so sparse users shrink to the "
+                  "biases)"})
     iterations = fields.Integer(
         load_default=15, validate=validate.Range(min=1, max=500),
         metadata={"description": "ALS sweeps (users then items)"})
@@ -88,7 +88,7 @@ class Ratings:
 
 def ridge_rows(rows: sp.csr_matrix, features: np.ndarray, reg: float) -> np.ndarray:
     """For each row r of ``rows`` (targets t at columns c), the w minimising
-    sum_c (t_c - [f_c, 1] . w)^2 + reg * n_r * |w|^2; zeros for a row without entries.
+    sum_c (t_c - [f_c, 1] . w)^2 + reg * |w|^2; zeros for a row without entries.
 
     All rows are solved together: the normal equations are one sparse product of the
     rows' pattern with the features' outer products (computed once, n x d^2), then one
@@ -101,14 +101,13 @@ def ridge_rows(rows: sp.csr_matrix, features: np.ndarray, reg: float) -> np.ndar
     pattern = sp.csr_matrix((np.ones_like(rows.data), rows.indices, rows.indptr),
                             shape=rows.shape)
     rhs = np.asarray(rows @ aug)
-    penalty = reg * np.maximum(np.diff(rows.indptr), 1)
     out = np.empty((n_rows, d))
     batch = max(1, SOLVE_CELLS // (d * d))
     diag = np.arange(d)
     for start in range(0, n_rows, batch):
         stop = min(start + batch, n_rows)
         gram = np.asarray(pattern[start:stop] @ outer).reshape(stop - start, d, d)
-        gram[:, diag, diag] += penalty[start:stop, None]
+        gram[:, diag, diag] += reg
         out[start:stop] = np.linalg.solve(gram, rhs[start:stop, :, None])[..., 0]
     return out
 
@@ -180,7 +179,7 @@ class RatingModel:
 
 def fit_als(ratings: Ratings, n_users: int, n_items: int, factors: int, reg: float,
             iterations: int, init_scale: float, seed: int) -> RatingModel:
-    """Biased MF by alternating batched ridge solves (ALS-WR), seeded."""
+    """Biased MF by alternating batched ridge solves (ALS), seeded."""
     rng = np.random.default_rng(seed)
     mu = float(ratings.values.mean())
     by_user = sp.csr_matrix((ratings.values, (ratings.users, ratings.items)),
@@ -230,7 +229,7 @@ class RatingMF(Plugin):
         p = self.params
         ratings = Ratings.from_dataset(dataset, self.rating_types)
         self.model_ = fit_als(ratings, dataset.n_users, dataset.n_items,
-                              int(p.get("factors", 50)), float(p.get("reg", 0.15)),
+                              int(p.get("factors", 50)), float(p.get("reg", 10.0)),
                               int(p.get("iterations", 15)), float(p.get("init_scale", 0.1)),
                               context.seed)
         self.user_index_ = dataset.user_index

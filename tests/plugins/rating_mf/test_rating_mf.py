@@ -37,7 +37,7 @@ def frame(truth: np.ndarray, mask: np.ndarray, kind: str = "rating") -> pd.DataF
 
 def fitted(events: pd.DataFrame, **params: Any) -> tuple[RatingMF, InteractionDataset]:
     dataset = InteractionDataset.from_frame(events, event_weights={"rating": 1.0, "view": 1.0})
-    plugin = RatingMF.from_config({"factors": 4, "reg": 0.05, **params}, "rating_mf")
+    plugin = RatingMF.from_config({"factors": 4, "reg": 1.0, **params}, "rating_mf")
     context = PluginContext(settings=Settings(), seed=7)
     plugin.recsdk_configure(context=context)
     plugin.recsdk_fit(dataset=dataset, context=context)
@@ -140,7 +140,7 @@ def test_ridge_rows_solves_each_rows_penalised_least_squares() -> None:
     rows = sp.csr_matrix(np.array([[1.0, 0, 2.0, 0, 0, 3.0], [0, 0, 0, 0, 0, 0]]))
     w = ridge_rows(rows, features, 0.5)
     f = np.hstack([features[[0, 2, 5]], np.ones((3, 1))])
-    expected = np.linalg.solve(f.T @ f + 0.5 * 3 * np.eye(3), f.T @ np.array([1.0, 2.0, 3.0]))
+    expected = np.linalg.solve(f.T @ f + 0.5 * np.eye(3), f.T @ np.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(w[0], expected)
     np.testing.assert_array_equal(w[1], 0.0)
 

@@ -9,7 +9,7 @@ cross-validates a grid of the plugin's parameters (3 per-user folds of the seed-
 training split only) and prints the table.
 
     PYTHONPATH=. python benchmarks/rating_mf.py --data ../shared/data/ml-100k [--seeds 5]
-        [--tune] [--param KEY=VALUE ...]
+        [--tune] [--svdpp] [--param KEY=VALUE ...]
 
 scikit-surprise is a benchmark-only dependency.
 """
@@ -70,16 +70,17 @@ def plugin_predictions(plugin: RatingMF, dataset: InteractionDataset,
     return pred, float(missing.mean())
 
 
-def surprise_svd(train: pd.DataFrame, test: pd.DataFrame,
-                 seed: int) -> tuple[np.ndarray, float]:
-    """scikit-surprise SVD with its default parameters; predictions and fit seconds."""
-    from surprise import SVD, Dataset, Reader
+def surprise_svd(train: pd.DataFrame, test: pd.DataFrame, seed: int,
+                 plus_plus: bool = False) -> tuple[np.ndarray, float]:
+    """scikit-surprise SVD (or SVD++) with its default parameters; predictions and fit
+    seconds."""
+    from surprise import SVD, Dataset, Reader, SVDpp
 
     low, high = float(train["rating"].min()), float(train["rating"].max())
     data = Dataset.load_from_df(train[["user", "item", "rating"]].astype(
         {"user": str, "item": str}), Reader(rating_scale=(low, high)))
     trainset = data.build_full_trainset()
-    algo = SVD(random_state=seed)
+    algo = SVDpp(random_state=seed, cache_ratings=True) if plus_plus else SVD(random_state=seed)
     start = time.perf_counter()
     algo.fit(trainset)
     seconds = time.perf_counter() - start
@@ -119,10 +120,13 @@ def tune(frame: pd.DataFrame, folds: int = 3) -> str:
     return "\n".join(lines)
 
 
-def compare(frame: pd.DataFrame, seeds: list[int], params: Mapping[str, Any]) -> str:
-    """Both models on each seed's split: per-seed rows and the mean (Markdown)."""
+def compare(frame: pd.DataFrame, seeds: list[int], params: Mapping[str, Any],
+            svdpp: bool = False) -> str:
+    """The models on each seed's split: per-seed rows and the mean (Markdown)."""
     lines = ["| seed | model | rmse | mae | fit s | unknown items |", "|---|---|---|---|---|---|"]
     results: dict[str, list[tuple[float, float, float]]] = {"rating_mf": [], "surprise SVD": []}
+    if svdpp:
+        results["surprise SVD++"] = []
     for seed in seeds:
         split = random_split(frame, 0.2, seed)
         truth = split.test["rating"].to_numpy(float)
@@ -136,6 +140,12 @@ def compare(frame: pd.DataFrame, seeds: list[int], params: Mapping[str, Any]) ->
         rmse, mae = errors(pred, truth)
         results["surprise SVD"].append((rmse, mae, seconds))
         lines.append(f"| {seed} | surprise SVD | {rmse:.4f} | {mae:.4f} | {seconds:.2f} | |")
+        if svdpp:
+            pred, seconds = surprise_svd(split.train, split.test, seed, plus_plus=True)
+            rmse, mae = errors(pred, truth)
+            results["surprise SVD++"].append((rmse, mae, seconds))
+            lines.append(f"| {seed} | surprise SVD++ | {rmse:.4f} | {mae:.4f} | "
+                         f"{seconds:.2f} | |")
     lines += ["", "| model | rmse mean | sd | mae mean | sd | fit s mean | seeds |",
               "|---|---|---|---|---|---|---|"]
     for name, rows in results.items():
@@ -151,6 +161,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ml-100k"))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--svdpp", action="store_true",
+                        help="also surprise's SVD++ (slow): what the implicit term gains")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="plugin parameter (JSON value), e.g. factors=20")
     args = parser.parse_args()
@@ -159,7 +171,7 @@ def main() -> None:
     print(f"ml-100k ratings: {len(frame)}; per-user random 80/20 split; params {params}")
     if args.tune:
         print(tune(frame))
-    print(compare(frame, list(range(42, 42 + args.seeds)), params))
+    print(compare(frame, list(range(42, 42 + args.seeds)), params, args.svdpp))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ def fit_plugin(train: pd.DataFrame, params: Mapping[str, Any],
     context = PluginContext(settings=Settings(seed=seed, event_weights=DEFAULT_EVENT_WEIGHTS),
                             seed=seed)
     start = time.perf_counter()
-    plugin.recsdk_configure(context=context)
     plugin.recsdk_fit(dataset=dataset, context=context)
     return plugin, dataset, time.perf_counter() - start
 

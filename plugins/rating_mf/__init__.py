@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,8 +33,8 @@ from recsdk.errors import ConfigurationError
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
 
 NAME = "rating_mf"
-#: Cells (rows x d x d) of the normal equations solved per batch of the ALS step.
-SOLVE_CELLS = 2**22
+#: float64 cells (rows x d x d, and entries x d x d) per batch of an ALS half-step.
+SOLVE_CELLS = 2**24
 
 
 class RatingMFParams(Schema):
@@ -90,25 +89,45 @@ def ridge_rows(rows: sp.csr_matrix, features: np.ndarray, reg: float) -> np.ndar
     """For each row r of ``rows`` (targets t at columns c), the w minimising
     sum_c (t_c - [f_c, 1] . w)^2 + reg * |w|^2; zeros for a row without entries.
 
-    All rows are solved together: the normal equations are one sparse product of the
-    rows' pattern with the features' outer products (computed once, n x d^2), then one
-    batched ``numpy.linalg.solve`` per batch of rows.
+    Rows are solved in batches of at most ``SOLVE_CELLS / d^2`` rows: the normal
+    equations of a batch are one sparse product of its pattern with the outer products
+    ``[f, 1][f, 1]^T`` of the feature rows, then one batched ``numpy.linalg.solve``.
+    The outer products of all feature rows are computed once when they fit in
+    ``SOLVE_CELLS``; otherwise a batch is also cut at that many entries and computes
+    those of the columns it uses, so memory stays at a few ``SOLVE_CELLS`` float64
+    cells however many users and items there are.
     """
     n_rows = rows.shape[0]
     aug = np.hstack([features, np.ones((len(features), 1))])
     d = aug.shape[1]
-    outer = (aug[:, :, None] * aug[:, None, :]).reshape(len(aug), d * d)
-    pattern = sp.csr_matrix((np.ones_like(rows.data), rows.indices, rows.indptr),
-                            shape=rows.shape)
     rhs = np.asarray(rows @ aug)
-    out = np.empty((n_rows, d))
-    batch = max(1, SOLVE_CELLS // (d * d))
+    out = np.zeros((n_rows, d))
+    limit = max(1, SOLVE_CELLS // (d * d))
+    whole = len(aug) <= limit
+    outer_all = (aug[:, :, None] * aug[:, None, :]).reshape(len(aug), d * d) if whole else None
     diag = np.arange(d)
-    for start in range(0, n_rows, batch):
-        stop = min(start + batch, n_rows)
-        gram = np.asarray(pattern[start:stop] @ outer).reshape(stop - start, d, d)
+    start = 0
+    while start < n_rows:
+        stop = min(start + limit, n_rows)
+        if not whole:  # cut at `limit` entries too (at least one row)
+            by_entries = int(np.searchsorted(rows.indptr, rows.indptr[start] + limit,
+                                             side="right")) - 1
+            stop = max(start + 1, min(stop, by_entries))
+        lo, hi = rows.indptr[start], rows.indptr[stop]
+        if outer_all is not None:
+            cols, outer = rows.indices[lo:hi], outer_all
+            width = len(aug)
+        else:
+            cols, local = np.unique(rows.indices[lo:hi], return_inverse=True)
+            f = aug[cols]
+            outer = (f[:, :, None] * f[:, None, :]).reshape(len(cols), d * d)
+            cols, width = local.ravel(), len(cols)
+        pattern = sp.csr_matrix((np.ones(hi - lo), cols, rows.indptr[start:stop + 1] - lo),
+                                shape=(stop - start, width))
+        gram = np.asarray(pattern @ outer).reshape(stop - start, d, d)
         gram[:, diag, diag] += reg
         out[start:stop] = np.linalg.solve(gram, rhs[start:stop, :, None])[..., 0]
+        start = stop
     return out
 
 
@@ -210,19 +229,11 @@ class RatingMF(Plugin):
 
     Params = RatingMFParams
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._seed = 0
-
     @property
     def rating_types(self) -> list[str]:
         return list(self.params.get("rating_types", ["rating"]))
 
     # ---- lifecycle -------------------------------------------------------------------
-
-    @hookimpl
-    def recsdk_configure(self, context: PluginContext) -> None:
-        self._seed = context.seed
 
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:

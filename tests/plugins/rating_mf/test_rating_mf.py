@@ -39,7 +39,6 @@ def fitted(events: pd.DataFrame, **params: Any) -> tuple[RatingMF, InteractionDa
     dataset = InteractionDataset.from_frame(events, event_weights={"rating": 1.0, "view": 1.0})
     plugin = RatingMF.from_config({"factors": 4, "reg": 1.0, **params}, "rating_mf")
     context = PluginContext(settings=Settings(), seed=7)
-    plugin.recsdk_configure(context=context)
     plugin.recsdk_fit(dataset=dataset, context=context)
     return plugin, dataset
 
@@ -162,3 +161,21 @@ def test_no_ratings_of_the_configured_types_names_the_plugin() -> None:
     views = frame(truth, mask, kind="view").assign(value=np.nan)
     with pytest.raises(ConfigurationError, match=r"plugins\.rating_mf: .*\['view'\]"):
         fitted(views, rating_types=["view"])
+
+
+@pytest.mark.parametrize("entries", [7, 50])
+def test_small_solve_batches_give_the_same_model(monkeypatch: pytest.MonkeyPatch,
+                                                 entries: int) -> None:
+    # large data is solved a few rows and columns at a time; force that on tiny data
+    # (60 users with about 20 ratings each, 40 items; d = 5): at 7 every batch is one
+    # row with its own columns; at 50 the 40 items' outer products are made once and
+    # the 60 users' per batch of two or three rows
+    import recsdk_plugins.rating_mf as rating_mf
+
+    truth, mask = planted()
+    whole, _ = fitted(frame(truth, mask))
+    monkeypatch.setattr(rating_mf, "SOLVE_CELLS", 5 * 5 * entries)  # d = 5
+    batched, _ = fitted(frame(truth, mask))
+    np.testing.assert_allclose(batched.model_.user_factors, whole.model_.user_factors,
+                               atol=1e-8)
+    np.testing.assert_allclose(batched.model_.item_bias, whole.model_.item_bias, atol=1e-8)

@@ -19,6 +19,7 @@ falls back to other plugins for them) or refuses (``"error"``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,8 @@ from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
 from recsdk.interactions import UserRows, Weighting, WeightingParams, candidate_scores
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
+
+log = logging.getLogger(__name__)
 
 NAME = "ease"
 TOO_LARGE = ("restrict", "error")
@@ -145,7 +148,12 @@ class EASE(Plugin):
                 "on_too_large = \"restrict\"")
         # most users first, ties by code, so the choice does not depend on the sort
         order = np.lexsort((active, -users[active]))
-        return np.sort(active[order[:limit]])
+        kept = np.sort(active[order[:limit]])
+        share = users[kept].sum() / users.sum()
+        log.warning("plugins.%s: %d items have interactions, more than max_items = %d; the "
+                    "model keeps the %d most used (%.1f%% of user-item pairs), the others "
+                    "score NaN", NAME, len(active), limit, limit, 100 * share)
+        return kept
 
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:

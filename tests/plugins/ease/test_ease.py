@@ -105,8 +105,10 @@ def test_unknown_users_abstain_and_unknown_items_are_nan() -> None:
                                        catalog=None) is None
 
 
-def test_beyond_max_items_the_model_keeps_the_most_used_items_or_refuses() -> None:
+def test_beyond_max_items_the_model_keeps_the_most_used_items_or_refuses(
+        caplog: pytest.LogCaptureFixture) -> None:
     plugin, dataset = fitted(l2=3.0, max_items=3)
+    assert "plugins.ease: 6 items have interactions, more than max_items = 3" in caplog.text
     users = np.diff(dataset.matrix.tocsc().indptr)
     kept = np.sort(np.argsort(-users, kind="stable")[:3])
     np.testing.assert_array_equal(plugin.items_, kept)

@@ -37,6 +37,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "cooccurrence": "recsdk_plugins.cooccurrence:Cooccurrence",
     "item_knn": "recsdk_plugins.knn:ItemKNN",
     "user_knn": "recsdk_plugins.knn:UserKNN",
+    "ease": "recsdk_plugins.ease:EASE",
+    "rating_mf": "recsdk_plugins.rating_mf:RatingMF",
 }
 
 

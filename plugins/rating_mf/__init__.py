@@ -314,6 +314,13 @@ class RatingMF(Plugin):
                                         np.asarray(candidates.codes, dtype=np.int64))[0]
 
     @hookimpl
+    def recsdk_predict_ratings(self, request: RecommendationRequest,
+                               candidates: CandidateSet) -> np.ndarray | None:
+        """Predicted stars for ``RecSDK.predict_ratings`` and ``GET /api/v1/ratings``:
+        the same numbers the plugin ranks by, before the blend rescales them."""
+        return self.recsdk_score(request=request, candidates=candidates)
+
+    @hookimpl
     def recsdk_score_users(self, user_ids: list[str],
                            candidates: CandidateSet) -> np.ndarray | None:
         if not hasattr(self, "model_"):

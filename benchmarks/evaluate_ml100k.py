@@ -34,7 +34,7 @@ from recsdk.errors import ConfigurationError, PluginError
 from recsdk.evaluation.catalogue import EvaluationCatalogue, read_catalogue
 from recsdk.evaluation.comparison import RunResult, evaluate_plugin
 from recsdk.evaluation.files import read_interactions, read_items
-from recsdk.evaluation.offline import PluginSpec, scoring_plugins
+from recsdk.evaluation.offline import PluginSpec, default_specs, scoring_plugins
 from recsdk.evaluation.served import evaluate_served
 from recsdk.evaluation.specs import parse_plugin_specs
 from recsdk.evaluation.splits import random_split
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         names, broken = scoring_plugins()
         for name, reason in broken.items():
             print(f"skipped plugin {name}: cannot be loaded ({reason})", file=sys.stderr)
-        specs = [PluginSpec(name, name) for name in names]
+        specs = default_specs(names)
     print(f"ml-100k: {frame['user'].nunique()} users, {frame['item'].nunique()} items, "
           f"{len(frame)} interactions; per-user random {1 - TEST_RATIO:.0%}/{TEST_RATIO:.0%} "
           f"split, seed {args.seed}; python {platform.python_version()}, "

@@ -38,7 +38,7 @@ from recsdk.data.synthetic import SyntheticShop, generate_shop
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError, PluginError
 from recsdk.evaluation.comparison import RunResult, evaluate_plugin
-from recsdk.evaluation.offline import PluginSpec, scoring_plugins
+from recsdk.evaluation.offline import PluginSpec, default_specs, scoring_plugins
 from recsdk.evaluation.specs import parse_plugin_specs
 from recsdk.evaluation.splits import temporal_split
 from recsdk.interactions import candidate_scores
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         names, broken = scoring_plugins({"oracle": shops[seeds[0]].oracle})
         for name, why in broken.items():
             print(f"skipped {name}: {why}", file=sys.stderr)
-        specs = parse_plugin_specs([n for n in names if n not in DEFAULT_SKIP], args.param)
+        specs = default_specs(n for n in names if n not in DEFAULT_SKIP)
     if not any(s.plugin == "oracle" for s in specs):
         specs.append(PluginSpec("oracle", "oracle", {}))
     results: dict[str, list[RunResult]] = {}

@@ -30,6 +30,13 @@ IMPLICIT_EVENT = "interaction"
 SCORING_HOOKS = ("recsdk_score_users", "recsdk_score")
 #: Score matrices are built this many cells at a time (float64: 256 MiB).
 BATCH_CELLS = 2**25
+#: What a plugin needs on offline top-N data, where every row is one IMPLICIT_EVENT:
+#: parameters that point it at that event type, or None for a plugin that learns from
+#: something such data lacks (explicit ratings) and is left out of default runs.
+IMPLICIT_DATA_PARAMS: dict[str, dict[str, Any] | None] = {
+    "cooccurrence": {"event_types": [IMPLICIT_EVENT]},
+    "rating_mf": None,
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,13 @@ def scoring_plugins(extra_plugins: Mapping[str, type] | None = None,
         if any(callable(getattr(cls, hook, None)) for hook in SCORING_HOOKS):
             scorers.append(name)
     return scorers, broken
+
+
+def default_specs(names: Iterable[str]) -> list[PluginSpec]:
+    """One spec per plugin name for a default top-N run on implicit data (see
+    ``IMPLICIT_DATA_PARAMS``)."""
+    return [PluginSpec(n, n, dict(IMPLICIT_DATA_PARAMS.get(n) or {})) for n in names
+            if IMPLICIT_DATA_PARAMS.get(n, {}) is not None]
 
 
 def catalog_from_items(items: pd.DataFrame) -> Catalog:

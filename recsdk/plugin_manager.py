@@ -34,6 +34,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "filters": "recsdk_plugins.filters:AvailabilityFilters",
     "interest": "recsdk_plugins.interest:UserInterest",
     "content": "recsdk_plugins.content:ContentBased",
+    "als": "recsdk_plugins.factorization:ALS",
+    "bpr": "recsdk_plugins.factorization:BPR",
+    "lmf": "recsdk_plugins.factorization:LMF",
 }
 
 

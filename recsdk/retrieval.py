@@ -115,8 +115,9 @@ class HnswIndex:
         n = min(int(n), len(self))
         if n <= 0:
             return np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
-        self.index.hnsw.efSearch = max(self.ef_search, n)
-        scores, positions = self.index.search(q, n)
+        # per-call parameters, not index.hnsw.efSearch: concurrent requests share the index
+        params = _faiss().SearchParametersHNSW(efSearch=max(self.ef_search, n))
+        scores, positions = self.index.search(q, n, params=params)
         return positions, scores
 
     # ---- storage ---------------------------------------------------------------------

@@ -14,18 +14,24 @@ from recsdk.interactions import WeightingParams
 from recsdk.retrieval import IndexParams
 
 
+def factors_field(default: int) -> fields.Integer:
+    return fields.Integer(load_default=default, validate=validate.Range(min=1, max=2048),
+                          metadata={"description": "latent dimensions per user and item"})
+
+
+def iterations_field(default: int) -> fields.Integer:
+    return fields.Integer(load_default=default, validate=validate.Range(min=1, max=10_000),
+                          metadata={"description": "training passes over the data"})
+
+
+def regularization_field(default: float) -> fields.Float:
+    return fields.Float(load_default=default, validate=validate.Range(min=0), metadata={
+        "description": "L2 penalty on the factors (the fold-in uses it too)"})
+
+
 class FactorizationParams(WeightingParams, IndexParams):
     """What every factorisation model shares."""
 
-    factors = fields.Integer(
-        load_default=64, validate=validate.Range(min=1, max=2048),
-        metadata={"description": "latent dimensions per user and item"})
-    iterations = fields.Integer(
-        load_default=15, validate=validate.Range(min=1, max=10_000),
-        metadata={"description": "training passes over the data"})
-    regularization = fields.Float(
-        load_default=0.01, validate=validate.Range(min=0),
-        metadata={"description": "L2 penalty on the factors (also used by the fold-in)"})
     num_threads = fields.Integer(
         load_default=0, validate=validate.Range(min=0, max=4096),
         metadata={"description": "CPU threads for training; 0: every core"})
@@ -34,16 +40,24 @@ class FactorizationParams(WeightingParams, IndexParams):
 class ALSParams(FactorizationParams):
     """Implicit-feedback ALS (Hu, Koren & Volinsky 2008)."""
 
+    factors = factors_field(128)
+    iterations = iterations_field(15)
+    regularization = regularization_field(30.0)
+
     alpha = fields.Float(
-        load_default=1.0, validate=validate.Range(min=0, min_inclusive=False),
+        load_default=2.0, validate=validate.Range(min=0, min_inclusive=False),
         metadata={"description": "confidence = alpha x weighted interaction strength"})
 
 
 class BPRParams(FactorizationParams):
     """Bayesian personalised ranking (Rendle et al. 2009)."""
 
+    factors = factors_field(128)
+    iterations = iterations_field(100)
+    regularization = regularization_field(0.03)
+
     learning_rate = fields.Float(
-        load_default=0.01, validate=validate.Range(min=0, max=10, min_inclusive=False),
+        load_default=0.005, validate=validate.Range(min=0, max=10, min_inclusive=False),
         metadata={"description": "SGD step size"})
     verify_negative_samples = fields.Boolean(
         load_default=True,
@@ -54,8 +68,12 @@ class BPRParams(FactorizationParams):
 class LMFParams(FactorizationParams):
     """Logistic matrix factorisation (Johnson 2014)."""
 
+    factors = factors_field(30)
+    iterations = iterations_field(120)
+    regularization = regularization_field(4.0)
+
     learning_rate = fields.Float(
-        load_default=1.0, validate=validate.Range(min=0, max=100, min_inclusive=False),
+        load_default=0.5, validate=validate.Range(min=0, max=100, min_inclusive=False),
         metadata={"description": "AdaGrad step size"})
     neg_prop = fields.Integer(
         load_default=30, validate=validate.Range(min=1, max=1000),

@@ -37,7 +37,7 @@ INDEX_KINDS = ("none", "exact", "hnsw", "auto")
 #: ``index = "auto"`` builds HNSW from this many items up, and retrieves nothing below it
 #: (full scoring of every item is both exact and fast there); see docs/benchmarks.md,
 #: "Embedding retrieval", for the latencies this threshold comes from.
-AUTO_HNSW_MIN_ITEMS = 50_000
+AUTO_HNSW_MIN_ITEMS = 100_000
 
 
 class IndexParams(Schema):

@@ -21,7 +21,12 @@ from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset
 from recsdk.interactions import UserRows, Weighting, candidate_scores
 from recsdk.registry import ArtifactError, ArtifactReader, ArtifactWriter
-from recsdk.retrieval import EmbeddingRetriever, HnswIndex, resolve_index_kind
+from recsdk.retrieval import (
+    AUTO_HNSW_MIN_ITEMS,
+    EmbeddingRetriever,
+    HnswIndex,
+    resolve_index_kind,
+)
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
 
 log = logging.getLogger(__name__)
@@ -117,7 +122,7 @@ class FactorizationPlugin(Plugin):
     def index_kind(self) -> str:
         return resolve_index_kind(self.params.get("index", "auto"),
                                   len(self.item_factors_),
-                                  self.params.get("index_min_items", 50_000))
+                                  self.params.get("index_min_items", AUTO_HNSW_MIN_ITEMS))
 
     def _build_retriever(self, item_ids: np.ndarray, index: HnswIndex | None) -> None:
         kind = self.index_kind()

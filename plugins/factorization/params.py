@@ -45,7 +45,7 @@ class ALSParams(FactorizationParams):
     regularization = regularization_field(30.0)
 
     alpha = fields.Float(
-        load_default=2.0, validate=validate.Range(min=0, min_inclusive=False),
+        load_default=4.0, validate=validate.Range(min=0, min_inclusive=False),
         metadata={"description": "confidence = alpha x weighted interaction strength"})
 
 

@@ -42,10 +42,10 @@ class ALSParams(FactorizationParams):
 
     factors = factors_field(128)
     iterations = iterations_field(15)
-    regularization = regularization_field(30.0)
+    regularization = regularization_field(45.0)
 
     alpha = fields.Float(
-        load_default=4.0, validate=validate.Range(min=0, min_inclusive=False),
+        load_default=8.0, validate=validate.Range(min=0, min_inclusive=False),
         metadata={"description": "confidence = alpha x weighted interaction strength"})
 
 

@@ -8,7 +8,7 @@ implicit advises for its own threads. Rounds alternate; the fastest of each is k
 since a shared machine's noise only adds time.
 
     PYTHONPATH=. python benchmarks/implicit_speed.py [--data ../shared/data/ml-100k]
-        [--rounds 5] [--threads 0]
+        [--rounds 5] [--threads 0] [--plugin als ...]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ml-100k"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--plugin", action="append", choices=["als", "bpr", "lmf"])
     args = parser.parse_args(argv)
     frame = read_interactions(args.data / "ml-100k.inter")
     dataset = implicit_dataset(frame)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.python_version()}, {platform.machine()}\n")
     print("| plugin | plugin fit s | implicit fit s | ratio |")
     print("|---|---|---|---|")
-    for cls in (ALS, BPR, LMF):
+    for cls in (c for c in (ALS, BPR, LMF) if args.plugin is None or c.NAME in args.plugin):
         params = {"num_threads": args.threads}
         ours, theirs = [], []
         for _ in range(args.rounds):

@@ -57,7 +57,7 @@ class BPRParams(FactorizationParams):
     regularization = regularization_field(0.03)
 
     learning_rate = fields.Float(
-        load_default=0.005, validate=validate.Range(min=0, max=10, min_inclusive=False),
+        load_default=0.01, validate=validate.Range(min=0, max=10, min_inclusive=False),
         metadata={"description": "SGD step size"})
     verify_negative_samples = fields.Boolean(
         load_default=True,

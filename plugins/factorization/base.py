@@ -109,8 +109,17 @@ class FactorizationPlugin(Plugin):
         self.rows_ = rows
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        if self.params.get("refit_users"):
+            self._refit_users(rows.matrix)
         self._after_factors()
         self._build_retriever(dataset.item_ids, None)
+
+    def _refit_users(self, matrix: sp.csr_matrix) -> None:
+        """Each user's factors replaced by the fold-in optimum against the trained items
+        (SGD stops short of it; users with no positive cell keep theirs)."""
+        refit = self.fold_in_batch(matrix)
+        ok = np.isfinite(refit).all(axis=1)
+        self.user_factors_[ok] = refit[ok].astype(np.float32)
 
     def _after_factors(self) -> None:
         """Caches derived from the factors (normalised item vectors for similarity)."""

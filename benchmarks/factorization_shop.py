@@ -4,7 +4,7 @@ A second data set for the defaults chosen on MovieLens: ``generate_shop`` (plant
 category preferences, a view > click > cart > purchase funnel), every event one
 implicit interaction (repeats add up), per-user random 80/20 split, full ranking,
 training items filtered, NDCG@10. Each plugin runs with its defaults and with
-implicit's own defaults, beside popularity.
+implicit's own defaults (bpr and lmf also with ``refit_users``), beside popularity.
 
     PYTHONPATH=. python benchmarks/factorization_shop.py [--events 200000] [--seed 1]
 """
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("popularity", "popularity", {})]
     for name, defaults in IMPLICIT_DEFAULTS.items():
         runs += [(name, "recsdk defaults", {}), (name, "implicit defaults", defaults)]
+        if name != "als":
+            runs.append((name, "recsdk defaults, refit_users", {"refit_users": True}))
     for name, label, params in runs:
         result = evaluate_plugin(PluginSpec(name, name, params), split.train, split.test,
                                  k=10, seed=args.seed)

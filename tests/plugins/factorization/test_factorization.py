@@ -184,3 +184,13 @@ def test_gpu_only_when_implicit_has_cuda_and_the_device_is_cuda():
 def test_seeds_make_training_reproducible():
     a, b = fitted("bpr"), fitted("bpr")
     assert np.array_equal(a.item_factors_, b.item_factors_)
+
+
+@pytest.mark.parametrize("name", ["bpr", "lmf"])
+def test_refit_users_puts_each_user_at_the_fold_in_optimum(name):
+    ds = planted_dataset()
+    plain, refit = fitted(name, ds), fitted(name, ds, refit_users=True)
+    assert np.array_equal(plain.item_factors_, refit.item_factors_)
+    assert not np.allclose(plain.user_factors_, refit.user_factors_)
+    row = refit.rows_.matrix[0]
+    assert np.allclose(refit.user_factors_[0], refit.fold_in(row), atol=1e-5)

@@ -10,7 +10,9 @@ of the users are kept out of training entirely. For those users the table gives:
   rows at request time: the case of a user who arrives after training;
 
 and the mean fold-in time per user (one request's solve; ALS's batch solve is the
-same per row). Training items are filtered out; full ranking over the model's items.
+same per row), with BLAS on one thread: per-request solves are small, and several BLAS
+threads per worker on a shared machine made the same solve 10-60x slower and erratic.
+Training items are filtered out; full ranking over the model's items.
 
     PYTHONPATH=. python benchmarks/factorization_foldin.py [--data ../shared/data/ml-100k]
         [--plugin als --plugin bpr --plugin lmf] [--param NAME.KEY=VALUE ...] [--seed 42]
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from recsdk.config import Settings
 from recsdk.evaluation.comparison import held_out_truth
@@ -91,9 +94,10 @@ def measure(name: str, params: dict[str, Any], frame: pd.DataFrame, seed: int) -
             codes = np.array([model.rows_.user_index[u] for u in new])
             stored = model.user_factors_[codes].astype(np.float64)
             results.append(ndcg_of(model, stored, seen, truth))
-        start = time.perf_counter()
-        folded = model.fold_in_batch(seen)
-        per_user = (time.perf_counter() - start) / len(new) * 1e3
+        with threadpool_limits(1, "blas"):  # as a serving worker runs; see the docstring
+            start = time.perf_counter()
+            folded = model.fold_in_batch(seen)
+            per_user = (time.perf_counter() - start) / len(new) * 1e3
         results.append(ndcg_of(model, np.nan_to_num(folded), seen, truth))
     stored, refold, unseen = results
     return (f"| {name} | {len(new)} | {stored:.4f} | {refold:.4f} | {unseen:.4f} | "

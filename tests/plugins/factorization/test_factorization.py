@@ -11,6 +11,7 @@ from recsdk_plugins.factorization.foldin import als_fold_in
 
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
+from recsdk.retrieval import EmbeddingRetriever
 from recsdk.types import CandidateSet, RecommendationRequest, UserHistory
 from tests.plugins.factorization.conftest import (
     CLASSES,
@@ -194,3 +195,18 @@ def test_refit_users_puts_each_user_at_the_fold_in_optimum(name):
     assert not np.allclose(plain.user_factors_, refit.user_factors_)
     row = refit.rows_.matrix[0]
     assert np.allclose(refit.user_factors_[0], refit.fold_in(row), atol=1e-5)
+
+
+def test_a_run_without_an_index_file_builds_one_at_load(registry, caplog):
+    ds = planted_dataset()
+    plugin = fitted("als", ds, index="none")
+    run = registry.begin_run("cfg", ["als"])
+    state = plugin.recsdk_save_state(artifacts=registry.writer(run, "plugin:als"))
+    loaded = CLASSES["als"].from_config({**FAST["als"], "index": "hnsw"}, "als")
+    loaded.recsdk_configure(context=context())
+    loaded.recsdk_load_state(state=state, dataset=InteractionDataset.from_vocabulary(
+        ds.vocabulary_state()), artifacts=registry.reader(run, "plugin:als"))
+    assert "no usable HNSW index" in caplog.text
+    got = loaded.recsdk_retrieve_candidates(request=request("a0", []), n=3)
+    assert got.ids == EmbeddingRetriever(ds.item_ids, plugin.item_factors_).retrieve(
+        plugin.user_factors_[ds.user_index["a0"]], 3).ids

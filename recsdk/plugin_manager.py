@@ -39,6 +39,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "user_knn": "recsdk_plugins.knn:UserKNN",
     "ease": "recsdk_plugins.ease:EASE",
     "rating_mf": "recsdk_plugins.rating_mf:RatingMF",
+    "als": "recsdk_plugins.factorization:ALS",
+    "bpr": "recsdk_plugins.factorization:BPR",
+    "lmf": "recsdk_plugins.factorization:LMF",
 }
 
 

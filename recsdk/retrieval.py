@@ -2,33 +2,177 @@
 
 A plugin that learns item vectors (matrix factorisation, a two-tower model) answers
 ``recsdk_retrieve_candidates`` with ``EmbeddingRetriever.retrieve``: the ``n`` items
-whose vectors have the highest inner product with the user's vector. Exact search
-here; an ANN index (faiss) can replace :meth:`EmbeddingRetriever.search` for
-catalogues where a full matrix-vector product per request is too slow.
+whose vectors have the highest inner product with the user's vector.
+
+Two ways to search:
+
+* exact: one matrix-vector product over every item (numpy); right up to some tens of
+  thousands of items, where it costs about a millisecond;
+* ``hnsw``: a faiss HNSW graph (Malkov & Yashunin 2018) searched by inner product,
+  built at training time and stored with the run as a faiss file through the
+  artifact store (``faiss.write_index`` / ``faiss.read_index``, never pickle). Its
+  hits are re-scored exactly, so the scores a retriever passes on are true inner
+  products; only which items come back is approximate.
+
+:class:`IndexParams` is the parameter schema plugins inherit to offer this choice
+(``index = "none" | "exact" | "hnsw" | "auto"``); :func:`resolve_index_kind` turns the
+setting and the catalogue size into what is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from marshmallow import Schema, fields, validate
 
 from recsdk.types import Retrieved
 
+if TYPE_CHECKING:
+    from recsdk.registry import ArtifactReader, ArtifactWriter
+
+INDEX_KINDS = ("none", "exact", "hnsw", "auto")
+#: ``index = "auto"`` builds HNSW from this many items up, and retrieves nothing below it
+#: (full scoring of every item is both exact and fast there); see docs/benchmarks.md,
+#: "Embedding retrieval", for the latencies this threshold comes from.
+AUTO_HNSW_MIN_ITEMS = 100_000
+
+
+class IndexParams(Schema):
+    """Candidate-retrieval parameters of a plugin with item vectors; plugins inherit them."""
+
+    index = fields.String(
+        load_default="auto", validate=validate.OneOf(INDEX_KINDS),
+        metadata={"description": "none: do not retrieve (every catalogue item is scored); "
+                  "exact: retrieve the top n by exact inner product; hnsw: through a faiss "
+                  "HNSW index built at training time; auto: hnsw from index_min_items "
+                  "items up, else none"})
+    index_min_items = fields.Integer(
+        load_default=AUTO_HNSW_MIN_ITEMS, validate=validate.Range(min=1),
+        metadata={"description": "catalogue size from which index = auto builds HNSW"})
+    hnsw_m = fields.Integer(
+        load_default=32, validate=validate.Range(min=4, max=256),
+        metadata={"description": "HNSW links per node: more is more accurate, larger "
+                  "and slower to build"})
+    hnsw_ef_construction = fields.Integer(
+        load_default=200, validate=validate.Range(min=8, max=4096),
+        metadata={"description": "HNSW candidate list while building: more is more "
+                  "accurate and slower to build"})
+    hnsw_ef_search = fields.Integer(
+        load_default=256, validate=validate.Range(min=1, max=16384),
+        metadata={"description": "HNSW candidate list while searching (raised to n when "
+                  "n is larger): more is more accurate and slower per request"})
+
+
+def resolve_index_kind(kind: str, n_items: int,
+                       min_items: int = AUTO_HNSW_MIN_ITEMS) -> str:
+    """What to build for ``kind`` over ``n_items``: ``none``, ``exact`` or ``hnsw``."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index must be one of {INDEX_KINDS}, got {kind!r}")
+    if kind == "auto":
+        return "hnsw" if n_items >= min_items else "none"
+    return kind
+
+
+def _faiss() -> Any:
+    import faiss  # imported on use: only plugins that build an index pay for it
+
+    return faiss
+
+
+class HnswIndex:
+    """A faiss HNSW graph over item vectors, searched by inner product."""
+
+    def __init__(self, index: Any, ef_search: int) -> None:
+        self.index = index
+        self.ef_search = int(ef_search)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, m: int = 32, ef_construction: int = 200,
+              ef_search: int = 256) -> HnswIndex:
+        faiss = _faiss()
+        data = np.ascontiguousarray(vectors, dtype=np.float32)
+        if data.ndim != 2 or not len(data):
+            raise ValueError(f"an HNSW index needs a non-empty (n, dim) array; got shape "
+                             f"{data.shape}")
+        index = faiss.IndexHNSWFlat(data.shape[1], int(m), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(ef_construction)
+        index.add(data)
+        return cls(index, ef_search)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (-1 past the end) and inner products of the best ``n`` per query."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        n = min(int(n), len(self))
+        if n <= 0:
+            return np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
+        # per-call parameters, not index.hnsw.efSearch: concurrent requests share the index
+        params = _faiss().SearchParametersHNSW(efSearch=max(self.ef_search, n))
+        scores, positions = self.index.search(q, n, params=params)
+        return positions, scores
+
+    # ---- storage ---------------------------------------------------------------------
+
+    def save(self, artifacts: ArtifactWriter, name: str) -> None:
+        """Write the index as a faiss file into the run's artifacts."""
+        with artifacts.file(name) as path:
+            self.write(path)
+
+    def write(self, path: Path | str) -> None:
+        _faiss().write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, artifacts: ArtifactReader, name: str, ef_search: int) -> HnswIndex:
+        """Read it back (the artifact store has checked the file's sha256)."""
+        return cls.read(artifacts.path(name), ef_search)
+
+    @classmethod
+    def read(cls, path: Path | str, ef_search: int) -> HnswIndex:
+        return cls(_faiss().read_index(str(path)), ef_search)
+
 
 class EmbeddingRetriever:
-    """Top-``n`` items by inner product between a query vector and item vectors."""
+    """Top-``n`` items by inner product between a query vector and item vectors.
 
-    def __init__(self, item_ids: Sequence[str], item_vectors: np.ndarray) -> None:
+    Exact unless an ``index`` (an :class:`HnswIndex` over the same vectors, in the same
+    order) is given; the index's hits are then re-scored exactly.
+    """
+
+    def __init__(self, item_ids: Sequence[str], item_vectors: np.ndarray,
+                 index: HnswIndex | None = None) -> None:
         vectors = np.asarray(item_vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(item_ids):
             raise ValueError(f"item_vectors must be (n_items={len(item_ids)}, dim); got "
                              f"shape {vectors.shape}")
+        if index is not None and (len(index) != len(vectors) or index.dim != vectors.shape[1]):
+            raise ValueError(f"the index holds {len(index)} vectors of dim {index.dim}; the "
+                             f"retriever has {len(vectors)} of dim {vectors.shape[1]}")
         self.item_ids = np.asarray(item_ids, dtype=object)
         self.item_vectors = vectors
+        self.index = index
 
     def search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and scores of the best ``n`` items, best first (exact)."""
+        """Positions and scores of the best ``n`` items, best first."""
+        query = np.asarray(query, dtype=np.float32)
+        if self.index is not None:
+            positions = self.index.search(query, n)[0][0]
+            positions = positions[positions >= 0].astype(np.int64)
+            scores = self.item_vectors[positions] @ query
+            order = np.argsort(-scores, kind="stable")
+            return positions[order], scores[order]
+        return self.exact_search(query, n)
+
+    def exact_search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and scores of the best ``n`` items by a full product (no index)."""
         scores = self.item_vectors @ np.asarray(query, dtype=np.float32)
         n = min(n, len(scores))
         if n <= 0:

@@ -1,0 +1,233 @@
+"""What the three factorisation plugins share: fit on implicit, state, scoring, retrieval.
+
+A subclass names its model (``NAME``), builds the implicit estimator
+(:meth:`FactorizationPlugin.make_model`), says which factor columns are the latent
+dimensions (the rest are implicit's bias columns) and how to fold a user in.
+Everything else, from the weighted matrix to the ANN index, is here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsdk import Plugin, hookimpl
+from recsdk.catalog import Catalog
+from recsdk.config import DEFAULT_EVENT_WEIGHTS
+from recsdk.dataset import InteractionDataset
+from recsdk.interactions import UserRows, Weighting, candidate_scores
+from recsdk.registry import ArtifactError, ArtifactReader, ArtifactWriter
+from recsdk.retrieval import (
+    AUTO_HNSW_MIN_ITEMS,
+    EmbeddingRetriever,
+    HnswIndex,
+    resolve_index_kind,
+)
+from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
+
+log = logging.getLogger(__name__)
+
+INDEX_ARTIFACT = "hnsw.faiss"
+
+
+def use_gpu(device: str) -> bool:
+    """implicit's CUDA models when implicit was built with CUDA and the device is a GPU.
+
+    pip's implicit wheels are CPU-only (``implicit.gpu.HAS_CUDA`` is False); conda-forge
+    ships CUDA builds.
+    """
+    import implicit.gpu
+
+    return bool(implicit.gpu.HAS_CUDA) and str(device).startswith("cuda")
+
+
+class FactorizationPlugin(Plugin):
+    """User and item factors from implicit; scores are their inner products."""
+
+    NAME: ClassVar[str] = "factorization"
+    #: the model has a CUDA implementation in implicit
+    HAS_GPU: ClassVar[bool] = True
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
+        self._device = "cpu"
+        self._seed = 0
+
+    # ---- what a model says ------------------------------------------------------------
+
+    def make_model(self, gpu: bool, seed: int) -> Any:
+        """The implicit estimator for these parameters."""
+        raise NotImplementedError
+
+    def latent_dims(self, n_columns: int) -> int:
+        """How many leading factor columns are latent (the others are bias columns)."""
+        return n_columns
+
+    def fold_in(self, row: sp.csr_matrix) -> np.ndarray | None:
+        """A user vector (same layout as ``user_factors_`` rows) from a current row."""
+        raise NotImplementedError
+
+    def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
+        """User vectors of many rows (NaN where a row gives none)."""
+        out = np.full((rows.shape[0], self.item_factors_.shape[1]), np.nan)
+        for u in range(rows.shape[0]):
+            vector = self.fold_in(rows[u]) if rows[u].nnz else None
+            if vector is not None:
+                out[u] = vector
+        return out
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @property
+    def weighting(self) -> Weighting:
+        return Weighting.from_params(self.params, self._event_weights)
+
+    @hookimpl
+    def recsdk_configure(self, context: PluginContext) -> None:
+        self._event_weights = dict(context.settings.event_weights)
+        self._device = context.device_setting
+        self._seed = int(context.seed)
+
+    @hookimpl
+    def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:
+        from threadpoolctl import threadpool_limits
+
+        self.recsdk_configure(context)
+        rows = UserRows.fit(dataset, self.weighting, self.NAME)
+        gpu = self.HAS_GPU and use_gpu(context.device)
+        # implicit's own advice: its threads, not BLAS's, parallelise the solves
+        with threadpool_limits(1, "blas"):
+            model = self.make_model(gpu, self._seed)
+            model.fit(rows.matrix, show_progress=False)
+        if gpu:
+            model = model.to_cpu()
+        self.rows_ = rows
+        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        if self.params.get("refit_users"):
+            self._refit_users(rows.matrix)
+        self._after_factors()
+        self._build_retriever(dataset.item_ids, None)
+
+    def _refit_users(self, matrix: sp.csr_matrix) -> None:
+        """Each user's factors replaced by the fold-in optimum against the trained items
+        (SGD stops short of it; users with no positive cell keep theirs)."""
+        refit = self.fold_in_batch(matrix)
+        ok = np.isfinite(refit).all(axis=1)
+        self.user_factors_[ok] = refit[ok].astype(np.float32)
+
+    def _after_factors(self) -> None:
+        """Caches derived from the factors (normalised item vectors for similarity)."""
+        latent = self.item_factors_[:, :self.latent_dims(self.item_factors_.shape[1])]
+        norms = np.linalg.norm(latent, axis=1, keepdims=True)
+        self.item_unit_ = np.divide(latent, norms, out=np.zeros_like(latent),
+                                    where=norms > 0)
+
+    def index_kind(self) -> str:
+        return resolve_index_kind(self.params.get("index", "auto"),
+                                  len(self.item_factors_),
+                                  self.params.get("index_min_items", AUTO_HNSW_MIN_ITEMS))
+
+    def _build_retriever(self, item_ids: np.ndarray, index: HnswIndex | None) -> None:
+        kind = self.index_kind()
+        if kind == "none":
+            self.retriever_ = None
+            return
+        if kind == "hnsw" and index is None:
+            p = self.params
+            index = HnswIndex.build(self.item_factors_, p.get("hnsw_m", 32),
+                                    p.get("hnsw_ef_construction", 200),
+                                    p.get("hnsw_ef_search", 256))
+        self.retriever_ = EmbeddingRetriever(item_ids, self.item_factors_,
+                                             index if kind == "hnsw" else None)
+
+    @hookimpl
+    def recsdk_save_state(self, artifacts: ArtifactWriter) -> Mapping[str, np.ndarray] | None:
+        if not hasattr(self, "item_factors_"):
+            return None
+        retriever = getattr(self, "retriever_", None)
+        if retriever is not None and retriever.index is not None:
+            retriever.index.save(artifacts, INDEX_ARTIFACT)
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
+                **self.rows_.state()}
+
+    @hookimpl
+    def recsdk_load_state(self, state: Mapping[str, np.ndarray], dataset: InteractionDataset,
+                          artifacts: ArtifactReader) -> None:
+        self.rows_ = UserRows.from_state(state, dataset, self.weighting)
+        self.user_factors_ = np.asarray(state["user_factors"], dtype=np.float32)
+        self.item_factors_ = np.asarray(state["item_factors"], dtype=np.float32)
+        self._after_factors()
+        index = None
+        if self.index_kind() == "hnsw":
+            try:
+                index = HnswIndex.load(artifacts, INDEX_ARTIFACT,
+                                       self.params.get("hnsw_ef_search", 256))
+            except ArtifactError as exc:  # a run trained with another index setting
+                log.warning("plugin %s: no usable HNSW index (%s); building one", self.NAME,
+                            exc)
+        self._build_retriever(dataset.item_ids, index)
+
+    # ---- users -------------------------------------------------------------------------
+
+    def user_vector(self, request: RecommendationRequest) -> np.ndarray | None:
+        """Stored factors of a known user with nothing new; else the fold-in of the
+        user's current row; None when there is no usable history."""
+        rows = self.rows_
+        history = request.history
+        code = rows.user_index.get(request.user_id) if request.user_id is not None else None
+        if code is not None:
+            times = np.asarray(history.timestamps, dtype=np.float64)
+            if not (np.isfinite(times) & (times > rows.data_end)).any():
+                return self.user_factors_[code].astype(np.float64)
+        row = rows.request_row(request.user_id, history)
+        if row.nnz == 0:
+            return None
+        return self.fold_in(row)
+
+    @hookimpl
+    def recsdk_score(self, request: RecommendationRequest,
+                     candidates: CandidateSet) -> np.ndarray | None:
+        if not hasattr(self, "item_factors_"):
+            return None
+        vector = self.user_vector(request)
+        if vector is None:
+            return None
+        return candidate_scores(self.item_factors_ @ vector.astype(np.float32), candidates)
+
+    @hookimpl
+    def recsdk_score_users(self, user_ids: list[str],
+                           candidates: CandidateSet) -> np.ndarray | None:
+        """Stored factors (the histories are the training data); NaN for unknown users."""
+        if not hasattr(self, "item_factors_"):
+            return None
+        codes = np.fromiter((self.rows_.user_index.get(u, -1) for u in user_ids),
+                            dtype=np.int64, count=len(user_ids))
+        users = self.user_factors_[np.maximum(codes, 0)]
+        out = candidate_scores(users @ self.item_factors_.T, candidates)
+        out[codes < 0] = np.nan
+        return out
+
+    @hookimpl
+    def recsdk_score_similar(self, item_id: str, candidates: CandidateSet,
+                             catalog: Catalog | None) -> np.ndarray | None:
+        """Cosine between the latent item factors."""
+        if not hasattr(self, "item_unit_"):
+            return None
+        code = self.rows_.item_index.get(str(item_id))
+        if code is None or code >= len(self.item_unit_) or not self.item_unit_[code].any():
+            return None
+        return candidate_scores(self.item_unit_ @ self.item_unit_[code], candidates)
+
+    @hookimpl
+    def recsdk_retrieve_candidates(self, request: RecommendationRequest,
+                                   n: int) -> Retrieved | None:
+        retriever = getattr(self, "retriever_", None)
+        if retriever is None:
+            return None
+        return retriever.retrieve(self.user_vector(request), n)

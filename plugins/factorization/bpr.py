@@ -1,0 +1,43 @@
+"""``bpr``: Bayesian personalised ranking (Rendle et al. 2009) on implicit's SGD.
+
+Maximises sum over (u, i, j) of ln sigmoid(x_ui - x_uj) - reg |theta|^2, i an item the
+user chose and j one sampled from the rest, x_ui = p_u'q_i + b_i. implicit's BPR
+treats every positive cell alike: the event weighting decides which cells are
+positive (a return can cancel a purchase), not how much each counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from recsdk_plugins.factorization.base import FactorizationPlugin
+from recsdk_plugins.factorization.foldin import bpr_fold_in
+from recsdk_plugins.factorization.params import BPRParams
+
+
+class BPR(FactorizationPlugin):
+    """Pairwise ranking factorisation (implicit's BPR); item factors end with a bias."""
+
+    NAME = "bpr"
+    Params = BPRParams
+
+    def make_model(self, gpu: bool, seed: int) -> Any:
+        from implicit.bpr import BayesianPersonalizedRanking
+
+        p = self.params
+        return BayesianPersonalizedRanking(
+            factors=p["factors"], learning_rate=p["learning_rate"],
+            regularization=p["regularization"], iterations=p["iterations"],
+            num_threads=p["num_threads"],
+            verify_negative_samples=p["verify_negative_samples"], use_gpu=gpu,
+            random_state=seed)
+
+    def latent_dims(self, n_columns: int) -> int:
+        return n_columns - 1  # [q, bias]; users are [p, 1]
+
+    def fold_in(self, row: sp.csr_matrix) -> np.ndarray | None:
+        return bpr_fold_in(row, self.item_factors_,
+                           self.latent_dims(self.item_factors_.shape[1]),
+                           self.params["regularization"])

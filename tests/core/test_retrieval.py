@@ -1,0 +1,78 @@
+"""Embedding retrieval: exact search, the faiss HNSW index, and its trip through the store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsdk.registry import ModelRegistry
+from recsdk.retrieval import (
+    AUTO_HNSW_MIN_ITEMS,
+    EmbeddingRetriever,
+    HnswIndex,
+    resolve_index_kind,
+)
+from recsdk.storage import models
+from recsdk.storage.database import make_engine
+
+
+def vectors(n: int = 2000, dim: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, dim)) * rng.lognormal(0, 0.3, (n, 1))).astype(np.float32)
+
+
+def recall(index: HnswIndex, data: np.ndarray, queries: np.ndarray, n: int) -> float:
+    exact = np.argsort(-(queries @ data.T), axis=1)[:, :n]
+    found = index.search(queries, n)[0]
+    return float(np.mean([len(set(a) & set(b)) / n for a, b in zip(found, exact,
+                                                                    strict=True)]))
+
+
+def test_hnsw_recall_on_random_vectors_is_high():
+    data = vectors()
+    queries = np.random.default_rng(1).normal(size=(50, 16)).astype(np.float32)
+    index = HnswIndex.build(data, m=16, ef_construction=100, ef_search=128)
+    assert len(index) == 2000 and index.dim == 16
+    assert recall(index, data, queries, 20) >= 0.95
+
+
+def test_index_round_trip_through_the_artifact_store(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
+    models.Base.metadata.create_all(engine)
+    registry = ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
+    run = registry.begin_run("cfg", ["p"])
+    data = vectors(500)
+    index = HnswIndex.build(data, m=8, ef_construction=40, ef_search=50)
+    index.save(registry.writer(run, "plugin:p"), "items.faiss")
+    loaded = HnswIndex.load(registry.reader(run, "plugin:p"), "items.faiss", ef_search=50)
+    queries = vectors(10, seed=5)
+    for got, expected in zip(loaded.search(queries, 10), index.search(queries, 10),
+                             strict=True):
+        assert np.array_equal(got, expected)
+    # the file is faiss's own format, checked by sha256 when read
+    path = next((tmp_path / "artifacts").rglob("items.faiss"))
+    assert path.read_bytes()[:4] in (b"IHNf", b"IHNs")
+    engine.dispose()
+
+
+def test_retriever_with_an_index_rescored_exactly_and_exact_fallback():
+    data = vectors(300)
+    ids = [f"i{n}" for n in range(300)]
+    query = vectors(1, seed=9)[0]
+    exact = EmbeddingRetriever(ids, data).retrieve(query, 10)
+    approx = EmbeddingRetriever(ids, data, HnswIndex.build(data, 16, 100, 100)).retrieve(
+        query, 10)
+    assert approx.ids == exact.ids
+    assert np.allclose(approx.scores, exact.scores, atol=1e-5)
+    assert EmbeddingRetriever(ids, data).retrieve(np.full(16, np.nan), 10) is None
+    with pytest.raises(ValueError, match="index holds 300"):
+        EmbeddingRetriever(ids[:10], data[:10], HnswIndex.build(data, 8, 20, 20))
+
+
+def test_index_kind_resolution():
+    assert resolve_index_kind("auto", 100) == "none"
+    assert resolve_index_kind("auto", AUTO_HNSW_MIN_ITEMS) == "hnsw"
+    assert resolve_index_kind("auto", 500, min_items=100) == "hnsw"
+    assert resolve_index_kind("exact", 10) == "exact"
+    with pytest.raises(ValueError, match="index must be one of"):
+        resolve_index_kind("ivf", 10)

@@ -106,6 +106,7 @@ class FactorizationPlugin(Plugin):
             model.fit(rows.matrix, show_progress=False)
         if gpu:
             model = model.to_cpu()
+        log.info("plugin %s: trained on the %s", self.NAME, "GPU" if gpu else "CPU")
         self.rows_ = rows
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)

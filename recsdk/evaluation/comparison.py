@@ -92,13 +92,15 @@ def evaluate_plugin(
     progress: bool = False,
     extra_plugins: Mapping[str, type] | None = None,
     keep_recommendations: bool = False,
+    device: str = "auto",
 ) -> RunResult:
     """Fit ``spec`` on ``train``, recommend for every test user and score the lists.
 
     Full ranking over the training vocabulary (and the ``items`` catalogue, when given),
     training items filtered; with ``negatives`` each user ranks their test items
     among that many sampled items instead. ``keep_recommendations`` keeps the top-k
-    lists (``user,item,rank,score``) on the result.
+    lists (``user,item,rank,score``) on the result. ``device``: where deep plugins
+    train and score (``auto``: CUDA when present).
     """
     truth = held_out_truth(train, test)
     catalog = catalog_from_items(items) if items is not None else None
@@ -108,7 +110,8 @@ def evaluate_plugin(
     allowed = drawn = None
     if negatives is not None:
         allowed, drawn = sample_candidates(dataset, truth, negatives, seed)
-    with FittedPlugin(spec, dataset, seed=seed, extra_plugins=extra_plugins) as fitted:
+    with FittedPlugin(spec, dataset, seed=seed, device=device,
+                      extra_plugins=extra_plugins) as fitted:
         start = time.perf_counter()
         top = fitted.top_k(users, depth, allowed=allowed, progress=progress)
         score_seconds = time.perf_counter() - start

@@ -64,6 +64,10 @@ class FactorizationPlugin(Plugin):
         """The implicit estimator for these parameters."""
         raise NotImplementedError
 
+    def confidence(self, matrix: sp.csr_matrix, gpu: bool) -> sp.csr_matrix:
+        """The matrix the implicit estimator is fitted on (the weighted matrix)."""
+        return matrix
+
     def latent_dims(self, n_columns: int) -> int:
         """How many leading factor columns are latent (the others are bias columns)."""
         return n_columns
@@ -103,7 +107,7 @@ class FactorizationPlugin(Plugin):
         # implicit's own advice: its threads, not BLAS's, parallelise the solves
         with threadpool_limits(1, "blas"):
             model = self.make_model(gpu, self._seed)
-            model.fit(rows.matrix, show_progress=False)
+            model.fit(self.confidence(rows.matrix, gpu), show_progress=False)
         if gpu:
             model = model.to_cpu()
         log.info("plugin %s: trained on the %s", self.NAME, "GPU" if gpu else "CPU")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from recsdk_plugins.factorization import ALS, BPR
 from recsdk_plugins.factorization.base import use_gpu
 from recsdk_plugins.factorization.foldin import als_fold_in
@@ -210,3 +211,12 @@ def test_a_run_without_an_index_file_builds_one_at_load(registry, caplog):
     got = loaded.recsdk_retrieve_candidates(request=request("a0", []), n=3)
     assert got.ids == EmbeddingRetriever(ds.item_ids, plugin.item_factors_).retrieve(
         plugin.user_factors_[ds.user_index["a0"]], 3).ids
+
+
+def test_on_the_gpu_als_scales_the_matrix_by_alpha_itself() -> None:
+    """implicit's CUDA ALS ignores alpha in fit; the plugin scales the matrix instead."""
+    als = ALS.from_config({"alpha": 8.0})
+    matrix = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32))
+    assert als.confidence(matrix, gpu=False) is matrix
+    np.testing.assert_array_equal(als.confidence(matrix, gpu=True).toarray(),
+                                  [[8.0, 0.0], [0.0, 16.0]])

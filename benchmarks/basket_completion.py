@@ -24,7 +24,7 @@ on ``--tune-seeds`` shops and prints its table; the test baskets are never used 
 
 Run (prints Markdown tables)::
 
-    PYTHONPATH=$PWD/.shim:$PWD python benchmarks/basket_completion.py \\
+    PYTHONPATH=. python benchmarks/basket_completion.py \\
         --plugin cooccurrence --plugin popularity --plugin item_knn --seeds 3 --tune
 
 ``--plugin`` may repeat; a plugin that is not installed is skipped with a message.

@@ -6,7 +6,7 @@ fitted through its hooks and a 3-item cart is scored over the whole catalogue. P
 Markdown table. Peak memory is the process's maximum resident set (ru_maxrss) after
 the data is built and after the fit, so their difference bounds what the fit added.
 
-    PYTHONPATH=$PWD/.shim:$PWD python benchmarks/cooccurrence_scale.py --items 100000
+    PYTHONPATH=. python benchmarks/cooccurrence_scale.py --items 100000
 """
 
 from __future__ import annotations

@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     header = [f"{c}@{args.k}" for c in COLUMNS]
     print(f"\n| plugin | {' | '.join(header)} | ndcg sd | share of oracle | fit s |")
     print("|---|" + "---|" * (len(header) + 3))
-    for label, runs in sorted(results.items(), key=lambda kv: -kv[1][0].main["ndcg"]):
+    for label, runs in sorted(results.items(),
+                              key=lambda kv: -np.mean([r.main["ndcg"] for r in kv[1]])):
         means = [np.mean([r.main[c] for r in runs]) for c in COLUMNS]
         ndcg = np.array([r.main["ndcg"] for r in runs])
         fit = np.mean([r.fit_seconds for r in runs])

@@ -64,10 +64,12 @@ def _print_table(result: RecommendationResult, titles: Mapping[str, str]) -> Non
         return
     show_titles = any(i.item_id in titles for i in result.items)
     width = max(len("item"), *(len(i.item_id) for i in result.items))
-    header = f"  {'#':>3}  {'item':<{width}}  {'score':>10}"
+    source_width = max(len("source"), *(len(i.source or "-") for i in result.items))
+    header = f"  {'#':>3}  {'item':<{width}}  {'score':>10}  {'source':<{source_width}}"
     click.echo(header + ("  title" if show_titles else ""))
     for item in result.items:
-        line = f"  {item.position:>3}  {item.item_id:<{width}}  {item.score:>10.4f}"
+        line = (f"  {item.position:>3}  {item.item_id:<{width}}  {item.score:>10.4f}  "
+                f"{item.source or '-':<{source_width}}")
         if show_titles:
             line += f"  {titles.get(item.item_id, '')}"
         click.echo(line.rstrip())

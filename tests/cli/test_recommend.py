@@ -71,13 +71,14 @@ def test_recommend_prints_a_table_with_titles(invoke: Invoke, trained_shop: Shop
     assert result.exit_code == 0, result.output
     header, columns, *rows = result.stdout.splitlines()
     assert "degraded no" in header and "plugins popularity" in header
-    assert columns.split() == ["#", "item", "score", "title"]
+    assert columns.split() == ["#", "item", "score", "source", "title"]
     expected = expected_popular(trained_shop, trained_shop.purchased_by(user))
     titles = {i["id"]: i["title"] for i in trained_shop.items}
     assert len(rows) == K
     for position, (row, item) in enumerate(zip(rows, expected, strict=True), start=1):
         assert row.split()[:2] == [str(position), item]
-        assert row.endswith(titles[item]) if titles[item] else len(row.split()) == 3
+        assert row.split()[3] == "popularity"  # the plugin that placed it
+        assert row.endswith(titles[item]) if titles[item] else len(row.split()) == 4
 
 
 def test_an_unknown_user_gets_the_popularity_fallback(invoke: Invoke,

@@ -150,6 +150,8 @@ def test_als_fold_in_is_implicits_recalculate_user():
     rows = plugin.rows_.matrix[:4]
     expected = model.recalculate_user(np.arange(4), rows)
     assert np.allclose(als_fold_in(rows, plugin.item_factors_, 1.0, 5.0), expected, atol=1e-4)
+    # the plugin's own path, with the Y'Y it keeps from training, solves the same system
+    assert np.allclose(plugin.fold_in_batch(rows), expected, atol=1e-4)
 
 
 def test_a_return_counts_against_and_types_can_be_filtered():

@@ -70,17 +70,21 @@ def synthetic_shop(n_items: int, n_users: int, events: int, seed: int
     order = rng.permutation(n_items)  # global popularity order
     by_topic = [order[topic[order] == t] for t in range(TOPICS)]
     lengths = np.maximum(2, rng.poisson(events, n_users))
+    # the 20% drawn from the whole catalogue, all at once (one pass over the items)
+    global_picks = iter(zipf_draw(rng, order, int(lengths.sum())))
     user_col, item_col = [], []
     for u in range(n_users):
         n = int(lengths[u])
         own = rng.choice(TOPICS, size=rng.integers(1, 3), replace=False)
         local = rng.random(n) < 0.8
         picks = np.empty(n, dtype=np.int64)
-        for j, t in enumerate(rng.choice(own, size=int(local.sum()))):
+        for j, t in zip(np.flatnonzero(local), rng.choice(own, size=int(local.sum())),
+                        strict=True):
             pool = by_topic[t]
-            picks[np.flatnonzero(local)[j]] = pool[min(int(rng.zipf(1.3)) - 1, len(pool) - 1)] \
-                if len(pool) else order[0]
-        picks[~local] = zipf_draw(rng, order, int((~local).sum()))
+            picks[j] = pool[min(int(rng.zipf(1.3)) - 1, len(pool) - 1)] if len(pool) \
+                else order[0]
+        for j in np.flatnonzero(~local):
+            picks[j] = next(global_picks)
         user_col.append(np.full(n, u))
         item_col.append(picks)
     users = np.concatenate(user_col)

@@ -2,8 +2,9 @@
 
 For each catalogue size a seeded synthetic shop (say so when quoting): ``--users``
 users with about ``--events`` events each (views, carts, purchases); items belong to
-one of 50 topics, a user draws 80% of their items from one or two topics and 20% from
-the whole catalogue, both Zipf-distributed (exponent 1) over a random item order; 5% of
+one of 50 topics, a user draws 80% of their items from one or two topics (Zipf,
+exponent 1.3, over the topic's items) and 20% from the whole catalogue (probability
+1 / popularity rank), both over one random popularity order of the items; 5% of
 items are out of stock. The catalogue is stored with ``sdk.upsert_items`` in a SQLite
 database in a temp dir; `als` (default parameters unless ``--factors`` /
 ``--iterations``), `popularity` (the fallback, weight ``--popularity-weight``) and

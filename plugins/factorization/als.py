@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from recsdk_plugins.factorization.base import FactorizationPlugin
-from recsdk_plugins.factorization.foldin import als_fold_in
+from recsdk_plugins.factorization.foldin import als_fold_in, als_gram
 from recsdk_plugins.factorization.params import ALSParams
 
 
@@ -39,12 +39,18 @@ class ALS(FactorizationPlugin):
         same model (measured: NDCG@10 0.094 on the GPU against 0.215 without this)."""
         return sp.csr_matrix(matrix * np.float32(self.params["alpha"])) if gpu else matrix
 
+    def _after_factors(self) -> None:
+        """Also Y'Y, which every fold-in needs: computing it per request cost about
+        as much as the rest of a request (100,000 items x 128 factors: 1.6 GFLOP)."""
+        super()._after_factors()
+        self.gram_ = als_gram(self.item_factors_)
+
     def fold_in(self, row: sp.csr_matrix) -> np.ndarray | None:
         return self.fold_in_batch(row)[0] if row.nnz else None
 
     def fold_in_batch(self, rows: sp.csr_matrix) -> np.ndarray:
         """The closed-form ALS user step for every row at once."""
         out = als_fold_in(rows, self.item_factors_, self.params["regularization"],
-                          self.params["alpha"])
+                          self.params["alpha"], getattr(self, "gram_", None))
         out[np.diff(sp.csr_matrix(rows).indptr) == 0] = np.nan
         return out

@@ -9,6 +9,8 @@ Everything else, from the weighted matrix to the ANN index, is here.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -32,6 +34,11 @@ from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Ret
 log = logging.getLogger(__name__)
 
 INDEX_ARTIFACT = "hnsw.faiss"
+#: user vectors kept per request id, so that retrieval and scoring of one request
+#: fold a user in once; a few dozen covers the requests in flight at once
+VECTOR_CACHE_SIZE = 64
+#: below this share of the catalogue, score the candidates' rows only, not every item
+SPARSE_SCORING_SHARE = 0.25
 
 
 def use_gpu(device: str) -> bool:
@@ -57,6 +64,8 @@ class FactorizationPlugin(Plugin):
         self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
         self._device = "cpu"
         self._seed = 0
+        self._vectors: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._vectors_lock = threading.Lock()
 
     # ---- what a model says ------------------------------------------------------------
 
@@ -195,15 +204,39 @@ class FactorizationPlugin(Plugin):
             return None
         return self.fold_in(row)
 
+    def request_vector(self, request: RecommendationRequest) -> np.ndarray | None:
+        """:meth:`user_vector`, computed once per request: the pipeline asks for it in
+        retrieval and again in scoring, and a fold-in costs as much as the rest of the
+        request."""
+        key = request.request_id
+        with self._vectors_lock:
+            if key in self._vectors:
+                return self._vectors[key]
+        vector = self.user_vector(request)
+        with self._vectors_lock:
+            self._vectors[key] = vector
+            while len(self._vectors) > VECTOR_CACHE_SIZE:
+                self._vectors.popitem(last=False)
+        return vector
+
     @hookimpl
     def recsdk_score(self, request: RecommendationRequest,
                      candidates: CandidateSet) -> np.ndarray | None:
         if not hasattr(self, "item_factors_"):
             return None
-        vector = self.user_vector(request)
+        vector = self.request_vector(request)
         if vector is None:
             return None
-        return candidate_scores(self.item_factors_ @ vector.astype(np.float32), candidates)
+        query = vector.astype(np.float32)
+        n_items = len(self.item_factors_)
+        if len(candidates) >= SPARSE_SCORING_SHARE * n_items:
+            return candidate_scores(self.item_factors_ @ query, candidates)
+        # retrieved candidates: their rows only, not a product over the whole catalogue
+        codes = np.asarray(candidates.codes, dtype=np.int64)
+        known = (codes >= 0) & (codes < n_items)
+        out = np.full(len(codes), np.nan)
+        out[known] = self.item_factors_[codes[known]] @ query
+        return out
 
     @hookimpl
     def recsdk_score_users(self, user_ids: list[str],
@@ -235,4 +268,4 @@ class FactorizationPlugin(Plugin):
         retriever = getattr(self, "retriever_", None)
         if retriever is None:
             return None
-        return retriever.retrieve(self.user_vector(request), n)
+        return retriever.retrieve(self.request_vector(request), n)

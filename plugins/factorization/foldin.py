@@ -29,23 +29,30 @@ MAX_ITERATIONS = 100
 SEED = 0
 
 
+def als_gram(item_factors: np.ndarray) -> np.ndarray:
+    """Y'Y in float64: the part of every user's ALS system that does not depend on the
+    user, O(items x factors^2); the plugin computes it once per model, not per request."""
+    y = np.asarray(item_factors, dtype=np.float64)
+    return y.T @ y
+
+
 def als_fold_in(rows: sp.csr_matrix, item_factors: np.ndarray, regularization: float,
-                alpha: float) -> np.ndarray:
+                alpha: float, gram: np.ndarray | None = None) -> np.ndarray:
     """ALS user factors of every row at once (one f x f solve per row).
 
     implicit's convention: confidence c = alpha x value for observed cells and 1
     elsewhere, preference 1 where observed: (YtY + Y_o'(C_o - I)Y_o + reg I) x = Y_o'c_o.
+    ``gram``: Y'Y (:func:`als_gram`) when the caller keeps it; else computed here.
     """
     rows = sp.csr_matrix(rows, dtype=np.float64)
-    y = np.asarray(item_factors, dtype=np.float64)
-    f = y.shape[1]
-    base = y.T @ y + regularization * np.eye(f)
+    f = item_factors.shape[1]
+    base = (als_gram(item_factors) if gram is None else gram) + regularization * np.eye(f)
     out = np.zeros((rows.shape[0], f))
     for u in range(rows.shape[0]):
         lo, hi = rows.indptr[u], rows.indptr[u + 1]
         if lo == hi:
             continue
-        yo = y[rows.indices[lo:hi]]
+        yo = np.asarray(item_factors[rows.indices[lo:hi]], dtype=np.float64)
         c = alpha * rows.data[lo:hi]
         a = base + (yo.T * (c - 1.0)) @ yo
         out[u] = np.linalg.solve(a, yo.T @ c)
@@ -72,12 +79,13 @@ def bpr_fold_in(row: sp.csr_matrix, item_factors: np.ndarray, factors: int,
     positives = np.unique(row.indices[row.data > 0])
     if not len(positives):
         return None
-    q_all = np.asarray(item_factors, dtype=np.float64)
+    # the rows used, then float64: not a float64 copy of every item's factors per request
+    q_all = np.asarray(item_factors)
     negatives = _negatives(len(q_all), positives)
     if not len(negatives):
         return None
-    qp, qn = q_all[positives, :factors], q_all[negatives, :factors]
-    bp, bn = q_all[positives, factors], q_all[negatives, factors]
+    qp, qn = (np.asarray(q_all[i, :factors], dtype=np.float64) for i in (positives, negatives))
+    bp, bn = (np.asarray(q_all[i, factors], dtype=np.float64) for i in (positives, negatives))
     scale = 1.0 / (len(positives) * len(negatives))
 
     def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
@@ -105,12 +113,13 @@ def lmf_fold_in(row: sp.csr_matrix, item_factors: np.ndarray, factors: int,
     positives, weights = row.indices[keep], row.data[keep].astype(np.float64)
     if not len(positives):
         return None
-    q_all = np.asarray(item_factors, dtype=np.float64)
+    # the rows used, then float64: not a float64 copy of every item's factors per request
+    q_all = np.asarray(item_factors)
     negatives = _negatives(len(q_all), positives)
     if not len(negatives):
         return None
-    qp, qn = q_all[positives, :factors], q_all[negatives, :factors]
-    bp, bn = q_all[positives, factors], q_all[negatives, factors]
+    qp, qn = (np.asarray(q_all[i, :factors], dtype=np.float64) for i in (positives, negatives))
+    bp, bn = (np.asarray(q_all[i, factors], dtype=np.float64) for i in (positives, negatives))
     w = neg_prop * len(positives) / len(negatives)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:

@@ -150,6 +150,8 @@ def test_als_fold_in_is_implicits_recalculate_user():
     rows = plugin.rows_.matrix[:4]
     expected = model.recalculate_user(np.arange(4), rows)
     assert np.allclose(als_fold_in(rows, plugin.item_factors_, 1.0, 5.0), expected, atol=1e-4)
+    # the plugin's own path, with the Y'Y it keeps from training, solves the same system
+    assert np.allclose(plugin.fold_in_batch(rows), expected, atol=1e-4)
 
 
 def test_a_return_counts_against_and_types_can_be_filtered():
@@ -220,3 +222,26 @@ def test_on_the_gpu_als_scales_the_matrix_by_alpha_itself() -> None:
     assert als.confidence(matrix, gpu=False) is matrix
     np.testing.assert_array_equal(als.confidence(matrix, gpu=True).toarray(),
                                   [[8.0, 0.0], [0.0, 16.0]])
+
+
+def test_one_request_folds_in_once_and_scores_retrieved_candidates_alike(monkeypatch):
+    """Retrieval and scoring of one request share the user's vector; a few retrieved
+    candidates are scored from their rows alone, equal to the full product's."""
+    ds = planted_dataset()
+    plugin = fitted("als", ds, index="exact")
+    late = request("a0", ["i1", "i12"], [0.0, 30 * DAY])
+    calls = []
+    fold_in = plugin.fold_in
+    monkeypatch.setattr(plugin, "fold_in", lambda row: calls.append(1) or fold_in(row))
+    got = plugin.recsdk_retrieve_candidates(request=late, n=3)
+    codes = np.array([ds.item_index[i] for i in got.ids] + [-1])
+    few = CandidateSet(np.array([*got.ids, "new"], dtype=object), codes)
+    scores = plugin.recsdk_score(request=late, candidates=few)
+    assert len(calls) == 1
+    assert np.allclose(scores[:3], got.scores, rtol=1e-5) and np.isnan(scores[3])
+    full = plugin.recsdk_score(request=late, candidates=all_items(ds))
+    assert np.allclose(scores[:3], full[codes[:3]], rtol=1e-5)
+    # another request (its own id) folds in again: nothing leaks between requests
+    plugin.recsdk_score(request=request("a0", ["i1", "i12"], [0.0, 30 * DAY]),
+                        candidates=few)
+    assert len(calls) == 2

@@ -31,7 +31,9 @@ class Broken(Plugin):
 
 
 def trained(make_sdk: Any, plugins: dict[str, type]) -> Any:
-    config = {"plugins": {"popularity": {}, **{n: {} for n in plugins}}}
+    # a generous budget: a loaded CI machine must not turn these checks into timeouts
+    config = {"plugins": {"popularity": {}, **{n: {} for n in plugins}},
+              "pipeline": {"timeout_ms": 10_000}}
     sdk = make_sdk(config, plugins=plugins)
     sdk.track_many([{"user_id": "u1", "item_id": "a", "type": "view"},
                     {"user_id": "u2", "item_id": "b", "type": "purchase"}])

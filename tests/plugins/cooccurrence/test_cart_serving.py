@@ -31,6 +31,7 @@ def events() -> list[dict[str, Any]]:
 
 def test_the_cart_placement_completes_the_basket_and_leaves_the_cart_out(tmp_path) -> None:
     sdk = RecSDK({"database_url": f"sqlite:///{tmp_path / 'shop.db'}",
+                  "pipeline": {"timeout_ms": 10_000},
                   "plugins": {"popularity": {}, "cooccurrence": {}},
                   "placements": {"cart": {"weights": {"popularity": 0.1}}}}, environ={})
     try:
@@ -64,6 +65,7 @@ def test_request_cart_reads_ids_and_ignores_what_is_not_a_list_of_ids() -> None:
 
 def test_filters_keep_the_cart_when_told_to(tmp_path) -> None:
     sdk = RecSDK({"database_url": f"sqlite:///{tmp_path / 'shop.db'}",
+                  "pipeline": {"timeout_ms": 10_000},
                   "plugins": {"popularity": {}, "filters": {"exclude_cart": False}}},
                  environ={})
     try:

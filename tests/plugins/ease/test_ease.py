@@ -149,6 +149,7 @@ def test_similar_items_are_the_row_of_b() -> None:
 
 def test_state_round_trip_through_the_registry_memory_mapped(tmp_path: Path) -> None:
     config = {"database_url": f"sqlite:///{tmp_path / 'shop.db'}",
+              "pipeline": {"timeout_ms": 10_000},  # no timeouts on a loaded CI machine
               "plugins": {"ease": {"l2": 5.0}, "popularity": {}},
               "models": {"inline_max_bytes": 0, "model_refresh_s": 0}}
     with RecSDK(config, environ={}) as sdk:

@@ -13,6 +13,7 @@ from tests.core.shop import fill
 @pytest.mark.parametrize("index", ["hnsw", "exact"])
 def test_trained_run_loads_in_a_new_sdk_and_retrieves_through_the_index(tmp_path, index):
     config = {"database_url": f"sqlite:///{tmp_path / 'shop.db'}",
+              "pipeline": {"timeout_ms": 10_000},  # no timeouts on a loaded CI machine
               "models": {"artifact_dir": str(tmp_path / "artifacts"), "model_refresh_s": 0},
               "plugins": {"als": {"factors": 4, "iterations": 5, "num_threads": 1,
                                   "regularization": 1.0, "alpha": 5.0, "index": index},

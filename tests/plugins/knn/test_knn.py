@@ -373,6 +373,7 @@ def test_sdk_serves_returning_users_their_taste_and_new_users_popularity(
     items = [{"id": f"i{i}", "title": f"Item {i}", "category_id": "c", "stock": 5}
              for i in range(20)]
     config = {"database_url": f"sqlite:///{tmp_path / 'shop.db'}",
+              "pipeline": {"timeout_ms": 10_000},  # no timeouts on a loaded CI machine
               "plugins": {name: {"neighbours": 10}, "popularity": {"weight": 0.1}}}
     with RecSDK(config, environ={}) as sdk:
         sdk.upsert_categories([{"id": "c", "name": "C"}])

@@ -19,6 +19,7 @@ def test_rating_mf_answers_predict_ratings_and_folds_in_a_new_rater(tmp_path) ->
             rows.append({"user_id": user, "item_id": str(item), "type": "rating",
                          "value": float(stars)})
     sdk = RecSDK({"database_url": f"sqlite:///{tmp_path / 'shop.db'}",
+                  "pipeline": {"timeout_ms": 10_000},
                   "plugins": {"popularity": {}, "rating_mf": {"factors": 4, "reg": 0.1}}},
                  environ={})
     try:

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from recsdk_plugins.factorization.adam_bpr import AdamBPRConfig, train_adam_bpr
 from recsdk_plugins.factorization.base import FactorizationPlugin
 from recsdk_plugins.factorization.foldin import bpr_fold_in
 from recsdk_plugins.factorization.params import BPRParams
+from threadpoolctl import threadpool_limits
 
 
 class BPR(FactorizationPlugin):
@@ -33,6 +35,18 @@ class BPR(FactorizationPlugin):
             num_threads=p["num_threads"],
             verify_negative_samples=p["verify_negative_samples"], use_gpu=gpu,
             random_state=seed)
+
+    def train(self, matrix: sp.csr_matrix, gpu: bool,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        if p["solver"] == "implicit":
+            return super().train(matrix, gpu, seed)
+        config = AdamBPRConfig(
+            factors=p["factors"], epochs=p["iterations"], learning_rate=p["learning_rate"],
+            regularization=p["regularization"], batch_size=p["batch_size"],
+            item_bias=p["item_bias"], verify_negative_samples=p["verify_negative_samples"])
+        with threadpool_limits(1, "blas"):  # small products: threads only add overhead
+            return train_adam_bpr(matrix, config, seed)
 
     def latent_dims(self, n_columns: int) -> int:
         return n_columns - 1  # [q, bias]; users are [p, 1]

@@ -63,8 +63,16 @@ class BPRParams(FactorizationParams):
         load_default=True,
         metadata={"description": "resample a negative the user did interact with (slower, "
                   "usually more accurate)"})
-
-
+    solver = fields.String(
+        load_default="implicit", validate=validate.OneOf(["adam", "implicit"]),
+        metadata={"description": "adam: mini-batch Adam in numpy (seeded, deterministic); "
+                  "implicit: implicit's SGD (Hogwild threads, CUDA)"})
+    batch_size = fields.Integer(
+        load_default=1024, validate=validate.Range(min=1, max=1 << 20),
+        metadata={"description": "adam solver: (user, positive, negative) triples per step"})
+    item_bias = fields.Boolean(
+        load_default=True,
+        metadata={"description": "adam solver: learn a bias per item (implicit's always does)"})
     refit_users = fields.Boolean(
         load_default=False,
         metadata={"description": "after training, replace each user's SGD factors by the "

@@ -24,7 +24,7 @@ from tests.plugins.factorization.conftest import (
     planted_events,
 )
 
-MODELS = ("als", "bpr", "lmf")
+MODELS = ("als", "bpr", "bpr_adam", "lmf")
 
 
 def all_items(ds: InteractionDataset) -> CandidateSet:
@@ -113,6 +113,7 @@ def test_similar_items_share_the_group(name):
 
 
 @pytest.mark.parametrize(("name", "index"), [("als", "none"), ("bpr", "hnsw"),
+                                             ("bpr_adam", "hnsw"),
                                              ("lmf", "exact")])
 def test_state_round_trip_gives_identical_scores(name, index, registry):
     ds = planted_dataset()
@@ -167,6 +168,8 @@ def test_a_return_counts_against_and_types_can_be_filtered():
     (ALS, {"alpha": -1}, "alpha"),
     (BPR, {"learning_rate": 0}, "learning_rate"),
     (BPR, {"index": "ivf"}, "index"),
+    (BPR, {"solver": "sgd"}, "solver"),
+    (BPR, {"batch_size": 0}, "batch_size"),
     (ALS, {"num_threads": -2}, "num_threads"),
     (ALS, {"factor": 3}, "factor"),
 ])
@@ -187,7 +190,26 @@ def test_seeds_make_training_reproducible():
     assert np.array_equal(a.item_factors_, b.item_factors_)
 
 
-@pytest.mark.parametrize("name", ["bpr", "lmf"])
+def test_the_adam_solver_is_deterministic_for_a_seed():
+    a, b = fitted("bpr_adam"), fitted("bpr_adam")
+    assert np.array_equal(a.item_factors_, b.item_factors_)
+    assert np.array_equal(a.user_factors_, b.user_factors_)
+    other = BPR.from_config(FAST["bpr_adam"], "bpr")
+    ctx = context(seed=4)
+    other.recsdk_configure(context=ctx)
+    other.recsdk_fit(dataset=planted_dataset(), context=ctx)
+    assert not np.allclose(a.item_factors_, other.item_factors_)
+
+
+def test_the_adam_solver_keeps_implicits_layout_and_can_drop_the_bias():
+    plugin = fitted("bpr_adam")
+    assert plugin.user_factors_.shape[1] == plugin.item_factors_.shape[1] == 5
+    assert np.all(plugin.user_factors_[:, -1] == 1.0)
+    assert plugin.item_factors_[:, -1].any()
+    assert not fitted("bpr_adam", item_bias=False).item_factors_[:, -1].any()
+
+
+@pytest.mark.parametrize("name", ["bpr", "bpr_adam", "lmf"])
 def test_refit_users_puts_each_user_at_the_fold_in_optimum(name):
     ds = planted_dataset()
     plain, refit = fitted(name, ds), fitted(name, ds, refit_users=True)

@@ -201,6 +201,17 @@ def test_the_adam_solver_is_deterministic_for_a_seed():
     assert not np.allclose(a.item_factors_, other.item_factors_)
 
 
+def test_each_solver_has_its_own_defaults_and_implicit_keeps_its_old_ones():
+    implicit_model = BPR.from_config({"solver": "implicit"}, "bpr").make_model(False, 0)
+    assert (implicit_model.factors, implicit_model.iterations) == (128, 100)
+    assert implicit_model.learning_rate == pytest.approx(0.01)
+    assert implicit_model.regularization == pytest.approx(0.03)
+    adam = BPR.from_config({}, "bpr")
+    assert adam.params["solver"] == "adam" and adam.params["batch_size"] == 2048
+    assert [adam.hyper(k) for k in ("factors", "iterations")] == [64, 50]
+    assert BPR.from_config({"factors": 8}, "bpr").hyper("factors") == 8
+
+
 def test_the_adam_solver_keeps_implicits_layout_and_can_drop_the_bias():
     plugin = fitted("bpr_adam")
     assert plugin.user_factors_.shape[1] == plugin.item_factors_.shape[1] == 5

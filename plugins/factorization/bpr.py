@@ -31,7 +31,7 @@ class BPR(FactorizationPlugin):
     Params = BPRParams
     #: tuned defaults per solver, for the parameters left unset (docs, "Tuning")
     SOLVER_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
-        "adam": {"factors": 64, "iterations": 50, "learning_rate": 0.005,
+        "adam": {"factors": 64, "iterations": 300, "learning_rate": 0.001,
                  "regularization": 0.03},
         "implicit": {"factors": 128, "iterations": 100, "learning_rate": 0.01,
                      "regularization": 0.03},

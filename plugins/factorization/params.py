@@ -59,7 +59,7 @@ class BPRParams(FactorizationParams):
                   "adam, 128 with implicit)"})
     iterations = fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(min=1, max=10_000),
-        metadata={"description": "epochs over the positive cells (default: 50 with adam, "
+        metadata={"description": "epochs over the positive cells (default: 300 with adam, "
                   "100 with implicit)"})
     regularization = fields.Float(
         load_default=None, allow_none=True, validate=validate.Range(min=0),
@@ -68,7 +68,7 @@ class BPRParams(FactorizationParams):
     learning_rate = fields.Float(
         load_default=None, allow_none=True,
         validate=validate.Range(min=0, max=10, min_inclusive=False),
-        metadata={"description": "Adam or SGD step size (default: 0.005 with adam, 0.01 "
+        metadata={"description": "Adam or SGD step size (default: 0.001 with adam, 0.01 "
                   "with implicit)"})
     verify_negative_samples = fields.Boolean(
         load_default=True,

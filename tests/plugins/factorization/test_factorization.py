@@ -208,7 +208,7 @@ def test_each_solver_has_its_own_defaults_and_implicit_keeps_its_old_ones():
     assert implicit_model.regularization == pytest.approx(0.03)
     adam = BPR.from_config({}, "bpr")
     assert adam.params["solver"] == "adam" and adam.params["batch_size"] == 2048
-    assert [adam.hyper(k) for k in ("factors", "iterations")] == [64, 50]
+    assert [adam.hyper(k) for k in ("factors", "iterations")] == [64, 300]
     assert BPR.from_config({"factors": 8}, "bpr").hyper("factors") == 8
 
 

@@ -8,6 +8,7 @@ implicit's own defaults (bpr and lmf also with ``refit_users``; bpr also with
 ``solver = "implicit"`` and that solver's defaults), beside popularity.
 
     PYTHONPATH=. python benchmarks/factorization_shop.py [--events 200000] [--seed 1]
+        [--plugin bpr ...]
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--plugin", action="append", choices=list(IMPLICIT_DEFAULTS),
+                        help="only these factorisation plugins (default: all three)")
     args = parser.parse_args(argv)
     shop = generate_shop(args.events, seed=args.seed)
     events = shop.events
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     runs = [("popularity", "popularity", {})]
     for name, defaults in IMPLICIT_DEFAULTS.items():
+        if args.plugin and name not in args.plugin:
+            continue
         runs += [(name, "recsdk defaults", {}), (name, "implicit defaults", defaults)]
         if name == "bpr":  # the default solver is adam; implicit's with its own defaults
             runs.append((name, "solver = implicit", {"solver": "implicit"}))

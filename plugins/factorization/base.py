@@ -1,7 +1,8 @@
 """What the three factorisation plugins share: fit on implicit, state, scoring, retrieval.
 
 A subclass names its model (``NAME``), builds the implicit estimator
-(:meth:`FactorizationPlugin.make_model`), says which factor columns are the latent
+(:meth:`FactorizationPlugin.make_model`) or trains its own factors in implicit's layout
+(:meth:`FactorizationPlugin.train`, ``bpr``'s Adam solver), says which factor columns are the latent
 dimensions (the rest are implicit's bias columns) and how to fold a user in.
 Everything else, from the weighted matrix to the ANN index, is here.
 """

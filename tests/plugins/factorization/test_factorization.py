@@ -243,3 +243,19 @@ def test_a_run_without_an_index_file_builds_one_at_load(registry, caplog):
     got = loaded.recsdk_retrieve_candidates(request=request("a0", []), n=3)
     assert got.ids == EmbeddingRetriever(ds.item_ids, plugin.item_factors_).retrieve(
         plugin.user_factors_[ds.user_index["a0"]], 3).ids
+
+
+def test_the_adam_solvers_positive_lookup_agrees_with_and_without_a_bitmap(monkeypatch):
+    from recsdk_plugins.factorization.adam_bpr import _Positives
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 300), rng.integers(0, 40, 300)
+    queries = rng.integers(0, 50, 1000), rng.integers(0, 40, 1000)
+    bitmap = _Positives(users, items, 50, 40)
+    monkeypatch.setattr(_Positives, "BITMAP_MAX_CELLS", 0)
+    search = _Positives(users, items, 50, 40)
+    assert bitmap.bitmap is not None and search.bitmap is None
+    expected = np.isin(queries[0] * 40 + queries[1], users * 40 + items)
+    assert np.array_equal(bitmap.has(*queries), expected)
+    assert np.array_equal(search.has(*queries), expected)
+    assert expected.any() and not expected.all()

@@ -1,6 +1,7 @@
 """Matrix factorisation plugins on the ``implicit`` library: ``als``, ``bpr``, ``lmf``.
 
-All three learn from the same weighted users x items matrix (:mod:`recsdk.interactions`),
+``bpr`` also has a numpy mini-batch Adam solver of its own (``adam_bpr``, its
+default). All three learn from the same weighted users x items matrix (:mod:`recsdk.interactions`),
 fold a user's newer history in at request time, score similar items by the cosine of
 item factors, and can retrieve candidates through a faiss index built at training
 (:mod:`recsdk.retrieval`). One module per idea: ``params`` (schemas), ``foldin`` (the

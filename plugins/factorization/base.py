@@ -1,7 +1,8 @@
 """What the three factorisation plugins share: fit on implicit, state, scoring, retrieval.
 
 A subclass names its model (``NAME``), builds the implicit estimator
-(:meth:`FactorizationPlugin.make_model`), says which factor columns are the latent
+(:meth:`FactorizationPlugin.make_model`) or trains its own factors in implicit's layout
+(:meth:`FactorizationPlugin.train`, ``bpr``'s Adam solver), says which factor columns are the latent
 dimensions (the rest are implicit's bias columns) and how to fold a user in.
 Everything else, from the weighted matrix to the ANN index, is here.
 """
@@ -108,25 +109,31 @@ class FactorizationPlugin(Plugin):
 
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:
-        from threadpoolctl import threadpool_limits
-
         self.recsdk_configure(context)
         rows = UserRows.fit(dataset, self.weighting, self.NAME)
         gpu = self.HAS_GPU and use_gpu(context.device)
-        # implicit's own advice: its threads, not BLAS's, parallelise the solves
-        with threadpool_limits(1, "blas"):
-            model = self.make_model(gpu, self._seed)
-            model.fit(self.confidence(rows.matrix, gpu), show_progress=False)
-        if gpu:
-            model = model.to_cpu()
-        log.info("plugin %s: trained on the %s", self.NAME, "GPU" if gpu else "CPU")
+        user_factors, item_factors = self.train(rows.matrix, gpu, self._seed)
         self.rows_ = rows
-        self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self.user_factors_ = np.ascontiguousarray(user_factors, dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(item_factors, dtype=np.float32)
         if self.params.get("refit_users"):
             self._refit_users(rows.matrix)
         self._after_factors()
         self._build_retriever(dataset.item_ids, None)
+
+    def train(self, matrix: sp.csr_matrix, gpu: bool,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """User and item factors fitted on ``matrix`` (by default, implicit's model)."""
+        from threadpoolctl import threadpool_limits
+
+        # implicit's own advice: its threads, not BLAS's, parallelise the solves
+        with threadpool_limits(1, "blas"):
+            model = self.make_model(gpu, seed)
+            model.fit(self.confidence(matrix, gpu), show_progress=False)
+        if gpu:
+            model = model.to_cpu()
+        log.info("plugin %s: trained on the %s", self.NAME, "GPU" if gpu else "CPU")
+        return model.user_factors, model.item_factors
 
     def _refit_users(self, matrix: sp.csr_matrix) -> None:
         """Each user's factors replaced by the fold-in optimum against the trained items

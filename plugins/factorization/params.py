@@ -52,19 +52,38 @@ class ALSParams(FactorizationParams):
 class BPRParams(FactorizationParams):
     """Bayesian personalised ranking (Rendle et al. 2009)."""
 
-    factors = factors_field(128)
-    iterations = iterations_field(100)
-    regularization = regularization_field(0.03)
-
+    # unset (None): the chosen solver's tuned default (BPR.SOLVER_DEFAULTS)
+    factors = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=2048),
+        metadata={"description": "latent dimensions per user and item (default: 64 with "
+                  "adam, 128 with implicit)"})
+    iterations = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=10_000),
+        metadata={"description": "epochs over the positive cells (default: 300 with adam, "
+                  "100 with implicit)"})
+    regularization = fields.Float(
+        load_default=None, allow_none=True, validate=validate.Range(min=0),
+        metadata={"description": "L2 penalty on the factors of each sampled triple; the "
+                  "fold-in uses it too (default: 0.03)"})
     learning_rate = fields.Float(
-        load_default=0.01, validate=validate.Range(min=0, max=10, min_inclusive=False),
-        metadata={"description": "SGD step size"})
+        load_default=None, allow_none=True,
+        validate=validate.Range(min=0, max=10, min_inclusive=False),
+        metadata={"description": "Adam or SGD step size (default: 0.001 with adam, 0.01 "
+                  "with implicit)"})
     verify_negative_samples = fields.Boolean(
         load_default=True,
         metadata={"description": "resample a negative the user did interact with (slower, "
                   "usually more accurate)"})
-
-
+    solver = fields.String(
+        load_default="adam", validate=validate.OneOf(["adam", "implicit"]),
+        metadata={"description": "adam: mini-batch Adam in numpy (seeded, deterministic); "
+                  "implicit: implicit's SGD (Hogwild threads, CUDA)"})
+    batch_size = fields.Integer(
+        load_default=2048, validate=validate.Range(min=1, max=1 << 20),
+        metadata={"description": "adam solver: (user, positive, negative) triples per step"})
+    item_bias = fields.Boolean(
+        load_default=True,
+        metadata={"description": "adam solver: learn a bias per item (implicit's always does)"})
     refit_users = fields.Boolean(
         load_default=False,
         metadata={"description": "after training, replace each user's SGD factors by the "

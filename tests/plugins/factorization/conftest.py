@@ -24,11 +24,13 @@ N_USERS, N_ITEMS, PER_USER = 30, 20, 6
 #: small, fast settings that still learn the planted groups
 FAST = {
     "als": {"factors": 4, "iterations": 10, "regularization": 1.0, "alpha": 5.0},
-    "bpr": {"factors": 4, "iterations": 100, "learning_rate": 0.05},
+    "bpr": {"solver": "implicit", "factors": 4, "iterations": 100, "learning_rate": 0.05},
+    "bpr_adam": {"solver": "adam", "factors": 4, "iterations": 40, "learning_rate": 0.05,
+                 "batch_size": 16, "regularization": 0.01},
     "lmf": {"factors": 4, "iterations": 30, "neg_prop": 3, "regularization": 0.6,
             "learning_rate": 1.0},
 }
-CLASSES = {"als": ALS, "bpr": BPR, "lmf": LMF}
+CLASSES = {"als": ALS, "bpr": BPR, "bpr_adam": BPR, "lmf": LMF}
 
 
 def planted_events() -> pd.DataFrame:

@@ -25,7 +25,7 @@ from tests.plugins.factorization.conftest import (
     planted_events,
 )
 
-MODELS = ("als", "bpr", "lmf")
+MODELS = ("als", "bpr", "bpr_adam", "lmf")
 
 
 def all_items(ds: InteractionDataset) -> CandidateSet:
@@ -114,6 +114,7 @@ def test_similar_items_share_the_group(name):
 
 
 @pytest.mark.parametrize(("name", "index"), [("als", "none"), ("bpr", "hnsw"),
+                                             ("bpr_adam", "hnsw"),
                                              ("lmf", "exact")])
 def test_state_round_trip_gives_identical_scores(name, index, registry):
     ds = planted_dataset()
@@ -170,6 +171,8 @@ def test_a_return_counts_against_and_types_can_be_filtered():
     (ALS, {"alpha": -1}, "alpha"),
     (BPR, {"learning_rate": 0}, "learning_rate"),
     (BPR, {"index": "ivf"}, "index"),
+    (BPR, {"solver": "sgd"}, "solver"),
+    (BPR, {"batch_size": 0}, "batch_size"),
     (ALS, {"num_threads": -2}, "num_threads"),
     (ALS, {"factor": 3}, "factor"),
 ])
@@ -190,7 +193,37 @@ def test_seeds_make_training_reproducible():
     assert np.array_equal(a.item_factors_, b.item_factors_)
 
 
-@pytest.mark.parametrize("name", ["bpr", "lmf"])
+def test_the_adam_solver_is_deterministic_for_a_seed():
+    a, b = fitted("bpr_adam"), fitted("bpr_adam")
+    assert np.array_equal(a.item_factors_, b.item_factors_)
+    assert np.array_equal(a.user_factors_, b.user_factors_)
+    other = BPR.from_config(FAST["bpr_adam"], "bpr")
+    ctx = context(seed=4)
+    other.recsdk_configure(context=ctx)
+    other.recsdk_fit(dataset=planted_dataset(), context=ctx)
+    assert not np.allclose(a.item_factors_, other.item_factors_)
+
+
+def test_each_solver_has_its_own_defaults_and_implicit_keeps_its_old_ones():
+    implicit_model = BPR.from_config({"solver": "implicit"}, "bpr").make_model(False, 0)
+    assert (implicit_model.factors, implicit_model.iterations) == (128, 100)
+    assert implicit_model.learning_rate == pytest.approx(0.01)
+    assert implicit_model.regularization == pytest.approx(0.03)
+    adam = BPR.from_config({}, "bpr")
+    assert adam.params["solver"] == "adam" and adam.params["batch_size"] == 2048
+    assert [adam.hyper(k) for k in ("factors", "iterations")] == [64, 300]
+    assert BPR.from_config({"factors": 8}, "bpr").hyper("factors") == 8
+
+
+def test_the_adam_solver_keeps_implicits_layout_and_can_drop_the_bias():
+    plugin = fitted("bpr_adam")
+    assert plugin.user_factors_.shape[1] == plugin.item_factors_.shape[1] == 5
+    assert np.all(plugin.user_factors_[:, -1] == 1.0)
+    assert plugin.item_factors_[:, -1].any()
+    assert not fitted("bpr_adam", item_bias=False).item_factors_[:, -1].any()
+
+
+@pytest.mark.parametrize("name", ["bpr", "bpr_adam", "lmf"])
 def test_refit_users_puts_each_user_at_the_fold_in_optimum(name):
     ds = planted_dataset()
     plain, refit = fitted(name, ds), fitted(name, ds, refit_users=True)
@@ -245,3 +278,19 @@ def test_one_request_folds_in_once_and_scores_retrieved_candidates_alike(monkeyp
     plugin.recsdk_score(request=request("a0", ["i1", "i12"], [0.0, 30 * DAY]),
                         candidates=few)
     assert len(calls) == 2
+
+
+def test_the_adam_solvers_positive_lookup_agrees_with_and_without_a_bitmap(monkeypatch):
+    from recsdk_plugins.factorization.adam_bpr import _Positives
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 300), rng.integers(0, 40, 300)
+    queries = rng.integers(0, 50, 1000), rng.integers(0, 40, 1000)
+    bitmap = _Positives(users, items, 50, 40)
+    monkeypatch.setattr(_Positives, "BITMAP_MAX_CELLS", 0)
+    search = _Positives(users, items, 50, 40)
+    assert bitmap.bitmap is not None and search.bitmap is None
+    expected = np.isin(queries[0] * 40 + queries[1], users * 40 + items)
+    assert np.array_equal(bitmap.has(*queries), expected)
+    assert np.array_equal(search.has(*queries), expected)
+    assert expected.any() and not expected.all()

@@ -43,10 +43,10 @@ SPARSE_SCORING_SHARE = 0.25
 
 
 def use_gpu(device: str) -> bool:
-    """implicit's CUDA models when implicit was built with CUDA and the device is a GPU.
+    """implicit's CUDA models when its CUDA extension loaded and the device is a GPU.
 
-    pip's implicit wheels are CPU-only (``implicit.gpu.HAS_CUDA`` is False); conda-forge
-    ships CUDA builds.
+    pip's implicit 0.7.3 wheel carries the extension; it loads (``HAS_CUDA``) once
+    ``rmm-cu13`` 26.4 is installed on a CUDA 13 machine (docs/algorithms/factorization.md).
     """
     import implicit.gpu
 

@@ -69,6 +69,20 @@ def _negatives(n_items: int, positives: np.ndarray) -> np.ndarray:
     return negatives
 
 
+def _sides(item_factors: np.ndarray, positives: np.ndarray, factors: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Latent factors and biases (float64) of the positives and of every other item;
+    None when no item is left to be a negative. Only the rows used are converted, not a
+    float64 copy of every item's factors per request."""
+    q_all = np.asarray(item_factors)
+    negatives = _negatives(len(q_all), positives)
+    if not len(negatives):
+        return None
+    qp, qn = (np.asarray(q_all[i, :factors], dtype=np.float64) for i in (positives, negatives))
+    bp, bn = (np.asarray(q_all[i, factors], dtype=np.float64) for i in (positives, negatives))
+    return qp, qn, bp, bn
+
+
 def bpr_fold_in(row: sp.csr_matrix, item_factors: np.ndarray, factors: int,
                 regularization: float) -> np.ndarray | None:
     """BPR user vector ``[p, 1]`` (implicit's layout: items are ``[q, bias]``).
@@ -79,14 +93,11 @@ def bpr_fold_in(row: sp.csr_matrix, item_factors: np.ndarray, factors: int,
     positives = np.unique(row.indices[row.data > 0])
     if not len(positives):
         return None
-    # the rows used, then float64: not a float64 copy of every item's factors per request
-    q_all = np.asarray(item_factors)
-    negatives = _negatives(len(q_all), positives)
-    if not len(negatives):
+    sides = _sides(item_factors, positives, factors)
+    if sides is None:
         return None
-    qp, qn = (np.asarray(q_all[i, :factors], dtype=np.float64) for i in (positives, negatives))
-    bp, bn = (np.asarray(q_all[i, factors], dtype=np.float64) for i in (positives, negatives))
-    scale = 1.0 / (len(positives) * len(negatives))
+    qp, qn, bp, bn = sides
+    scale = 1.0 / (len(qp) * len(qn))
 
     def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
         x = (qp @ p + bp)[:, None] - (qn @ p + bn)[None, :]
@@ -113,14 +124,11 @@ def lmf_fold_in(row: sp.csr_matrix, item_factors: np.ndarray, factors: int,
     positives, weights = row.indices[keep], row.data[keep].astype(np.float64)
     if not len(positives):
         return None
-    # the rows used, then float64: not a float64 copy of every item's factors per request
-    q_all = np.asarray(item_factors)
-    negatives = _negatives(len(q_all), positives)
-    if not len(negatives):
+    sides = _sides(item_factors, positives, factors)
+    if sides is None:
         return None
-    qp, qn = (np.asarray(q_all[i, :factors], dtype=np.float64) for i in (positives, negatives))
-    bp, bn = (np.asarray(q_all[i, factors], dtype=np.float64) for i in (positives, negatives))
-    w = neg_prop * len(positives) / len(negatives)
+    qp, qn, bp, bn = sides
+    w = neg_prop * len(qp) / len(qn)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         p, bias = theta[:factors], theta[factors]

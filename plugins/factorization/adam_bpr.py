@@ -128,8 +128,8 @@ def train_adam_bpr(matrix: sp.csr_matrix, config: AdamBPRConfig,
             reg = np.float32(c.regularization / len(batch))
             grad_p = g[:, None] * diff + reg * pu
             grad_p[:, f] = 0.0
-            gpu_ = g[:, None] * pu
-            grad_q = np.concatenate([gpu_ + reg * qi, reg * qj - gpu_])
+            g_pu = g[:, None] * pu
+            grad_q = np.concatenate([g_pu + reg * qi, reg * qj - g_pu])
             if not c.item_bias:
                 grad_q[:, f] = 0.0
             t += 1
@@ -137,8 +137,7 @@ def train_adam_bpr(matrix: sp.csr_matrix, config: AdamBPRConfig,
             adam_p.step(p, rows, grad, t)
             rows, grad = _sum_rows(np.concatenate([i, j]), grad_q)
             adam_q.step(q, rows, grad, t)
-    user_factors, item_factors = p, q
-    return user_factors, item_factors
+    return p, q
 
 
 class _Positives:

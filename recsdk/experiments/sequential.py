@@ -21,10 +21,15 @@ paper uses for large-sample A/B tests).
 
 The mixing variance tau^2 is the prior spread of the true effects: the test is most
 powerful for effects near ``tau`` and stays valid for any choice, but must be fixed before
-the data is seen. Default: ``tau = 0.05 x`` the control mean at the first look, i.e. the
-test is tuned to relative lifts of about 5 % (typical of product A/B tests); pass ``tau2``
-from the effects of past experiments when there are some. The price of always-valid
-inference is power: at a fixed horizon the mSPRT needs more units than the z-test.
+the data is seen. Default: ``tau = 0.05 x baseline``, i.e. the test is tuned to relative
+lifts of about 5 % (typical of product A/B tests), with ``baseline`` the metric's usual
+control value (pass it); without one, the control mean at the first look where it is not
+0 stands in (a mild dependence on the data, negligible once that look holds tens of
+conversions). Pass ``tau2`` from the effects of past experiments when there are some.
+
+The price of always-valid inference: at a given sample size the mSPRT rejects less often
+than the fixed-horizon z-test, both under H0 (its error is well below alpha with a finite
+number of looks; alpha is a bound for infinitely many) and under H1 (less power).
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ def msprt(
     treatment_n: Sequence[float] | np.ndarray | float,
     *,
     tau2: float | None = None,
+    baseline: float | None = None,
     alpha: float = 0.05,
     metric: str = "metric",
 ) -> SequentialTest:
@@ -94,7 +100,7 @@ def msprt(
 
     Each argument holds the cumulative mean, unit-level variance and unit count of an arm
     at each look (equal lengths). ``tau2``: the mixing variance (module docstring); None
-    uses ``(0.05 * control_mean[0])^2``.
+    uses ``(0.05 * baseline)^2``, ``baseline`` defaulting to the first non-zero control mean.
     """
     alpha = _probability("alpha", alpha)
     named = {
@@ -116,10 +122,14 @@ def msprt(
         if np.any(arrays[k] <= 0):
             raise ValueError(f"{k} must be > 0 at every look (an arm is empty)")
     if tau2 is None:
-        base = float(arrays["control_mean"][0])
-        if base == 0:
-            raise ValueError("tau2 is needed: the control mean at the first look is 0")
-        tau2 = (DEFAULT_RELATIVE_TAU * base) ** 2
+        if baseline is None:
+            nonzero = np.flatnonzero(arrays["control_mean"])
+            if nonzero.size == 0:
+                raise ValueError("tau2 or baseline is needed: the control mean is 0 at every look")
+            baseline = float(arrays["control_mean"][nonzero[0]])
+        if not (math.isfinite(baseline) and baseline != 0):
+            raise ValueError(f"baseline must be a non-zero number, got {baseline!r}")
+        tau2 = (DEFAULT_RELATIVE_TAU * baseline) ** 2
     elif not (math.isfinite(tau2) and tau2 > 0):
         raise ValueError(f"tau2 must be > 0, got {tau2!r}")
 
@@ -163,6 +173,7 @@ def msprt_rates(
     treatment_trials: Sequence[int] | np.ndarray | int,
     *,
     tau2: float | None = None,
+    baseline: float | None = None,
     alpha: float = 0.05,
     metric: str = "conversion",
 ) -> SequentialTest:
@@ -182,7 +193,16 @@ def msprt_rates(
             raise ValueError(f"{name}_successes exceeds {name}_trials")
     pc, pt = sc / nc, st / nt
     return msprt(
-        pc, pc * (1 - pc), nc, pt, pt * (1 - pt), nt, tau2=tau2, alpha=alpha, metric=metric
+        pc,
+        pc * (1 - pc),
+        nc,
+        pt,
+        pt * (1 - pt),
+        nt,
+        tau2=tau2,
+        baseline=baseline,
+        alpha=alpha,
+        metric=metric,
     )
 
 

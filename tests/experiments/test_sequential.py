@@ -53,6 +53,10 @@ def test_detects_a_real_effect_and_covers_it() -> None:
     assert res.rejected_at is not None and res.p_value < 0.001
     assert res.ci_low[-1] <= 0.02 <= res.ci_high[-1]
     assert res.tau2 == pytest.approx((0.05 * sc[0] / trials[0]) ** 2)
+    planned = msprt_rates(sc, trials, st, trials, baseline=0.1)
+    assert planned.tau2 == pytest.approx((0.05 * 0.1) ** 2)
+    late = msprt([0.0, 0.2], [0.0, 0.1], [5, 10], [0.1, 0.3], [0.1, 0.1], [5, 10])
+    assert late.tau2 == pytest.approx((0.05 * 0.2) ** 2)  # first non-zero control mean
     assert all(b >= a for a, b in zip(res.ci_low, res.ci_low[1:], strict=False))
     json.dumps(res.to_dict())
 
@@ -78,7 +82,8 @@ def test_thompson_shares_sum_to_one_and_favour_the_better_arm() -> None:
         (lambda: msprt_rates([5], [0], [4], [10]), "control_trials must be > 0"),
         (lambda: msprt_rates([5, 6], [10], [4], [10]), "control_successes and control_trials"),
         (lambda: msprt(0.1, 0.1, 10, 0.2, 0.1, 10, tau2=0.0), "tau2 must be > 0"),
-        (lambda: msprt(0.0, 0.1, 10, 0.2, 0.1, 10), "tau2 is needed"),
+        (lambda: msprt(0.0, 0.1, 10, 0.2, 0.1, 10), "tau2 or baseline is needed"),
+        (lambda: msprt(0.1, 0.1, 10, 0.2, 0.1, 10, baseline=0.0), "baseline must be"),
         (lambda: msprt([0.1, 0.2], 0.1, 10, 0.2, 0.1, 10), "one entry per look"),
         (lambda: msprt(0.1, -0.1, 10, 0.2, 0.1, 10), "control_var must be >= 0"),
         (lambda: thompson_shares([5, 11], [10, 10]), r"successes\[1\] \(11\) exceeds"),

@@ -162,8 +162,9 @@ def relative_lift_ci(
     var = var_treatment / (n_treatment * mean_control**2) + (
         mean_treatment**2 * var_control / (n_control * mean_control**4)
     )
-    half = stats.norm.ppf(1 - alpha / 2) * math.sqrt(var)
-    return ratio - 1.0, (ratio - 1.0 - half, ratio - 1.0 + half)
+    half = float(stats.norm.ppf(1 - alpha / 2)) * math.sqrt(var)
+    lift = float(ratio - 1.0)
+    return lift, (lift - half, lift + half)
 
 
 def compare_rates(

@@ -196,6 +196,8 @@ def test_cuped_reduces_variance_by_about_rho_squared() -> None:
 def test_results_are_json_friendly_and_frozen() -> None:
     c = compare_rates(0, 100, 0, 100)
     assert c.p_value == 1.0
+    means = compare_means([1.0, 2.0, 3.0], [2.0, 3.0, 5.0])
+    assert all(type(v) is float for v in (*means.lift_rel_ci, *means.lift_abs_ci, means.p_value))
     back = json.loads(json.dumps(c.to_dict()))
     assert back["lift_rel"] is None and back["lift_abs_ci"] == list(c.lift_abs_ci)
     with pytest.raises(AttributeError):

@@ -66,10 +66,9 @@ def _sample(name: str, values: object, minimum: int = 2) -> np.ndarray:
     return arr
 
 
-def _probability(name: str, value: float, *, open_interval: bool = True) -> float:
+def _probability(name: str, value: float) -> float:
     v = float(value)
-    ok = 0.0 < v < 1.0 if open_interval else 0.0 <= v <= 1.0
-    if not ok:
+    if not 0.0 < v < 1.0:
         raise ValueError(f"{name} must be in (0, 1), got {value!r}")
     return v
 

@@ -1,0 +1,1 @@
+"""A/B testing: split traffic between pipeline configurations and compare the variants."""

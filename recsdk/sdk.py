@@ -642,10 +642,11 @@ class RecSDK:
                 f"{variant}:{k}:{who}:{digest}")
 
     def _log(self, result: RecommendationResult, user_id: str | None,
-             session_id: str | None) -> None:
+             session_id: str | None, forced: bool = False) -> None:
         self.request_log.add({
             "request_id": result.request_id, "user_id": user_id, "session_id": session_id,
             "placement": result.placement, "variant": result.variant,
+            "experiment": result.experiment, "forced": forced,
             "config_hash": result.config_hash, "plugins": result.plugins,
             "degraded": result.degraded, "created_at": datetime.now(UTC),
             "items": [(i.item_id, i.position, i.score) for i in result.items],

@@ -227,6 +227,8 @@ class RecommendationResult:
     degraded: bool = False
     failures: list[str] = field(default_factory=list)
     model_run: str | None = None
+    #: the A/B experiment that chose ``variant`` (None: the list is in no experiment)
+    experiment: str | None = None
 
     @property
     def item_ids(self) -> list[str]:
@@ -237,6 +239,7 @@ class RecommendationResult:
             "request_id": self.request_id,
             "placement": self.placement,
             "variant": self.variant,
+            "experiment": self.experiment,
             "plugins": list(self.plugins),
             "config_hash": self.config_hash,
             "model_run": self.model_run,
@@ -261,6 +264,7 @@ class RecommendationResult:
             degraded=data["degraded"],
             failures=list(data["failures"]),
             model_run=data.get("model_run"),
+            experiment=data.get("experiment"),
         )
 
 

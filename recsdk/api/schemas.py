@@ -86,6 +86,8 @@ class RecommendationSchema(Schema):
     items = fields.List(fields.Nested(RecommendedItemSchema))
     placement = fields.String()
     variant = fields.String()
+    experiment = fields.String(allow_none=True, metadata={
+        "description": "the A/B experiment that chose `variant`; null outside experiments"})
     plugins = fields.List(fields.String(), metadata={"description": "plugins that scored"})
     config_hash = fields.String()
     model_run = fields.String(allow_none=True, metadata={

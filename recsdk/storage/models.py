@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -150,13 +151,19 @@ class RecommendationRequest(Base):
 
     __tablename__ = "recommendation_requests"
     __table_args__ = (Index("ix_recommendation_requests_user_id_created_at",
-                            "user_id", "created_at"),)
+                            "user_id", "created_at"),
+                      Index("ix_recommendation_requests_experiment_created_at",
+                            "experiment", "created_at"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     session_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     placement: Mapped[str] = mapped_column(String(128))
     variant: Mapped[str] = mapped_column(String(128))
+    #: the A/B experiment the list was served in (None: none)
+    experiment: Mapped[str | None] = mapped_column(String(128))
+    #: the variant was forced (QA override): never counted in an experiment's analysis
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     config_hash: Mapped[str] = mapped_column(String(64))
     plugins: Mapped[list[str]] = mapped_column(default=list)
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -369,7 +369,8 @@ class Store:
             requests.append({
                 "id": r["request_id"], "user_id": r.get("user_id"),
                 "session_id": r.get("session_id"), "placement": r["placement"],
-                "variant": r["variant"], "config_hash": r["config_hash"],
+                "variant": r["variant"], "experiment": r.get("experiment"),
+                "forced": bool(r.get("forced", False)), "config_hash": r["config_hash"],
                 "plugins": list(r["plugins"]), "degraded": bool(r["degraded"]),
                 "created_at": r.get("created_at") or datetime.now(UTC),
             })
@@ -386,7 +387,8 @@ class Store:
         values encoded as the models' types store them, as for events)."""
         requests = [
             (r["request_id"], r.get("user_id"), r.get("session_id"), r["placement"],
-             r["variant"], r["config_hash"], json.dumps(list(r["plugins"])),
+             r["variant"], r.get("experiment"), int(bool(r.get("forced", False))),
+             r["config_hash"], json.dumps(list(r["plugins"])),
              int(bool(r["degraded"])),
              (r.get("created_at") or datetime.now(UTC)).astimezone(UTC).strftime(
                  SQLITE_TIMESTAMP))
@@ -396,8 +398,8 @@ class Store:
             if requests:
                 conn.exec_driver_sql(
                     "INSERT INTO recommendation_requests (id, user_id, session_id, placement, "
-                    "variant, config_hash, plugins, degraded, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", requests)
+                    "variant, experiment, forced, config_hash, plugins, degraded, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", requests)
             if impressions:
                 conn.exec_driver_sql("INSERT INTO impressions (request_id, item_id, position, "
                                      "score) VALUES (?, ?, ?, ?)", impressions)

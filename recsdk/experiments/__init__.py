@@ -1,0 +1,1 @@
+"""Built-in A/B testing: experiments, assignment and statistics."""

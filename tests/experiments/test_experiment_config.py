@@ -45,7 +45,7 @@ fallback = "popularity"
 weight = 1.0
 [experiments.home_blend.variants.trending.plugins.trending]
 weight = 0.5
-half_life_days = 3
+half_life_hours = 72
 
 [[experiments.home_blend.ramp]]
 at = 2026-12-01T00:00:00Z
@@ -75,7 +75,7 @@ def test_a_complete_experiment_loads() -> None:
     trending = e.variant("trending")
     assert {p.name: p.weight for p in trending.plugins} == {
         "popularity": 1.0, "trending": 0.5, "filters": 1.0}
-    assert trending.plugins[1].params == {"half_life_days": 3}
+    assert trending.plugins[1].params == {"half_life_hours": 72}
     assert e.variant("baseline").plugins is None  # the top-level pipeline
     assert e.shares_at(datetime(2026, 11, 30, tzinfo=UTC)) == {"baseline": 0, "trending": 0}
     assert e.shares_at(datetime(2026, 12, 3, tzinfo=UTC)) == {"baseline": .1, "trending": .1}
@@ -141,7 +141,7 @@ def test_unknown_plugin_is_named() -> None:
 
 def test_a_variant_plugin_named_like_another_must_be_the_same() -> None:
     def edit(e: dict[str, Any], cfg: dict[str, Any]) -> None:
-        cfg["plugins"]["trending"] = {"half_life_days": 7}
+        cfg["plugins"]["trending"] = {"half_life_hours": 24}
     _bad(edit, "variants.trending.plugins.trending differs from plugins.trending",
          "trending_trending")
 
@@ -238,3 +238,15 @@ def test_layer_members_share_their_unit() -> None:
 
 def test_empty_layer_range() -> None:
     _bad(lambda e, _: e.update(layer_range=[0.5, 0.5]), "layer_range [0.5, 0.5] is empty")
+
+
+def test_the_documented_example_loads() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "experiments.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert block is not None
+    (e,) = load(tomllib.loads(block.group(1)))
+    assert e.name == "home_blend" and len(e.ramp) == 2
+    e.check_plugins(discover_plugins())

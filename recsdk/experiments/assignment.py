@@ -16,6 +16,7 @@ variant hash, so neither changes the split between variants.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -72,12 +73,6 @@ def unit_of(experiment: ExperimentSettings, user_id: str | None,
     return None
 
 
-def _bounds(experiment: ExperimentSettings) -> np.ndarray:
-    """Start of each variant's range, and 1.0: cut by the declared shares."""
-    return np.concatenate([[0.0], np.cumsum([v.share for v in experiment.variants])[:-1],
-                           [1.0]])
-
-
 def _running(experiment: ExperimentSettings, now: datetime) -> bool:
     return ((experiment.start is None or experiment.start <= now)
             and (experiment.stop is None or now < experiment.stop))
@@ -106,11 +101,11 @@ def assign(experiment: ExperimentSettings, unit_id: str | None, now: datetime,
     if experiment.holdout and bucket(f"{experiment.salt}:holdout", unit_id) < experiment.holdout:
         return Assignment(experiment.name, HOLDOUT, holdout=True)
     u = bucket(experiment.salt, unit_id)
-    bounds = _bounds(experiment)
-    i = min(int(np.searchsorted(bounds, u, side="right")) - 1, len(experiment.variants) - 1)
+    starts = experiment.range_starts
+    i = bisect.bisect_right(starts, u) - 1
     variant = experiment.variants[i]
     served = experiment.shares_at(now)[variant.name]
-    if served < variant.share and u - bounds[i] >= served:
+    if served < variant.share and u - starts[i] >= served:
         return None
     return Assignment(experiment.name, variant.name)
 
@@ -130,12 +125,12 @@ def assign_many(experiment: ExperimentSettings, unit_ids: Sequence[str], now: da
     if experiment.holdout:
         held = inside & (buckets(f"{experiment.salt}:holdout", unit_ids) < experiment.holdout)
     u = buckets(experiment.salt, unit_ids)
-    bounds = _bounds(experiment)
-    idx = np.minimum(np.searchsorted(bounds, u, side="right") - 1, len(experiment.variants) - 1)
+    starts = np.array(experiment.range_starts)
+    idx = np.searchsorted(starts, u, side="right") - 1
     shares = experiment.shares_at(now)
     served = np.array([shares[v.name] for v in experiment.variants])
     declared = np.array([v.share for v in experiment.variants])
-    ok = (served[idx] >= declared[idx]) | (u - bounds[idx] < served[idx])
+    ok = (served[idx] >= declared[idx]) | (u - starts[idx] < served[idx])
     names = np.array(experiment.variant_names, dtype=object)
     take = inside & ~held & ok
     out[take] = names[idx[take]]

@@ -16,6 +16,8 @@ experiment never moves the units of the others.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -143,6 +145,12 @@ class ExperimentSettings:
     @property
     def variant_names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.variants)
+
+    @functools.cached_property
+    def range_starts(self) -> tuple[float, ...]:
+        """Where each variant's range of the hash space starts: cut once by the
+        declared shares, in declaration order (the last range ends at 1)."""
+        return (0.0, *itertools.accumulate(v.share for v in self.variants[:-1]))
 
     def variant(self, name: str) -> VariantSettings:
         for v in self.variants:

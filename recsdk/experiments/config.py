@@ -355,3 +355,46 @@ def experiments_hash_part(experiments: tuple[ExperimentSettings, ...]) -> list[A
                        [[p.name, p.plugin, p.weight, dict(p.params), p.quota]
                         for p in v.plugins]] for v in e.variants]]
             for e in experiments]
+
+
+#: What decides who is in which arm: none of it may change once an experiment runs
+#: (only ramp steps to come may be added, and the stop moved).
+FROZEN_KEYS = ("salt", "unit", "variants", "audience", "holdout", "layer", "layer_range",
+               "start")
+
+
+def record(experiment: ExperimentSettings) -> dict[str, Any]:
+    """The experiment's assignment-relevant settings as JSON-able values, to store when
+    it first serves and to compare the next configuration with (:func:`check_change`)."""
+    return {
+        "salt": experiment.salt, "unit": experiment.unit,
+        "variants": [[v.name, v.share] for v in experiment.variants],
+        "audience": experiment.audience, "holdout": experiment.holdout,
+        "layer": experiment.layer, "layer_range": list(experiment.layer_range),
+        "start": None if experiment.start is None else experiment.start.isoformat(),
+        "stop": None if experiment.stop is None else experiment.stop.isoformat(),
+        "ramp": [[s.at.isoformat(), dict(s.shares)] for s in experiment.ramp],
+    }
+
+
+def check_change(previous: Mapping[str, Any], experiment: ExperimentSettings,
+                 now: datetime) -> None:
+    """Refuse a change that would move units between arms of a running experiment.
+
+    ``previous``: the :func:`record` stored when it last served. Before the experiment
+    starts, anything may change; once it runs, only ramp steps after ``now`` and the
+    stop may (so that every traffic change the report sees is a recorded ramp-up).
+    """
+    start = previous.get("start")
+    if start is not None and datetime.fromisoformat(start) > now:
+        return
+    current = record(experiment)
+    changed = [k for k in FROZEN_KEYS if previous.get(k) != current[k]]
+    if changed:
+        raise _fail(experiment.name, f"{', '.join(changed)} changed while the experiment "
+                    "runs, which would move units between arms; start a new experiment "
+                    "(another name or salt) instead")
+    past = [s for s in previous.get("ramp", []) if datetime.fromisoformat(s[0]) <= now]
+    if current["ramp"][:len(past)] != past:
+        raise _fail(experiment.name, "ramp steps already in effect were changed or removed; "
+                    "only steps after now may be added")

@@ -250,3 +250,39 @@ def test_the_documented_example_loads() -> None:
     (e,) = load(tomllib.loads(block.group(1)))
     assert e.name == "home_blend" and len(e.ramp) == 2
     e.check_plugins(discover_plugins())
+
+
+def test_a_running_experiment_may_only_ramp_up_and_stop() -> None:
+    from recsdk.experiments.config import check_change, record
+
+    (e,) = load(base())
+    stored = record(e)
+    during = datetime(2026, 12, 3, tzinfo=UTC)
+    before = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def changed(edit: Any) -> ExperimentSettings:
+        cfg = base()
+        edit(cfg["experiments"]["home_blend"])
+        return load(cfg)[0]
+
+    check_change(stored, e, during)  # unchanged
+    later = changed(lambda t: t.update(stop=datetime(2027, 2, 1, tzinfo=UTC)))
+    check_change(stored, later, during)
+    more = changed(lambda t: t["ramp"].append(
+        {"at": datetime(2026, 12, 20, tzinfo=UTC), "shares": {"baseline": .5, "trending": .5}}))
+    check_change(stored, more, during)
+    resalted = changed(lambda t: t.update(salt="other"))
+    check_change(stored, resalted, before)  # not started yet: anything goes
+    with pytest.raises(ConfigurationError,
+                       match=r"experiments\.home_blend: salt changed while the experiment "
+                             r"runs"):
+        check_change(stored, resalted, during)
+    with pytest.raises(ConfigurationError, match="holdout, layer_range changed"):
+        check_change(stored, changed(lambda t: t.update(holdout=0.1, layer_range=[0, .4])),
+                     during)
+
+    def edit_past(t: dict[str, Any]) -> None:
+        t["ramp"][0]["shares"] = {"baseline": 0.2, "trending": 0.2}
+    with pytest.raises(ConfigurationError, match="ramp steps already in effect"):
+        check_change(stored, changed(edit_past), during)
+    check_change(stored, changed(edit_past), before)

@@ -244,6 +244,10 @@ def _build(name: str, data: Mapping[str, Any], table: Mapping[str, Any], placeme
                 plugins = _split_plugins(v["plugins"])
             except ConfigurationError as exc:
                 raise _fail(name, f"variants.{vname}.{exc}") from exc
+            if "filters" not in v["plugins"]:  # added by default: the top-level one's
+                top = {p.name: p for p in top_plugins}
+                plugins = tuple(top.get(p.name, p) if p.name == "filters" else p
+                                for p in plugins)
         fb = v["fallback"] or fallback
         names = {p.name for p in (plugins if plugins is not None else top_plugins)}
         if fb and fb not in names:

@@ -286,3 +286,11 @@ def test_a_running_experiment_may_only_ramp_up_and_stop() -> None:
     with pytest.raises(ConfigurationError, match="ramp steps already in effect"):
         check_change(stored, changed(edit_past), during)
     check_change(stored, changed(edit_past), before)
+
+
+def test_a_variant_inherits_the_top_level_filters() -> None:
+    cfg = base()
+    cfg["plugins"]["filters"] = {"exclude_consumed": False}
+    (e,) = load(cfg)
+    (filters,) = [p for p in e.variant("trending").plugins if p.name == "filters"]
+    assert filters.params == {"exclude_consumed": False}

@@ -144,6 +144,8 @@ class SettingsSchema(Schema):
     placements = fields.Dict(keys=fields.String(validate=validate.Length(1, 64)),
                              values=fields.Nested(PlacementSchema), load_default=dict)
     retention = fields.Nested(RetentionSchema, load_default=dict)
+    # validated per experiment by recsdk.experiments.config.load_experiments
+    experiments = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ class Settings:
     plugins: tuple[PluginSettings, ...] = ()
     placements: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     retention: Mapping[str, Any] = field(default_factory=lambda: RetentionSchema().load({}))
+    #: ``[experiments.NAME]`` tables (recsdk.experiments.config.ExperimentSettings)
+    experiments: tuple[Any, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def plugin(self, name: str) -> PluginSettings:
@@ -215,6 +219,10 @@ class Settings:
             "placements": self.placements,
             "event_weights": dict(self.event_weights),
         }
+        if self.experiments:  # absent when none, so that older hashes stay the same
+            from recsdk.experiments.config import experiments_hash_part
+
+            shaping["experiments"] = experiments_hash_part(self.experiments)
         blob = json.dumps(shaping, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -334,6 +342,12 @@ def load_settings(
     weights.update(data["event_weights"])
     plugins = _split_plugins(data["plugins"])
     _check_fallback_capacity(plugins, data["pipeline"]["fallback"])
+    from recsdk.experiments.config import load_experiments
+
+    experiments = load_experiments(
+        data["experiments"],
+        known_placements={*BUILTIN_PLACEMENTS, *data["placements"]},
+        top_plugins=plugins, fallback=data["pipeline"]["fallback"])
     return Settings(
         database_url=data["database_url"],
         redis_url=data["redis_url"],
@@ -347,6 +361,7 @@ def load_settings(
         plugins=plugins,
         placements=data["placements"],
         retention=data["retention"],
+        experiments=experiments,
         raw=merged,
     )
 

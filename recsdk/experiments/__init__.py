@@ -1,1 +1,1 @@
-"""A/B testing: split traffic between pipeline configurations and compare the variants."""
+"""Built-in A/B testing: experiments, assignment and statistics."""

@@ -30,6 +30,8 @@ from recsdk.config import Settings, load_settings
 from recsdk.dataset import InteractionDataset
 from recsdk.device import resolve_device
 from recsdk.errors import ConfigurationError, NotTrainedError, ValidationFailed
+from recsdk.experiments.assignment import Assignment, Experiments
+from recsdk.experiments.pipelines import VariantPipelines, enabled_plugins
 from recsdk.isolation import PluginRunner
 from recsdk.lifecycle import ModelWatcher, TrainingJobs
 from recsdk.pipeline import ModelState, Pipeline
@@ -87,8 +89,13 @@ class ServingRun:
 
     id: str | None
     plugins: PluginManager
-    pipeline: Pipeline
+    pipelines: VariantPipelines
     state: ModelState
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline of everyone outside experiments (and of holdouts)."""
+        return self.pipelines.default
 
     @property
     def trained(self) -> bool:
@@ -116,6 +123,7 @@ class RecSDK:
         model run and follow newer ones (False for processes that only train or
         import)."""
         self.settings: Settings = load_settings(config, environ=environ)
+        self.experiments = Experiments(self.settings.experiments)
         self.telemetry = Telemetry(self.settings)
         self.store = Store(self.settings.database_url)
         self.store.ensure_schema(migrate=migrate)
@@ -145,7 +153,7 @@ class RecSDK:
         dataset = InteractionDataset.from_vocabulary(
             {"user_ids": np.array([]), "item_ids": np.asarray(catalog.ids)}, catalog)
         first.call_each("recsdk_configure", isolate=False, context=self._context(catalog))
-        self._run = ServingRun(None, first, Pipeline(first, self.settings),
+        self._run = ServingRun(None, first, VariantPipelines(first, self.settings),
                                ModelState.build(catalog, dataset))
         if serve_models:
             try:
@@ -162,7 +170,9 @@ class RecSDK:
     def _new_plugins(self) -> PluginManager:
         """A fresh set of plugin instances (one per training run or loaded run)."""
         manager = PluginManager(self.telemetry, self._extra_plugins, runner=self.runner)
-        manager.enable(self.settings.plugins)
+        for experiment in self.settings.experiments:  # names the experiment and variant
+            experiment.check_plugins(manager.available)
+        manager.enable(enabled_plugins(self.settings))  # variants' plugins train too
         return manager
 
     def _check_configuration(self, plugins: PluginManager) -> None:
@@ -397,7 +407,7 @@ class RecSDK:
             plugins.close()
             raise
         if activate:
-            run = ServingRun(run_id, plugins, Pipeline(plugins, self.settings),
+            run = ServingRun(run_id, plugins, VariantPipelines(plugins, self.settings),
                              ModelState.build(dataset.catalog, dataset))
             self._swap_in(run, events_through)
         else:
@@ -456,7 +466,7 @@ class RecSDK:
                     log.warning("plugin %s could not load its state from run %s (%s); it "
                                 "abstains until `recsdk train`", name, info.id[:12],
                                 loaded.error)
-        run = ServingRun(info.id, plugins, Pipeline(plugins, self.settings),
+        run = ServingRun(info.id, plugins, VariantPipelines(plugins, self.settings),
                          ModelState.build(catalog, dataset))
         self._swap_in(run, info.events_through)
         return True
@@ -524,13 +534,17 @@ class RecSDK:
         placement: str = "default",
         k: int | None = None,
         context: Mapping[str, Any] | None = None,
-        variant: str = "default",
+        force_variant: str | None = None,
         log_request: bool = True,
         exclude: Iterable[str] = (),
         candidates: Sequence[str] | None = None,
     ) -> RecommendationResult:
         """Top ``k`` items for a user or an anonymous session at a placement.
 
+        An A/B experiment covering the placement picks the variant whose pipeline
+        serves the list (``result.variant``, ``result.experiment``); ``force_variant``
+        (``"EXPERIMENT:VARIANT"`` or ``"VARIANT"``) overrides it for QA, and such lists
+        are logged as forced, never counted in the analysis.
         ``exclude``: items never to return (e.g. a user's training items, offline);
         ``candidates``: rank only these items (a shelf, a cold-start protocol).
         """
@@ -545,10 +559,13 @@ class RecSDK:
             raise ValidationFailed({"k": ["k must be between 1 and 1000."]}, "request")
         run = self._run  # one run for the whole request, whatever is swapped meanwhile
         entries = self._recent_entries(user_id, session_id)
+        assignment = self._assign(run, placement, user_id, session_id, entries, force_variant)
+        variant = assignment.variant if assignment is not None else "default"
         exclude = frozenset(map(str, exclude))
         context = dict(context or {})
         cacheable = not exclude and candidates is None
-        key = self._result_key(run, user_id, session_id, placement, variant, k, context,
+        arm = f"{assignment.experiment}:{variant}" if assignment is not None else variant
+        key = self._result_key(run, user_id, session_id, placement, arm, k, context,
                                entries) if cacheable else None
         cached = self.cache.get(key) if key else None
         served = bool(log_request and run.plugins.implementers("recsdk_served"))
@@ -566,8 +583,10 @@ class RecSDK:
             outcome = "cached"
         else:
             assert request is not None
-            result = run.pipeline.recommend(request, run.state, self.config_hash)
+            result = run.pipelines.get(assignment).recommend(request, run.state,
+                                                             self.config_hash)
             result.model_run = run.id
+            result.experiment = assignment.experiment if assignment is not None else None
             if not run.trained:
                 result.degraded = True
                 result.failures.append("no trained model: run `recsdk train` (or fit())")
@@ -585,11 +604,24 @@ class RecSDK:
         self.telemetry.latency.labels(placement=placement).observe(
             time.perf_counter() - started)
         if log_request:
-            self._log(result, user_id, session_id)
+            self._log(result, user_id, session_id,
+                      forced=assignment is not None and assignment.forced)
             if served:
                 assert request is not None
                 self.served.submit(run.plugins, request, result)
         return result
+
+    def _assign(self, run: ServingRun, placement: str, user_id: str | None,
+                session_id: str | None, entries: list[str],
+                force_variant: str | None) -> Assignment | None:
+        """The request's experiment arm at ``placement`` (None: no experiment)."""
+        if not self.experiments.experiments and force_variant is None:
+            return None
+        returning = bool(entries) or (user_id is not None
+                                      and user_id in run.state.dataset.user_index)
+        return self.experiments.assign(placement, user_id=user_id, session_id=session_id,
+                                       now=datetime.now(UTC), is_returning=returning,
+                                       force_variant=force_variant)
 
     def similar_items(self, item_id: str, k: int = 10, *, placement: str = "similar",
                       log_request: bool = True) -> RecommendationResult:

@@ -30,6 +30,10 @@ class RecommendationQuery(Schema):
                                  "pipeline.k)"},
     )
     placement = Text(64, min_length=1, load_default="default")
+    variant = Text(257, min_length=1, load_default=None, metadata={
+        "description": "QA only: force an experiment's variant (EXPERIMENT:VARIANT, or "
+                       "VARIANT when unambiguous; also the X-Recsdk-Variant header); "
+                       "forced lists are never counted in the analysis"})
     cart = fields.List(
         TextIdentifier(), load_default=None, validate=validate.Length(max=MAX_CART),
         metadata={"description": "item ids in the visitor's cart (repeat the parameter: "

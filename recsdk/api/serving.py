@@ -8,7 +8,7 @@ response schema documents them without a marshmallow dump on the hot path.
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
 from recsdk.api.errors import fail, summarise
@@ -26,6 +26,8 @@ from recsdk.errors import ValidationFailed
 RECOMMENDATION_QUERY = RecommendationQuery()
 SIMILAR_QUERY = SimilarQuery()
 RATINGS_QUERY = RatingsQuery()
+#: QA override of an experiment's assignment, as a header (or the ``variant`` parameter)
+FORCE_VARIANT_HEADER = "X-Recsdk-Variant"
 
 
 def make_serving_blueprint() -> Blueprint:
@@ -37,7 +39,8 @@ def make_serving_blueprint() -> Blueprint:
     @blp.response(200, RecommendationSchema)
     @blp.alt_response(400, response="BAD_REQUEST")
     def get_recommendations(user_id: str | None, session_id: str | None, k: int | None,
-                            placement: str, cart: list[str] | None) -> Response:
+                            placement: str, cart: list[str] | None,
+                            variant: str | None) -> Response:
         """Top k items for a user (or an anonymous session) at a placement.
 
         ``placement`` must be configured (``[placements.NAME]``) or built in
@@ -55,8 +58,14 @@ def make_serving_blueprint() -> Blueprint:
             errors = {"query": exc.messages}
             fail(422, f"Invalid request: {summarise(errors)}", errors=errors)
         context = {"cart": cart} if cart else None
-        result = sdk.recommend(user_id, session_id=session_id, k=k, placement=placement,
-                               context=context)
+        forced = variant or request.headers.get(FORCE_VARIANT_HEADER) or None
+        try:
+            result = sdk.recommend(user_id, session_id=session_id, k=k, placement=placement,
+                                   context=context, force_variant=forced)
+        except ValidationFailed as exc:
+            if forced is None or "variant" not in exc.messages:
+                raise
+            fail(400, f"Bad forced variant: {summarise(exc.messages)}", errors=exc.messages)
         return jsonify(result.to_dict())
 
     @blp.route("/items/<path:item_id>/similar", methods=["GET"])

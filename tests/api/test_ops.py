@@ -70,7 +70,7 @@ def test_the_openapi_document_describes_bodies_security_and_errors(
     assert "security" in doc["paths"]["/api/v1/admin/train"]["post"]
     assert "security" not in doc["paths"]["/api/v1/recommendations"]["get"]
     params = {p["name"] for p in doc["paths"]["/api/v1/recommendations"]["get"]["parameters"]}
-    assert params == {"user_id", "session_id", "k", "placement", "cart"}
+    assert params == {"user_id", "session_id", "k", "placement", "variant", "cart"}
 
 
 def test_health_reports_database_cache_and_model(client: FlaskClient, sdk: RecSDK) -> None:

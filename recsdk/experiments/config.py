@@ -236,6 +236,9 @@ def _build(name: str, data: Mapping[str, Any], table: Mapping[str, Any], placeme
     if unknown:
         raise _fail(name, f"unknown placements {unknown}; known placements: "
                     f"{', '.join(sorted(placements))} (add one under [placements.NAME])")
+    if "similar" in data["placements"]:
+        raise _fail(name, "placement 'similar' serves similar_items, which has no user or "
+                    "session to assign; experiments cover recommendation placements")
     variants = []
     for vname, v in data["variants"].items():
         plugins = None

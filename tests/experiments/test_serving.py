@@ -108,3 +108,9 @@ def test_an_unknown_variant_plugin_stops_startup_naming_the_experiment(tmp_path:
     with pytest.raises(ConfigurationError, match=r"experiments\.home_test\.variants\.fresh"
                        r"\.plugins\.nope: unknown plugin 'nope'"):
         RecSDK(settings(tmp_path, variants=broken), environ={})
+
+
+def test_the_similar_items_placement_cannot_hold_an_experiment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"experiments\.home_test: placement "
+                       r"'similar' serves similar_items"):
+        RecSDK(settings(tmp_path, placements=["home", "similar"]), environ={})

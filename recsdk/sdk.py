@@ -31,6 +31,8 @@ from recsdk.dataset import InteractionDataset
 from recsdk.device import resolve_device
 from recsdk.errors import ConfigurationError, NotTrainedError, ValidationFailed
 from recsdk.experiments.assignment import Assignment, Experiments
+from recsdk.experiments.config import check_change
+from recsdk.experiments.config import record as record_of
 from recsdk.experiments.pipelines import VariantPipelines, enabled_plugins
 from recsdk.isolation import PluginRunner
 from recsdk.lifecycle import ModelWatcher, TrainingJobs
@@ -127,6 +129,7 @@ class RecSDK:
         self.telemetry = Telemetry(self.settings)
         self.store = Store(self.settings.database_url)
         self.store.ensure_schema(migrate=migrate)
+        self._record_experiments()
         self.cache: Cache = cache or make_cache(
             self.settings.redis_url, self.telemetry,
             max_entries=self.settings.cache["max_entries"],
@@ -166,6 +169,20 @@ class RecSDK:
                                      else 0.0)
 
     # ---- lifecycle ---------------------------------------------------------------------
+
+    def _record_experiments(self) -> None:
+        """Refuse a configuration that would move units between the arms of a running
+        experiment (a changed salt, split, start or past ramp step), against what was
+        stored when it last served; then store the current one."""
+        stored = self.store.experiment_records()
+        now = datetime.now(UTC)
+        for experiment in self.settings.experiments:
+            current = record_of(experiment)
+            previous = stored.get(experiment.name)
+            if previous is not None:
+                check_change(previous, experiment, now)
+            if previous != current:
+                self.store.save_experiment_record(experiment.name, current)
 
     def _new_plugins(self) -> PluginManager:
         """A fresh set of plugin instances (one per training run or loaded run)."""

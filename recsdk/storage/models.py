@@ -170,6 +170,18 @@ class RecommendationRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ExperimentRecord(Base):
+    """An experiment's assignment settings as last served (start, shares, ramp, salt...):
+    a later configuration that would move units between arms is refused against it."""
+
+    __tablename__ = "experiment_records"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Impression(Base):
     """An item shown in a served list, at a position, with its blended score."""
 

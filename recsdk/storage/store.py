@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, exists, func, select, text
+from sqlalchemy import Connection, Engine, delete, exists, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from recsdk.errors import ValidationFailed
@@ -354,6 +354,32 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.execute(select(table.c.id, table.c.attributes)).all()
         return pd.DataFrame(rows, columns=["id", "attributes"])
+
+    # ---- experiments -------------------------------------------------------------------
+
+    def experiment_records(self) -> dict[str, dict[str, Any]]:
+        """Each experiment's stored assignment settings, by name."""
+        table = models.ExperimentRecord.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(table.c.name, table.c.record)).all()
+        return {name: dict(record) for name, record in rows}
+
+    def save_experiment_record(self, name: str, record: Mapping[str, Any]) -> None:
+        """Store (insert or replace) an experiment's assignment settings."""
+        table = models.ExperimentRecord.__table__
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(table).where(table.c.name == name)
+                                .values(record=dict(record), recorded_at=now)).rowcount
+            if not done:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(table.insert().values(
+                            name=name, record=dict(record), first_seen_at=now,
+                            recorded_at=now))
+                except IntegrityError:  # another process recorded it first
+                    conn.execute(update(table).where(table.c.name == name)
+                                 .values(record=dict(record), recorded_at=now))
 
     # ---- served lists and feedback -----------------------------------------------------
 

@@ -114,3 +114,18 @@ def test_the_similar_items_placement_cannot_hold_an_experiment(tmp_path: Path) -
     with pytest.raises(ConfigurationError, match=r"experiments\.home_test: placement "
                        r"'similar' serves similar_items"):
         RecSDK(settings(tmp_path, placements=["home", "similar"]), environ={})
+
+
+def test_a_running_experiment_refuses_a_change_that_moves_units(tmp_path: Path) -> None:
+    with RecSDK(settings(tmp_path), environ={}) as first:
+        stored = first.store.experiment_records()["home_test"]
+        assert stored["variants"] == [["control", 0.5], ["fresh", 0.5]]
+    resplit = {"control": {"share": 0.7}, "fresh": {**EXPERIMENT["variants"]["fresh"],
+                                                    "share": 0.3}}
+    with pytest.raises(ConfigurationError, match=r"experiments\.home_test: variants changed "
+                       r"while the experiment runs"):
+        RecSDK(settings(tmp_path, variants=resplit), environ={})
+    later = {"at": "2099-01-01T00:00:00Z", "shares": {"control": 0.5, "fresh": 0.5}}
+    with RecSDK(settings(tmp_path, stop="2099-06-01T00:00:00Z", ramp=[later]),
+                environ={}) as moved:  # a later stop and a future ramp step are allowed
+        assert moved.store.experiment_records()["home_test"]["stop"].startswith("2099-06-01")

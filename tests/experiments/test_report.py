@@ -62,14 +62,15 @@ def shop(tmp_path: Path) -> Any:
         with sdk.store.engine.begin() as conn:
             conn.execute(update(table).values(created_at=T0.replace(tzinfo=None)))
         rows = []
-        for n, (user, result) in enumerate(sorted(served.items(), key=lambda p: int(p[0][1:]))):
+        for n, (_user, result) in enumerate(sorted(served.items(),
+                                                    key=lambda p: int(p[0][1:]))):
             fresh = result.variant == "fresh"
             at = (T0 + timedelta(hours=1)).isoformat()
             base = {"request_id": result.request_id, "item_id": result.item_ids[0],
                     "timestamp": at}
             if fresh or n % 3 == 0:
                 rows.append({**base, "type": "click"})
-            if fresh and n % 2 == 0 or not fresh and n % 6 == 0:
+            if (fresh and n % 2 == 0) or (not fresh and n % 6 == 0):
                 rows += [{**base, "type": "add_to_cart"},
                          {**base, "type": "purchase", "value": 30.0 if fresh else 20.0}]
         rows.append({"request_id": forced.request_id, "item_id": forced.item_ids[0],
@@ -182,7 +183,7 @@ def invoke(config: Path, *args: str) -> click.testing.Result:
 
 
 def test_cli_report_json_list_and_unknown_name(shop: Any) -> None:
-    sdk, _, _, config = shop
+    _, _, _, config = shop
     result = invoke(config, "report", "home_test", "--format", "json")
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)

@@ -166,16 +166,19 @@ class _Exposure:
     at: datetime
 
 
-def _exposures(store: Any, name: str, now: datetime) -> list[_Exposure]:
+def _exposures(store: Any, experiment: ExperimentSettings, now: datetime) -> list[_Exposure]:
+    """The experiment's non-forced lists served up to ``now``, in time order, each with
+    its unit (a list with neither user nor session is a unit of its own)."""
     req = models.RecommendationRequest.__table__
     stmt = (select(req.c.id, req.c.user_id, req.c.session_id, req.c.variant, req.c.degraded,
                    req.c.created_at)
-            .where(req.c.experiment == name, req.c.forced.is_(False),
+            .where(req.c.experiment == experiment.name, req.c.forced.is_(False),
                    req.c.created_at <= now.astimezone(UTC).replace(tzinfo=None))
             .order_by(req.c.created_at, req.c.id))
     with store.engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return [_Exposure(r.id, "", r.variant, r.user_id, r.session_id, bool(r.degraded),
+    return [_Exposure(r.id, unit_of(experiment, r.user_id, r.session_id) or f"request:{r.id}",
+                      r.variant, r.user_id, r.session_id, bool(r.degraded),
                       _aware(r.created_at)) for r in rows]
 
 
@@ -222,6 +225,7 @@ def _last_touch(exposures: Sequence[_Exposure], events: Iterable[Any], window: t
             touches[("u", e.user_id)].append(e)
         elif e.session_id is not None:
             touches[("s", e.session_id)].append(e)
+    times = {key: [x.at for x in seen] for key, seen in touches.items()}
     out = []
     for ev in events:
         at = _aware(ev.timestamp)
@@ -230,7 +234,7 @@ def _last_touch(exposures: Sequence[_Exposure], events: Iterable[Any], window: t
             seen = touches.get(key)
             if not seen:
                 continue
-            i = bisect.bisect_right([x.at for x in seen], at) - 1
+            i = bisect.bisect_right(times[key], at) - 1
             if i >= 0 and at - seen[i].at <= window and (best is None or seen[i].at > best.at):
                 best = seen[i]
         if best is not None:
@@ -300,7 +304,7 @@ def experiment_report(
         raise ValueError(f"attribution_days must be >= 0, got {attribution_days!r}")
     now = _aware(now or datetime.now(UTC))
     window = timedelta(days=attribution_days)
-    exposures = _exposures(store, experiment.name, now)
+    exposures = _exposures(store, experiment, now)
     base = dict(experiment=experiment.name, control=experiment.control, generated_at=now,
                 attribution_days=attribution_days, alpha=alpha, correction=correction)
     if not exposures:
@@ -317,15 +321,12 @@ def experiment_report(
     first_seen: dict[str, datetime] = {}
     by_request: dict[str, _Exposure] = {}
     for e in exposures:
-        unit = unit_of(experiment, e.user_id, e.session_id) or f"request:{e.request_id}"
-        e = _Exposure(e.request_id, unit, e.variant, e.user_id, e.session_id, e.degraded, e.at)
         by_request[e.request_id] = e
         arm = arms[e.variant]
         arm.exposures += 1
         arm.degraded += e.degraded
-        units[e.variant].setdefault(unit, {"revenue": 0.0})
-        first_seen.setdefault(unit, e.at)
-    exposures = list(by_request.values())
+        units[e.variant].setdefault(e.unit, {"revenue": 0.0})
+        first_seen.setdefault(e.unit, e.at)
 
     reacted: dict[str, set[tuple[str, str]]] = defaultdict(set)  # type -> (arm, unit)
     clicked_requests: set[str] = set()

@@ -16,13 +16,20 @@ from sqlalchemy import update
 
 from recsdk import RecSDK
 from recsdk.cli import experiments as experiments_cli
-from recsdk.experiments.report import experiment_report
-from recsdk.experiments.stats import adjust_comparisons, compare_means, compare_rates
+from recsdk.experiments.config import ExperimentSettings, RampStep, VariantSettings
+from recsdk.experiments.report import _expected_shares, experiment_report
+from recsdk.experiments.stats import (
+    adjust_comparisons,
+    compare_means,
+    compare_rates,
+    sample_ratio_mismatch,
+)
 from recsdk.storage import models
 
 #: when every list of the test was served (the requests are moved back to it)
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
 NOW = T0 + timedelta(days=15)
+USERS = 80
 CONFIG = """
 database_url = "sqlite:///{db}"
 [pipeline]
@@ -30,6 +37,7 @@ timeout_ms = 10000
 [plugins.popularity]
 [experiments.home_test]
 placements = ["home"]
+holdout = 0.2
 [experiments.home_test.variants.control]
 share = 0.5
 [experiments.home_test.variants.fresh]
@@ -46,8 +54,9 @@ share = 0.5
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Any:
-    """60 users served once at T0 (plus one forced list); in fresh every user clicks and
-    one in two buys for 30, in control one in three clicks and one in six buys for 20."""
+    """80 users served once at T0 (plus one forced list); in fresh every user clicks and
+    three in four buy for 30, in control (and the holdout) one in three clicks and one in
+    six buys for 20. Two lists are marked degraded."""
     config = tmp_path / "shop.toml"
     config.write_text(CONFIG.format(db=(tmp_path / "shop.db").as_posix()))
     with RecSDK(str(config), environ={}) as sdk:
@@ -55,12 +64,14 @@ def shop(tmp_path: Path) -> Any:
         sdk.track_many([{"user_id": f"old{n}", "item_id": "i0", "type": "purchase",
                          "timestamp": "2026-01-01T00:00:00Z"} for n in range(5)])
         sdk.fit()
-        served = {f"u{n}": sdk.recommend(f"u{n}", placement="home", k=3) for n in range(60)}
+        served = {f"u{n}": sdk.recommend(f"u{n}", placement="home", k=3) for n in range(USERS)}
         forced = sdk.recommend("u0", placement="home", k=3, force_variant="fresh")
         sdk.request_log.flush()
         table = models.RecommendationRequest.__table__
         with sdk.store.engine.begin() as conn:
             conn.execute(update(table).values(created_at=T0.replace(tzinfo=None)))
+            conn.execute(update(table).where(table.c.id.in_(
+                [served["u1"].request_id, served["u2"].request_id])).values(degraded=True))
         rows = []
         for n, (_user, result) in enumerate(sorted(served.items(),
                                                     key=lambda p: int(p[0][1:]))):
@@ -70,7 +81,7 @@ def shop(tmp_path: Path) -> Any:
                     "timestamp": at}
             if fresh or n % 3 == 0:
                 rows.append({**base, "type": "click"})
-            if (fresh and n % 2 == 0) or (not fresh and n % 6 == 0):
+            if (fresh and n % 4 != 3) or (not fresh and n % 6 == 0):
                 rows += [{**base, "type": "add_to_cart"},
                          {**base, "type": "purchase", "value": 30.0 if fresh else 20.0}]
         rows.append({"request_id": forced.request_id, "item_id": forced.item_ids[0],
@@ -89,7 +100,8 @@ def test_counts_match_what_was_posted_and_forced_lists_are_left_out(shop: Any) -
     report = experiment_report(sdk.store, sdk.settings.experiments[0], now=NOW)
     assert report.message is None
     by_request = {r.request_id: r.variant for r in served.values()}
-    for variant in ("control", "fresh"):
+    assert [a.name for a in report.arms] == ["control", "fresh", "holdout"]
+    for variant in ("control", "fresh", "holdout"):
         arm = report.arm(variant)
         mine = [r for r in rows if by_request.get(r["request_id"]) == variant]
         assert arm.exposures == arm.units == len(arm_of(served, variant))
@@ -99,10 +111,11 @@ def test_counts_match_what_was_posted_and_forced_lists_are_left_out(shop: Any) -
                                                               for r in mine)
         assert arm.units_converted == arm.purchases  # one purchase per buying user
         assert arm.revenue == pytest.approx(sum(r.get("value") or 0 for r in mine))
-        assert arm.degraded == 0
+        degraded = sum(served[u].variant == variant for u in ("u1", "u2"))
+        assert arm.degraded == degraded
+        assert arm.metrics()["degraded_share"] == degraded / arm.exposures
         assert arm.metrics()["average_order_value"] == (30.0 if variant == "fresh" else 20.0)
-    assert sum(a.revenue for a in report.arms) < 999.0
-    assert sum(a.exposures for a in report.arms) == 60  # the forced list is not one
+    assert sum(a.exposures for a in report.arms) == USERS  # the forced list is not one
 
 
 def test_statistics_are_the_direct_calls_on_the_same_numbers(shop: Any) -> None:
@@ -121,9 +134,26 @@ def test_statistics_are_the_direct_calls_on_the_same_numbers(shop: Any) -> None:
     ]
     assert list(report.comparisons) == adjust_comparisons(direct)
     assert len(c.unit_revenue) == c.units and sum(c.unit_revenue) == pytest.approx(c.revenue)
-    assert report.winner == "fresh"  # planted: 50% against ~17% conversion
-    assert report.srm_p_value is not None and 0 <= report.srm_p_value <= 1
-    assert report.expected_shares == {"control": 0.5, "fresh": 0.5}
+    assert report.winner == "fresh"  # planted: ~75% against ~17% conversion
+    h = report.arm("holdout")
+    assert report.expected_shares == pytest.approx({"control": 0.4, "fresh": 0.4,
+                                                     "holdout": 0.2})
+    srm = sample_ratio_mismatch([c.units, f.units, h.units], [0.4, 0.4, 0.2])
+    assert report.srm_p_value == pytest.approx(srm.p_value)
+    assert report.srm_mismatch is False
+
+
+def test_expected_shares_follow_the_ramp_at_each_units_entry() -> None:
+    ramp = (RampStep(T0, {"a": 0.25, "b": 0.5}), RampStep(T0 + timedelta(days=1),
+                                                          {"a": 0.5, "b": 0.5}))
+    experiment = ExperimentSettings(
+        name="x", placements=("home",), control="a", salt="x", holdout=0.2, ramp=ramp,
+        variants=(VariantSettings("a", 0.5), VariantSettings("b", 0.5)))
+    early, late = T0 + timedelta(hours=1), T0 + timedelta(days=2)
+    # early: a 0.8 * 0.25 = 0.2, b 0.4, holdout 0.2 (of 0.8); late: 0.4, 0.4, 0.2
+    shares = _expected_shares(experiment, [early, late])
+    assert shares == pytest.approx({"a": (0.25 + 0.4) / 2, "b": (0.5 + 0.4) / 2,
+                                    "holdout": (0.25 + 0.2) / 2})
 
 
 def test_purchase_events_are_credited_last_touch_within_the_window_once(shop: Any) -> None:
@@ -187,7 +217,7 @@ def test_cli_report_json_list_and_unknown_name(shop: Any) -> None:
     result = invoke(config, "report", "home_test", "--format", "json")
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
-    assert {v["variant"] for v in body["variants"]} == {"control", "fresh"}
+    assert {v["variant"] for v in body["variants"]} == {"control", "fresh", "holdout"}
     assert body["winner"] == "fresh" and body["srm_p_value"] is not None
     assert {c["metric"] for c in body["comparisons"]} == {
         "click_rate", "add_to_cart_rate", "conversion_rate", "revenue_per_unit"}
@@ -202,5 +232,6 @@ def test_cli_report_json_list_and_unknown_name(shop: Any) -> None:
     assert listed.exit_code == 0
     names = {e["name"]: e for e in json.loads(listed.output)}
     assert names["home_test"]["variants"] == {"control": 0.5, "fresh": 0.5}
+    assert names["home_test"]["holdout"] == 0.2
     assert names["home_test"]["running"] is True
     assert "home_test: placements home" in invoke(config, "list").output

@@ -1,0 +1,114 @@
+"""``recsdk experiments``: the configured A/B tests, and each one's report.
+
+``list`` reads the settings only; ``report`` reads the exposures and outcomes stored in
+the database (see docs/experiments.md, "Reports").
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from recsdk.cli.session import open_sdk, settings_of
+
+
+def register(group: click.Group) -> None:
+    group.add_command(experiments)
+
+
+@click.group()
+def experiments() -> None:
+    """A/B experiments declared under [experiments.NAME]."""
+
+
+def _running(e: Any, now: datetime) -> bool:
+    return (e.start is None or e.start <= now) and (e.stop is None or now < e.stop)
+
+
+@experiments.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the experiments as JSON.")
+@click.pass_context
+def list_experiments(ctx: click.Context, as_json: bool) -> None:
+    """Name, placements, variants and shares, window, and whether each runs now."""
+    configured = settings_of(ctx).experiments
+    now = datetime.now(UTC)
+    rows = [{
+        "name": e.name, "placements": list(e.placements), "control": e.control,
+        "variants": {v.name: v.share for v in e.variants}, "holdout": e.holdout,
+        "shares_now": e.shares_at(now),
+        "start": e.start.isoformat() if e.start else None,
+        "stop": e.stop.isoformat() if e.stop else None, "running": _running(e, now),
+    } for e in configured]
+    if as_json:
+        click.echo(json.dumps(rows, sort_keys=True))
+        return
+    if not rows:
+        click.echo("no experiments configured: add one under [experiments.NAME]")
+        return
+    for r in rows:
+        variants = ", ".join(f"{n}={s:g}{' (control)' if n == r['control'] else ''}"
+                             for n, s in r["variants"].items())
+        if r["holdout"]:
+            variants += f"; holdout {r['holdout']:g}"
+        click.echo(f"{r['name']}: placements {', '.join(r['placements'])}; {variants}; "
+                   f"from {r['start'] or 'always'} to {r['stop'] or 'open end'}; "
+                   f"{'running' if r['running'] else 'not running'}")
+
+
+def _fmt(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if percent else f"{value:.2f}"
+
+
+@experiments.command("report")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.option("--attribution-days", type=click.FloatRange(min=0), default=7.0,
+              show_default=True, help="Days after an exposure a purchase event is credited.")
+@click.pass_context
+def report(ctx: click.Context, name: str, fmt: str, attribution_days: float) -> None:
+    """Per-variant counts, metrics and tests against the control of experiment NAME."""
+    from recsdk.experiments.report import experiment_report  # numpy/scipy: only here
+
+    configured = {e.name: e for e in settings_of(ctx).experiments}
+    if name not in configured:
+        known = ", ".join(sorted(configured)) or "none configured"
+        raise click.ClickException(f"unknown experiment {name!r}; experiments: {known}")
+    with open_sdk(ctx, serve_models=False) as sdk:
+        result = experiment_report(sdk.store, configured[name], attribution_days=attribution_days)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), sort_keys=True))
+        return
+    if result.message:
+        click.echo(result.message)
+        return
+    click.echo(f"experiment {name} (control {result.control}), attribution "
+               f"{attribution_days:g} days, {result.correction}-adjusted at alpha "
+               f"{result.alpha:g}")
+    click.echo(f"{'variant':<16} {'exposures':>9} {'units':>7} {'CTR':>8} {'click':>8} "
+               f"{'cart':>8} {'conv':>8} {'rev/unit':>9} {'AOV':>8} {'degraded':>8}")
+    for a in result.arms:
+        m = a.metrics()
+        click.echo(f"{a.name:<16} {a.exposures:>9} {a.units:>7} {_fmt(m['ctr'], True):>8} "
+                   f"{_fmt(m['click_rate'], True):>8} {_fmt(m['add_to_cart_rate'], True):>8} "
+                   f"{_fmt(m['conversion_rate'], True):>8} {_fmt(m['revenue_per_unit']):>9} "
+                   f"{_fmt(m['average_order_value']):>8} {_fmt(m['degraded_share'], True):>8}")
+    for c in result.comparisons:
+        low, high = c.lift_rel_ci
+        rel = "-" if c.lift_rel != c.lift_rel else (
+            f"{100 * c.lift_rel:+.1f}% [{100 * low:+.1f}%, {100 * high:+.1f}%]")
+        click.echo(f"{c.treatment} vs {c.control} {c.metric}: lift {c.lift_abs:+.4g} "
+                   f"({rel}), p {c.p_value:.4g}, adjusted {c.p_value_adjusted:.4g}"
+                   f"{' *' if c.significant else ''}")
+    for s in result.skipped:
+        click.echo(f"not computed: {s}")
+    srm = "-" if result.srm_p_value is None else f"{result.srm_p_value:.4g}"
+    warn = " MISMATCH: assignment or logging is broken, do not trust the comparisons" \
+        if result.srm_mismatch else ""
+    click.echo(f"sample ratio p-value {srm}{warn}")
+    click.echo(f"winner: {result.winner or 'none (no significant conversion gain)'}")

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from recsdk.experiments.group_sequential import group_sequential_rates
 from recsdk.experiments.sequential import msprt_rates
 from recsdk.experiments.stats import (
     compare_means,
@@ -46,7 +47,7 @@ def binomial_se(rate: float, n: int) -> float:
 def a_a(rng: np.random.Generator, experiments: int, rate: float, days: int, per_day: int) -> None:
     hours = 24
     relative_taus = (0.02, 0.05, 0.2)  # tau as a fraction of the control rate; 0.05 default
-    fixed = peeking = hourly = 0
+    fixed = peeking = hourly = planned = 0
     sequential = dict.fromkeys(relative_taus, 0)
     for _ in range(experiments):
         hc = rng.binomial(per_day // hours, rate, days * hours)
@@ -60,6 +61,7 @@ def a_a(rng: np.random.Generator, experiments: int, rate: float, days: int, per_
         ]
         fixed += daily[-1] < ALPHA
         peeking += min(daily) < ALPHA
+        planned += group_sequential_rates(sc, trials, st, trials, days, alpha=ALPHA).rejected
         for tau in relative_taus:
             tau2 = None if tau == 0.05 else (tau * rate) ** 2
             res = msprt_rates(sc, trials, st, trials, alpha=ALPHA, tau2=tau2)
@@ -83,6 +85,7 @@ def a_a(rng: np.random.Generator, experiments: int, rate: float, days: int, per_
         label = "default tau = 0.05 x control rate" if tau == 0.05 else f"tau = {tau} x rate"
         rows.append((f"mSPRT looked at daily ({days} looks, {label})", sequential[tau]))
     rows.append((f"mSPRT looked at hourly ({days * hours} looks, baseline {rate})", hourly))
+    rows.append((f"group-sequential, O'Brien-Fleming, {days} planned daily looks", planned))
     for name, count in rows:
         r = count / experiments
         print(f"| {name} | {r:.3f} | {binomial_se(r, experiments):.3f} |")

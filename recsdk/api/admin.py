@@ -1,4 +1,5 @@
-"""Operator actions over HTTP, guarded by the API key: training jobs and model runs.
+"""Operator actions over HTTP, guarded by the API key: training jobs, model runs and
+A/B experiments' reports.
 
 Training runs in the background (202 with a job id) so that a long fit never holds
 an HTTP worker; the process keeps serving its current run until the new one is
@@ -8,15 +9,22 @@ every serving process picks the activated run up within ``model_refresh_s``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import url_for
+from flask import Response, jsonify, url_for
 from flask_smorest import Blueprint
 
 from recsdk.api.auth import SECURITY, require_api_key
 from recsdk.api.errors import fail
 from recsdk.api.extension import current_sdk
-from recsdk.api.schemas import ModelRunSchema, TrainJobSchema
+from recsdk.api.schemas import (
+    ExperimentReportSchema,
+    ExperimentSummarySchema,
+    ModelRunSchema,
+    ReportQuery,
+    TrainJobSchema,
+)
 from recsdk.lifecycle import TrainingBusy
 from recsdk.registry import UnknownRun
 
@@ -81,5 +89,30 @@ def make_admin_blueprint() -> Blueprint:
             fail(404, str(exc))
         sdk.load_models(run.id)
         return sdk.registry.get(run.id).to_dict()
+
+    @blp.route("/experiments", methods=["GET"])
+    @blp.response(200, ExperimentSummarySchema(many=True))
+    @blp.doc(security=SECURITY)
+    def experiments() -> list[dict[str, Any]]:
+        """Declared A/B experiments, as ``recsdk experiments list --json`` prints them."""
+        now = datetime.now(UTC)
+        return [e.summary(now) for e in current_sdk().settings.experiments]
+
+    @blp.route("/experiments/<name>/report", methods=["GET"])
+    @blp.arguments(ReportQuery(), location="query", as_kwargs=True)
+    @blp.response(200, ExperimentReportSchema)
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(security=SECURITY)
+    def experiment_report(name: str, attribution_days: float) -> Response:
+        """An experiment's report, as ``recsdk experiments report NAME --format json``."""
+        from recsdk.experiments.report import experiment_report as build_report
+
+        sdk = current_sdk()
+        configured = {e.name: e for e in sdk.settings.experiments}
+        if name not in configured:
+            known = ", ".join(sorted(configured)) or "none configured"
+            fail(404, f"Unknown experiment {name!r}; experiments: {known}.")
+        result = build_report(sdk.store, configured[name], attribution_days=attribution_days)
+        return jsonify(result.to_dict())  # already JSON-shaped: sent as it is
 
     return blp

@@ -181,3 +181,50 @@ class HealthSchema(Schema):
     cache = fields.Nested(CacheHealthSchema)
     trained = fields.Boolean()
     model_run = fields.String(allow_none=True)
+
+
+class ExperimentSummarySchema(Schema):
+    """A declared A/B experiment: what it covers, its split and whether it runs now."""
+
+    name = fields.String()
+    placements = fields.List(fields.String())
+    control = fields.String()
+    variants = fields.Dict(keys=fields.String(), values=fields.Float(),
+                           metadata={"description": "variant -> declared share"})
+    holdout = fields.Float()
+    shares_now = fields.Dict(keys=fields.String(), values=fields.Float(),
+                             metadata={"description": "shares in effect now (ramp-up)"})
+    start = fields.String(allow_none=True)
+    stop = fields.String(allow_none=True)
+    running = fields.Boolean()
+
+
+class ReportQuery(Schema):
+    attribution_days = fields.Float(
+        load_default=7.0, validate=validate.Range(0, 365),
+        metadata={"description": "days after an exposure a purchase event is credited"})
+
+
+class ExperimentReportSchema(Schema):
+    """``recsdk experiments report NAME --format json`` (docs/experiments.md, Reports):
+    per arm counts and metrics, ``srm_p_value``, comparisons with the control (metric,
+    lift with its confidence interval, raw and adjusted p-values), ``winner``, and
+    ``message`` when there is nothing to report yet."""
+
+    experiment = fields.String()
+    control = fields.String()
+    generated_at = fields.String()
+    attribution_days = fields.Float()
+    alpha = fields.Float()
+    correction = fields.String()
+    message = fields.String(allow_none=True)
+    variants = fields.List(fields.Dict(), metadata={
+        "description": "per arm (holdout included): variant, counts, metrics"})
+    srm_p_value = fields.Float(allow_none=True)
+    srm_mismatch = fields.Boolean(allow_none=True)
+    expected_shares = fields.Dict(keys=fields.String(), values=fields.Float())
+    comparisons = fields.List(fields.Dict(), metadata={
+        "description": "per variant and metric against the control: lift_abs, lift_abs_ci, "
+                       "lift_rel, lift_rel_ci, p_value, p_value_adjusted, significant"})
+    skipped = fields.List(fields.String())
+    winner = fields.String(allow_none=True)

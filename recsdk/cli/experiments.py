@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 
@@ -24,10 +23,6 @@ def experiments() -> None:
     """A/B experiments declared under [experiments.NAME]."""
 
 
-def _running(e: Any, now: datetime) -> bool:
-    return (e.start is None or e.start <= now) and (e.stop is None or now < e.stop)
-
-
 @experiments.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the experiments as JSON.")
 @click.pass_context
@@ -35,13 +30,7 @@ def list_experiments(ctx: click.Context, as_json: bool) -> None:
     """Name, placements, variants and shares, window, and whether each runs now."""
     configured = settings_of(ctx).experiments
     now = datetime.now(UTC)
-    rows = [{
-        "name": e.name, "placements": list(e.placements), "control": e.control,
-        "variants": {v.name: v.share for v in e.variants}, "holdout": e.holdout,
-        "shares_now": e.shares_at(now),
-        "start": e.start.isoformat() if e.start else None,
-        "stop": e.stop.isoformat() if e.stop else None, "running": _running(e, now),
-    } for e in configured]
+    rows = [e.summary(now) for e in configured]
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
         return

@@ -158,6 +158,22 @@ class ExperimentSettings:
                 return v
         raise KeyError(name)
 
+    def running(self, now: datetime) -> bool:
+        """Whether units are assigned at ``now`` (inside start <= now < stop)."""
+        return ((self.start is None or self.start <= now)
+                and (self.stop is None or now < self.stop))
+
+    def summary(self, now: datetime) -> dict[str, Any]:
+        """What ``recsdk experiments list`` and the admin API show (JSON values)."""
+        return {
+            "name": self.name, "placements": list(self.placements), "control": self.control,
+            "variants": {v.name: v.share for v in self.variants}, "holdout": self.holdout,
+            "shares_now": self.shares_at(now),
+            "start": self.start.isoformat() if self.start else None,
+            "stop": self.stop.isoformat() if self.stop else None,
+            "running": self.running(now),
+        }
+
     def shares_at(self, now: datetime) -> dict[str, float]:
         """Each variant's share of the units at ``now``: the last ramp step at or before
         it (nothing before the first), or the declared shares without a ramp."""

@@ -23,6 +23,8 @@ API_PATHS = {
     "/api/v1/admin/jobs/{job_id}": {"get"},
     "/api/v1/admin/models": {"get"},
     "/api/v1/admin/models/{run_id}/activate": {"post"},
+    "/api/v1/admin/experiments": {"get"},
+    "/api/v1/admin/experiments/{name}/report": {"get"},
     "/healthz": {"get"},
     "/metrics": {"get"},
 }

@@ -72,8 +72,10 @@ def _negatives(n_items: int, positives: np.ndarray) -> np.ndarray:
 def _sides(item_factors: np.ndarray, positives: np.ndarray, factors: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Latent factors and biases (float64) of the positives and of every other item;
-    None when no item is left to be a negative. Only the rows used are converted, not a
-    float64 copy of every item's factors per request."""
+    None without positives, or when no item is left to be a negative. Only the rows used
+    are converted, not a float64 copy of every item's factors per request."""
+    if not len(positives):
+        return None
     q_all = np.asarray(item_factors)
     negatives = _negatives(len(q_all), positives)
     if not len(negatives):
@@ -91,8 +93,6 @@ def bpr_fold_in(row: sp.csr_matrix, item_factors: np.ndarray, factors: int,
     reg/2 |p|^2, with s = Q p + b: the per-sample objective implicit's SGD follows.
     """
     positives = np.unique(row.indices[row.data > 0])
-    if not len(positives):
-        return None
     sides = _sides(item_factors, positives, factors)
     if sides is None:
         return None
@@ -122,8 +122,6 @@ def lmf_fold_in(row: sp.csr_matrix, item_factors: np.ndarray, factors: int,
     """
     keep = row.data > 0
     positives, weights = row.indices[keep], row.data[keep].astype(np.float64)
-    if not len(positives):
-        return None
     sides = _sides(item_factors, positives, factors)
     if sides is None:
         return None

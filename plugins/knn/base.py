@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -14,8 +14,8 @@ from recsdk_plugins.knn.weighting import ROW_WEIGHTINGS, RowWeighting
 from recsdk import Plugin, hookimpl
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset
-from recsdk.interactions import UserRows, Weighting, WeightingParams
-from recsdk.types import PluginContext
+from recsdk.interactions import UserRows, Weighting, WeightingParams, candidate_scores
+from recsdk.types import CandidateSet, PluginContext
 
 
 def knn_params(name: str, *, similarity: str, alpha: float, shrink: float, neighbours: int,
@@ -98,6 +98,21 @@ class KNNPlugin(Plugin):
         if context is not None:
             self._event_weights = dict(context.settings.event_weights)
         return UserRows.fit(dataset, self.weighting, self.name)
+
+
+def batched_scores(user_ids: list[str], candidates: CandidateSet, step: int,
+                   score: Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+                   ) -> np.ndarray:
+    """The batch path of both neighbourhood plugins: ``score(batch)`` gives the batch's
+    scores over all items and its known-user mask, ``step`` users at a time (bounding
+    the dense block); rows of unknown users, or with nothing positive, are NaN."""
+    out = np.empty((len(user_ids), len(candidates)), dtype=np.float64)
+    for start in range(0, len(user_ids), step):
+        scores, known = score(user_ids[start:start + step])
+        block = candidate_scores(scores, candidates)
+        block[~known | no_signal(scores)] = np.nan
+        out[start:start + step] = block
+    return out
 
 
 def no_signal(scores: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from recsdk_plugins.knn.base import KNNPlugin, knn_params, no_signal
+from recsdk_plugins.knn.base import KNNPlugin, batched_scores, knn_params, no_signal
 from recsdk_plugins.knn.similarity import neighbours, squared_norms
 
 from recsdk import hookimpl
@@ -99,15 +99,12 @@ class ItemKNN(KNNPlugin):
                            candidates: CandidateSet) -> np.ndarray | None:
         if not hasattr(self, "similarity_"):
             return None
-        out = np.empty((len(user_ids), len(candidates)), dtype=np.float64)
+        def score(batch: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            rows, known = self.rows_.batch_rows(batch)
+            return self._scores(rows), known
+
         step = max(1, BATCH_CELLS // max(self.rows_.n_items, 1))
-        for start in range(0, len(user_ids), step):
-            rows, known = self.rows_.batch_rows(user_ids[start:start + step])
-            scores = self._scores(rows)
-            block = candidate_scores(scores, candidates)
-            block[~known | no_signal(scores)] = np.nan
-            out[start:start + step] = block
-        return out
+        return batched_scores(user_ids, candidates, step, score)
 
     @hookimpl
     def recsdk_score_similar(self, item_id: str, candidates: CandidateSet,

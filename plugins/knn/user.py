@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from recsdk_plugins.knn.base import KNNPlugin, knn_params, no_signal
+from recsdk_plugins.knn.base import KNNPlugin, batched_scores, knn_params, no_signal
 from recsdk_plugins.knn.similarity import BLOCK_CELLS, neighbours, squared_norms
 from recsdk_plugins.knn.weighting import RowWeighting
 
@@ -107,19 +107,16 @@ class UserKNN(KNNPlugin):
         model = getattr(self, "model_", None)
         if model is None:
             return None
-        out = np.empty((len(user_ids), len(candidates)), dtype=np.float64)
-        n_users, n_items = model.rows.matrix.shape
-        step = max(1, 2 * BLOCK_CELLS // max(n_users, n_items, 1))
         get = model.rows.user_index.get
-        for start in range(0, len(user_ids), step):
-            batch = user_ids[start:start + step]
+
+        def score(batch: list[str]) -> tuple[np.ndarray, np.ndarray]:
             rows, known = model.rows.batch_rows(batch)
             own = np.fromiter((get(u, -1) for u in batch), dtype=np.int64, count=len(batch))
-            scores = self._scores(model, rows, own)
-            block = candidate_scores(scores, candidates)
-            block[~known | no_signal(scores)] = np.nan
-            out[start:start + step] = block
-        return out
+            return self._scores(model, rows, own), known
+
+        n_users, n_items = model.rows.matrix.shape
+        step = max(1, 2 * BLOCK_CELLS // max(n_users, n_items, 1))
+        return batched_scores(user_ids, candidates, step, score)
 
     @hookimpl
     def recsdk_score_similar(self, item_id: str, candidates: CandidateSet,

@@ -23,9 +23,11 @@ from recsdk.errors import ValidationFailed
 INTERACTION_COLUMNS = ("user", "item", "type", "timestamp", "value", "weight")
 
 
-def _codes(index: Mapping[str, int], ids: Iterable[str], count: int) -> np.ndarray:
+def lookup_codes(index: Mapping[str, int], ids: Iterable[str]) -> np.ndarray:
+    """The code of each id in ``index`` (a vocabulary), -1 for an id it lacks."""
+    ids = ids if isinstance(ids, list | tuple | np.ndarray) else list(ids)
     get = index.get
-    return np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=count)
+    return np.fromiter((get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
 
 
 @dataclass
@@ -77,12 +79,10 @@ class InteractionDataset:
         return self._matrix
 
     def user_codes(self, user_ids: Iterable[str]) -> np.ndarray:
-        ids = list(user_ids)
-        return _codes(self.user_index, ids, len(ids))
+        return lookup_codes(self.user_index, user_ids)
 
     def item_codes(self, item_ids: Iterable[str]) -> np.ndarray:
-        ids = list(item_ids)
-        return _codes(self.item_index, ids, len(ids))
+        return lookup_codes(self.item_index, item_ids)
 
     def user_items(self, user_id: str) -> np.ndarray:
         """Item codes the user interacted with positively in the training data."""

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from marshmallow import RAISE, Schema, fields, validate
 
-from recsdk.dataset import InteractionDataset
+from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.types import CandidateSet, UserHistory
 
@@ -149,9 +149,7 @@ class UserRows:
 
     def batch_rows(self, user_ids: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
         """Training rows of ``user_ids`` (empty for unknown users) and a known-user mask."""
-        get = self.user_index.get
-        codes = np.fromiter((get(u, -1) for u in user_ids), dtype=np.int64,
-                            count=len(user_ids))
+        codes = lookup_codes(self.user_index, user_ids)
         known = codes >= 0
         rows = self.matrix[np.maximum(codes, 0)]
         if not known.all():
@@ -179,9 +177,7 @@ class UserRows:
             parts.append(sp.csr_matrix(row, dtype=np.float64))
         if new.any():
             idx = np.flatnonzero(new)
-            get = self.item_index.get
-            codes = np.fromiter((get(history.item_ids[i], -1) for i in idx), dtype=np.int64,
-                                count=len(idx))
+            codes = lookup_codes(self.item_index, [history.item_ids[i] for i in idx])
             weights = self.weighting.weights([history.types[i] for i in idx],
                                              timestamps[idx], newest)
             keep = (codes >= 0) & (codes < n)

@@ -44,7 +44,7 @@ from marshmallow import fields, validate
 
 from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
-from recsdk.dataset import InteractionDataset
+from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.interactions import SECONDS_PER_DAY, Weighting, WeightingParams, candidate_scores
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
@@ -386,9 +386,7 @@ class Cooccurrence(Plugin):
         if getattr(self, "_last_baskets", None) is None or not hasattr(self, "associations_"):
             return None
         rows, baskets = self._last_baskets
-        get = self._user_index.get
-        codes = np.fromiter((get(u, -1) for u in user_ids), dtype=np.int64,
-                            count=len(user_ids))
+        codes = lookup_codes(self._user_index, user_ids)
         basket_rows = np.where(codes >= 0, rows[np.maximum(codes, 0)], -1)
         has = basket_rows >= 0
         users = baskets[np.maximum(basket_rows, 0)]

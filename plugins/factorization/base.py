@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
-from recsdk.dataset import InteractionDataset
+from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.interactions import UserRows, Weighting, candidate_scores
 from recsdk.registry import ArtifactError, ArtifactReader, ArtifactWriter
 from recsdk.retrieval import (
@@ -251,8 +251,7 @@ class FactorizationPlugin(Plugin):
         """Stored factors (the histories are the training data); NaN for unknown users."""
         if not hasattr(self, "item_factors_"):
             return None
-        codes = np.fromiter((self.rows_.user_index.get(u, -1) for u in user_ids),
-                            dtype=np.int64, count=len(user_ids))
+        codes = lookup_codes(self.rows_.user_index, user_ids)
         users = self.user_factors_[np.maximum(codes, 0)]
         out = candidate_scores(users @ self.item_factors_.T, candidates)
         out[codes < 0] = np.nan

@@ -24,7 +24,7 @@ from recsdk_plugins.knn.weighting import RowWeighting
 
 from recsdk import hookimpl
 from recsdk.catalog import Catalog
-from recsdk.dataset import InteractionDataset
+from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.interactions import UserRows, candidate_scores
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
@@ -107,11 +107,9 @@ class UserKNN(KNNPlugin):
         model = getattr(self, "model_", None)
         if model is None:
             return None
-        get = model.rows.user_index.get
-
         def score(batch: list[str]) -> tuple[np.ndarray, np.ndarray]:
             rows, known = model.rows.batch_rows(batch)
-            own = np.fromiter((get(u, -1) for u in batch), dtype=np.int64, count=len(batch))
+            own = lookup_codes(model.rows.user_index, batch)
             return self._scores(model, rows, own), known
 
         n_users, n_items = model.rows.matrix.shape

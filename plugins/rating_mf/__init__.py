@@ -28,7 +28,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
-from recsdk.dataset import InteractionDataset
+from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
 
@@ -260,9 +260,7 @@ class RatingMF(Plugin):
     # ---- prediction ------------------------------------------------------------------
 
     def _item_codes(self, item_ids: Sequence[str]) -> np.ndarray:
-        get = self.item_index_.get
-        return np.fromiter((get(str(i), -1) for i in item_ids), dtype=np.int64,
-                           count=len(item_ids))
+        return lookup_codes(self.item_index_, [str(i) for i in item_ids])
 
     def _user_vector(self, user_id: str | None,
                      history: UserHistory | None) -> tuple[np.ndarray, float] | None:
@@ -326,9 +324,7 @@ class RatingMF(Plugin):
         if not hasattr(self, "model_"):
             return None
         model = self.model_
-        get = self.user_index_.get
-        codes = np.fromiter((get(u, -1) for u in user_ids), dtype=np.int64,
-                            count=len(user_ids))
+        codes = lookup_codes(self.user_index_, user_ids)
         known = codes >= 0
         known[known] = model.known_users[codes[known]]
         safe = np.where(known, codes, 0)

@@ -157,15 +157,24 @@ class UserRows:
             rows.eliminate_zeros()
         return sp.csr_matrix(rows), known
 
+    def user_code(self, user_id: str | None) -> int | None:
+        """The user's row in the training matrix, None for a user the model never saw."""
+        return self.user_index.get(user_id) if user_id is not None else None
+
+    def new_events(self, user_id: str | None, history: UserHistory) -> np.ndarray:
+        """Which history events the training row lacks: those newer than the training
+        data for a known user, every one for a user the model never saw."""
+        if self.user_code(user_id) is None:
+            return np.ones(len(history), dtype=bool)
+        timestamps = np.asarray(history.timestamps, dtype=np.float64)
+        return np.isfinite(timestamps) & (timestamps > self.data_end)
+
     def request_row(self, user_id: str | None, history: UserHistory) -> sp.csr_matrix:
         """The user's row now: training row plus history events newer than the training
         data (a user unknown to the model: the whole history), decayed to the newest."""
-        code = self.user_index.get(user_id) if user_id is not None else None
+        code = self.user_code(user_id)
         timestamps = np.asarray(history.timestamps, dtype=np.float64)
-        if code is None:
-            new = np.ones(len(history), dtype=bool)
-        else:
-            new = np.isfinite(timestamps) & (timestamps > self.data_end)
+        new = self.new_events(user_id, history)
         newest = max(self.data_end, _data_end(timestamps[new])) if new.any() else self.data_end
         n = self.n_items
         parts = []

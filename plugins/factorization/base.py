@@ -201,11 +201,9 @@ class FactorizationPlugin(Plugin):
         user's current row; None when there is no usable history."""
         rows = self.rows_
         history = request.history
-        code = rows.user_index.get(request.user_id) if request.user_id is not None else None
-        if code is not None:
-            times = np.asarray(history.timestamps, dtype=np.float64)
-            if not (np.isfinite(times) & (times > rows.data_end)).any():
-                return self.user_factors_[code].astype(np.float64)
+        code = rows.user_code(request.user_id)
+        if code is not None and not rows.new_events(request.user_id, history).any():
+            return self.user_factors_[code].astype(np.float64)
         row = rows.request_row(request.user_id, history)
         if row.nnz == 0:
             return None

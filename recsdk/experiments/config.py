@@ -16,6 +16,7 @@ experiment never moves the units of the others.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -34,6 +35,10 @@ SHARE_TOLERANCE = 1e-9
 #: Variant name of the holdout arm (the placement's default pipeline); reserved.
 HOLDOUT = "holdout"
 UNITS = ("user", "session")
+#: Traffic allocation methods: the declared (or ramped) shares, or Thompson sampling.
+ALLOCATIONS = ("fixed", "thompson")
+#: Unit-level rates a Thompson allocation may optimise (the report's names).
+ALLOCATION_METRICS = ("conversion_rate", "click_rate", "add_to_cart_rate")
 AUDIENCES = ("all", "new", "returning")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NAME_RULE = "1 to 64 letters, digits, '_', '-' or '.'"
@@ -76,6 +81,38 @@ class TargetingSchema(Schema):
     audience = fields.String(load_default="all", validate=validate.OneOf(AUDIENCES))
 
 
+class CostsSchema(Schema):
+    """What serving the placement costs, for its ROI against the holdout."""
+
+    class Meta:
+        unknown = RAISE
+
+    #: gross margin on revenue (incremental revenue times margin is the gain)
+    margin = fields.Float(load_default=1.0, validate=validate.Range(0, 1))
+    #: compute per 1,000 served lists (the experiment's arms, holdout excluded)
+    compute_per_1000_requests = fields.Float(load_default=0.0, validate=validate.Range(min=0))
+    #: licences and other fixed costs per day the experiment has run
+    licences_per_day = fields.Float(load_default=0.0, validate=validate.Range(min=0))
+
+
+class AllocationSchema(Schema):
+    """How traffic is split: the declared shares, or Thompson sampling between arms."""
+
+    class Meta:
+        unknown = RAISE
+
+    method = fields.String(load_default="fixed", validate=validate.OneOf(ALLOCATIONS))
+    metric = fields.String(load_default="conversion_rate",
+                           validate=validate.OneOf(ALLOCATION_METRICS))
+    #: shares are recomputed at most this often (every serving process uses the same)
+    every_hours = fields.Float(load_default=24.0, validate=validate.Range(min=0.01))
+    #: the declared shares until every arm has this many units
+    warmup_units = fields.Integer(load_default=100, validate=validate.Range(min=0))
+    #: every arm keeps at least this share (keeps exploring)
+    min_share = fields.Float(load_default=0.05, validate=validate.Range(0, 0.5))
+    seed = fields.Integer(load_default=0)
+
+
 class ExperimentSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -94,6 +131,10 @@ class ExperimentSchema(Schema):
     layer_range = fields.List(fields.Float(validate=validate.Range(0, 1)), load_default=None,
                               validate=validate.Length(equal=2))
     ramp = fields.List(fields.Nested(RampStepSchema), load_default=list)
+    costs = fields.Nested(CostsSchema, load_default=dict)
+    allocation = fields.Nested(AllocationSchema, load_default=dict)
+    #: days before a unit's first exposure whose revenue is CUPED's covariate
+    pre_period_days = fields.Float(load_default=14.0, validate=validate.Range(min=0))
 
     @validates_schema
     def _names(self, data: Mapping[str, Any], **_: Any) -> None:
@@ -124,6 +165,28 @@ class RampStep:
 
 
 @dataclass(frozen=True)
+class Costs:
+    """What the placement costs (docs/experiments.md, "ROI")."""
+
+    margin: float = 1.0
+    compute_per_1000_requests: float = 0.0
+    licences_per_day: float = 0.0
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """``fixed``: the declared shares (and ramp); ``thompson``: shares recomputed every
+    ``every_hours`` from the arms' posteriors of ``metric`` (docs/experiments.md)."""
+
+    method: str = "fixed"
+    metric: str = "conversion_rate"
+    every_hours: float = 24.0
+    warmup_units: int = 100
+    min_share: float = 0.05
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ExperimentSettings:
     """One validated ``[experiments.NAME]`` table."""
 
@@ -140,6 +203,9 @@ class ExperimentSettings:
     layer: str = ""
     layer_range: tuple[float, float] = (0.0, 1.0)
     ramp: tuple[RampStep, ...] = ()
+    costs: Costs = Costs()
+    allocation: Allocation = Allocation()
+    pre_period_days: float = 14.0
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -289,13 +355,23 @@ def _build(name: str, data: Mapping[str, Any], table: Mapping[str, Any], placeme
         raise _fail(name, f"layer_range [{lo:g}, {hi:g}] is empty: the first bound must be "
                     "below the second")
     ramp = _ramp(name, data["ramp"], {v.name: v.share for v in variants})
+    allocation = Allocation(**data["allocation"])
+    if allocation.method == "thompson":
+        if ramp:
+            raise _fail(name, "allocation.method 'thompson' sets the shares itself; remove "
+                        "the ramp steps (a ramp and a bandit would both move traffic)")
+        if allocation.min_share * len(variants) >= 1:
+            raise _fail(name, f"allocation.min_share {allocation.min_share:g} times "
+                        f"{len(variants)} variants leaves nothing to allocate; use less "
+                        f"than {1 / len(variants):g}")
     return ExperimentSettings(
         name=name, placements=tuple(dict.fromkeys(data["placements"])),
         variants=tuple(variants), control=control, salt=data["salt"] or name,
         unit=data["unit"], start=start, stop=stop,
         audience=data["targeting"].get("audience", "all"),
         holdout=data["holdout"], layer=data["layer"] or f"experiment:{name}",
-        layer_range=(lo, hi), ramp=ramp, raw=dict(table),
+        layer_range=(lo, hi), ramp=ramp, costs=Costs(**data["costs"]),
+        allocation=allocation, pre_period_days=data["pre_period_days"], raw=dict(table),
     )
 
 
@@ -383,7 +459,7 @@ def experiments_hash_part(experiments: tuple[ExperimentSettings, ...]) -> list[A
 #: What decides who is in which arm: none of it may change once an experiment runs
 #: (only ramp steps to come may be added, and the stop moved).
 FROZEN_KEYS = ("salt", "unit", "variants", "audience", "holdout", "layer", "layer_range",
-               "start")
+               "start", "allocation")
 
 
 def record(experiment: ExperimentSettings) -> dict[str, Any]:
@@ -397,6 +473,7 @@ def record(experiment: ExperimentSettings) -> dict[str, Any]:
         "start": None if experiment.start is None else experiment.start.isoformat(),
         "stop": None if experiment.stop is None else experiment.stop.isoformat(),
         "ramp": [[s.at.isoformat(), dict(s.shares)] for s in experiment.ramp],
+        "allocation": dataclasses.asdict(experiment.allocation),
     }
 
 
@@ -412,6 +489,8 @@ def check_change(previous: Mapping[str, Any], experiment: ExperimentSettings,
     if start is not None and datetime.fromisoformat(start) > now:
         return
     current = record(experiment)
+    # records stored before allocations existed were fixed splits
+    previous = {"allocation": dataclasses.asdict(Allocation()), **previous}
     changed = [k for k in FROZEN_KEYS if previous.get(k) != current[k]]
     if changed:
         raise _fail(experiment.name, f"{', '.join(changed)} changed while the experiment "

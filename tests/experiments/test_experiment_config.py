@@ -294,3 +294,51 @@ def test_a_variant_inherits_the_top_level_filters() -> None:
     (e,) = load(cfg)
     (filters,) = [p for p in e.variant("trending").plugins if p.name == "filters"]
     assert filters.params == {"exclude_consumed": False}
+
+
+def test_costs_allocation_and_pre_period_load_with_defaults() -> None:
+    (e,) = load(base())
+    assert (e.costs.margin, e.costs.compute_per_1000_requests, e.costs.licences_per_day) == (
+        1.0, 0.0, 0.0)
+    assert e.allocation.method == "fixed" and e.pre_period_days == 14.0
+    cfg = base()
+    t = cfg["experiments"]["home_blend"]
+    t.update(ramp=[], pre_period_days=28,
+             costs={"margin": 0.3, "compute_per_1000_requests": 0.02, "licences_per_day": 5},
+             allocation={"method": "thompson", "metric": "click_rate", "every_hours": 6,
+                         "min_share": 0.1, "warmup_units": 50, "seed": 3})
+    (e,) = load(cfg)
+    assert e.costs.margin == 0.3 and e.costs.licences_per_day == 5
+    assert e.allocation.method == "thompson" and e.allocation.metric == "click_rate"
+    assert (e.allocation.every_hours, e.allocation.min_share, e.allocation.seed) == (6, .1, 3)
+    assert e.pre_period_days == 28
+
+
+def test_bad_costs_and_allocations_are_named() -> None:
+    _bad(lambda e, _: e.update(costs={"margin": 1.5}), "costs.margin")
+    _bad(lambda e, _: e.update(costs={"licences_per_day": -1}), "costs.licences_per_day")
+    _bad(lambda e, _: e.update(costs={"rent": 1}), "costs.rent: Unknown field")
+    _bad(lambda e, _: e.update(allocation={"method": "epsilon"}), "allocation.method")
+    _bad(lambda e, _: e.update(allocation={"metric": "revenue"}), "allocation.metric")
+    _bad(lambda e, _: e.update(allocation={"every_hours": 0}), "allocation.every_hours")
+    _bad(lambda e, _: e.update(allocation={"method": "thompson"}),
+         "'thompson' sets the shares itself; remove the ramp steps")
+
+    def floor(e: dict[str, Any], _: Any) -> None:
+        e.update(ramp=[], allocation={"method": "thompson", "min_share": 0.5})
+    _bad(floor, "min_share 0.5 times 2 variants leaves nothing")
+
+
+def test_the_allocation_is_frozen_once_running_and_old_records_read_as_fixed() -> None:
+    from recsdk.experiments.config import check_change, record
+
+    cfg = base()
+    cfg["experiments"]["home_blend"]["ramp"] = []
+    (e,) = load(cfg)
+    stored = record(e)
+    during = datetime(2026, 12, 3, tzinfo=UTC)
+    old = {k: v for k, v in stored.items() if k != "allocation"}  # stored before allocations
+    check_change(old, e, during)
+    cfg["experiments"]["home_blend"]["allocation"] = {"method": "thompson"}
+    with pytest.raises(ConfigurationError, match="allocation changed while the experiment"):
+        check_change(stored, load(cfg)[0], during)

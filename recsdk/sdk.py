@@ -618,11 +618,12 @@ class RecSDK:
             outcome = "degraded" if result.degraded else "ok"
         self.telemetry.recommendations.labels(placement=placement, variant=variant,
                                               outcome=outcome).inc()
-        self.telemetry.latency.labels(placement=placement).observe(
-            time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.telemetry.latency.labels(placement=placement).observe(elapsed)
         if log_request:
             self._log(result, user_id, session_id,
-                      forced=assignment is not None and assignment.forced)
+                      forced=assignment is not None and assignment.forced,
+                      latency_ms=1000 * elapsed, failures=len(result.failures))
             if served:
                 assert request is not None
                 self.served.submit(run.plugins, request, result)
@@ -691,13 +692,15 @@ class RecSDK:
                 f"{variant}:{k}:{who}:{digest}")
 
     def _log(self, result: RecommendationResult, user_id: str | None,
-             session_id: str | None, forced: bool = False) -> None:
+             session_id: str | None, forced: bool = False, latency_ms: float | None = None,
+             failures: int = 0) -> None:
         self.request_log.add({
             "request_id": result.request_id, "user_id": user_id, "session_id": session_id,
             "placement": result.placement, "variant": result.variant,
             "experiment": result.experiment, "forced": forced,
             "config_hash": result.config_hash, "plugins": result.plugins,
-            "degraded": result.degraded, "created_at": datetime.now(UTC),
+            "degraded": result.degraded, "latency_ms": latency_ms, "failures": failures,
+            "created_at": datetime.now(UTC),
             "items": [(i.item_id, i.position, i.score) for i in result.items],
         })
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -101,3 +102,33 @@ def report(ctx: click.Context, name: str, fmt: str, attribution_days: float) -> 
         if result.srm_mismatch else ""
     click.echo(f"sample ratio p-value {srm}{warn}")
     click.echo(f"winner: {result.winner or 'none (no significant conversion gain)'}")
+    _echo_extras(result)
+
+
+def _echo_extras(result: Any) -> None:
+    """Guardrails, CUPED, the sequential tests and the ROI, one line each."""
+    for a in result.arms:
+        g = a.guardrails()
+        click.echo(f"guardrails {a.name}: latency p50/p95/p99 {_fmt(g['latency_p50_ms'])}/"
+                   f"{_fmt(g['latency_p95_ms'])}/{_fmt(g['latency_p99_ms'])} ms, errors "
+                   f"{_fmt(g['error_rate'], True)}, degraded {_fmt(g['degraded_rate'], True)}")
+    for c in result.guardrails:
+        if c.significant and c.lift_abs > 0:
+            click.echo(f"GUARDRAIL {c.treatment} {c.metric} worse than {c.control}: "
+                       f"{_fmt(c.estimate_treatment, True)} against "
+                       f"{_fmt(c.estimate_control, True)}, p {c.p_value:.4g}")
+    for x in result.cuped:
+        c = x.comparison
+        click.echo(f"cuped {x.variant} revenue_per_unit: lift {c.lift_abs:+.4g} "
+                   f"[{c.lift_abs_ci[0]:+.4g}, {c.lift_abs_ci[1]:+.4g}], p {c.p_value:.4g}, "
+                   f"variance -{100 * x.variance_reduction:.0f}%")
+    for t in result.sequential:
+        variant, _, metric = t.metric.partition(":")
+        click.echo(f"always-valid {variant} {metric}: p {t.p_value:.4g}"
+                   f"{' *' if t.rejected_at is not None else ''}")
+    if result.roi is not None:
+        r = result.roi
+        roi = "-" if r.roi is None else f"{100 * r.roi:+.0f}%"
+        click.echo(f"placement vs holdout: incremental revenue {r.incremental_revenue:+.2f} "
+                   f"[{r.incremental_revenue_ci[0]:+.2f}, {r.incremental_revenue_ci[1]:+.2f}]"
+                   f", costs {r.costs:.2f}, net {r.net_gain:+.2f}, ROI {roi}")

@@ -1,28 +1,39 @@
-"""An experiment's report: stored exposures and outcomes, per arm, with the statistics.
+"""An experiment's report: per arm, what :mod:`recsdk.experiments.outcomes` read (its
+exposures, reactions and credited purchases), the metrics, and the statistics.
 
-Exposures are the experiment's served lists (``recommendation_requests`` rows naming it),
-QA-forced ones left out. Outcomes are the reactions posted to those lists (``feedback``,
-joined by request id) and purchase events (``events``) of the same user or session
-within the attribution window after an exposure, credited last-touch. The statistics are
-:mod:`recsdk.experiments.stats`' (scipy and statsmodels); the definitions are in
-docs/experiments.md, "Reports".
+The comparisons with the control (corrected together), CUPED, the always-valid
+sequential tests, the guardrails, the sample-ratio check and the ROI against the
+holdout (:mod:`recsdk.experiments.roi`) are all :mod:`recsdk.experiments.stats`' and
+``.sequential``'s (scipy and statsmodels); the definitions are in docs/experiments.md,
+"Reports".
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, select
 
-from recsdk.experiments.assignment import unit_of
 from recsdk.experiments.config import HOLDOUT, ExperimentSettings
+from recsdk.experiments.outcomes import (
+    IMPRESSION,
+    PURCHASE,
+    Exposure,
+    Outcomes,
+    Touches,
+    aware,
+    pre_period_revenue,
+    purchases_by_buyer,
+    read_outcomes,
+    without_feedback_twins,
+)
+from recsdk.experiments.roi import Roi, roi_against_holdout
+from recsdk.experiments.sequential import SequentialTest, msprt, msprt_rates
 from recsdk.experiments.stats import (
     Comparison,
     Correction,
@@ -30,9 +41,9 @@ from recsdk.experiments.stats import (
     adjust_comparisons,
     compare_means,
     compare_rates,
+    cuped,
     sample_ratio_mismatch,
 )
-from recsdk.storage import models
 
 #: The metric a winner must improve (adjusted p below alpha, positive lift).
 PRIMARY_METRIC = "conversion_rate"
@@ -40,12 +51,9 @@ PRIMARY_METRIC = "conversion_rate"
 RATE_METRICS: tuple[tuple[str, str], ...] = (
     ("click_rate", "click"), ("add_to_cart_rate", "add_to_cart"), ("conversion_rate", "purchase"))
 REVENUE_METRIC = "revenue_per_unit"
-PURCHASE = "purchase"
-
-
-def _aware(value: datetime) -> datetime:
-    """Stored datetimes come back naive from SQLite; they are UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+#: Exposure-level rates that must not get worse (tested, not corrected, not a winner).
+GUARDRAIL_RATES: tuple[tuple[str, str], ...] = (("error_rate", "errored"),
+                                                ("degraded_rate", "degraded"))
 
 
 @dataclass
@@ -54,8 +62,15 @@ class ArmSummary:
 
     name: str
     exposures: int = 0
+    #: exposures the shop reported as seen (an ``impression`` posted to the list)
+    seen_exposures: int = 0
     units: int = 0
+    #: distinct users (anonymous visitors: their session) and sessions among the exposures
+    users: int = 0
+    sessions: int = 0
     degraded: int = 0
+    #: exposures whose answer had a failed or timed-out plugin call
+    errored: int = 0
     clicks: int = 0
     add_to_carts: int = 0
     #: orders: feedback purchases plus attributed purchase events (not double counted)
@@ -63,12 +78,21 @@ class ArmSummary:
     feedback_purchases: int = 0
     attributed_purchases: int = 0
     revenue: float = 0.0
+    #: any-touch: purchase events credited to every arm that served the buyer a list
+    #: within the window before it (a purchase may count in several arms)
+    any_touch_purchases: int = 0
+    any_touch_revenue: float = 0.0
     exposures_clicked: int = 0
+    seen_exposures_clicked: int = 0
     units_clicked: int = 0
     units_added_to_cart: int = 0
     units_converted: int = 0
     #: revenue of every unit of the arm, zeros included (the Welch test's sample)
     unit_revenue: list[float] = field(default_factory=list, repr=False)
+    #: each unit's purchase-event revenue in the pre-period (CUPED's covariate), same order
+    unit_pre_revenue: list[float] = field(default_factory=list, repr=False)
+    #: served lists' answer times (ms), where logged
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     def metrics(self) -> dict[str, float | None]:
         def ratio(a: float, b: float) -> float | None:
@@ -76,20 +100,38 @@ class ArmSummary:
 
         return {
             "ctr": ratio(self.exposures_clicked, self.exposures),
+            "seen_rate": ratio(self.seen_exposures, self.exposures),
+            "ctr_seen": ratio(self.seen_exposures_clicked, self.seen_exposures),
             "click_rate": ratio(self.units_clicked, self.units),
             "add_to_cart_rate": ratio(self.units_added_to_cart, self.units),
             "conversion_rate": ratio(self.units_converted, self.units),
             "revenue_per_unit": ratio(self.revenue, self.units),
+            "revenue_per_user": ratio(self.revenue, self.users),
+            "revenue_per_session": ratio(self.revenue, self.sessions),
             "average_order_value": ratio(self.revenue, self.purchases),
+            "any_touch_revenue_per_unit": ratio(self.any_touch_revenue, self.units),
             "degraded_share": ratio(self.degraded, self.exposures),
+        }
+
+    def guardrails(self) -> dict[str, float | None]:
+        """Answer-time percentiles (ms) and the error and degraded-answer rates."""
+        lat = np.asarray(self.latencies_ms, dtype=float)
+        pct = (np.percentile(lat, [50, 95, 99]) if lat.size else [None] * 3)
+        return {
+            "latency_p50_ms": pct[0], "latency_p95_ms": pct[1], "latency_p99_ms": pct[2],
+            "error_rate": self.errored / self.exposures if self.exposures else None,
+            "degraded_rate": self.degraded / self.exposures if self.exposures else None,
         }
 
     def to_dict(self) -> dict[str, Any]:
         counts = {k: getattr(self, k) for k in (
-            "exposures", "units", "degraded", "clicks", "add_to_carts", "purchases",
-            "feedback_purchases", "attributed_purchases", "revenue", "exposures_clicked",
-            "units_clicked", "units_added_to_cart", "units_converted")}
-        return _plain({"variant": self.name, "counts": counts, "metrics": self.metrics()})
+            "exposures", "seen_exposures", "units", "users", "sessions", "degraded",
+            "errored", "clicks", "add_to_carts", "purchases", "feedback_purchases",
+            "attributed_purchases", "revenue", "any_touch_purchases", "any_touch_revenue",
+            "exposures_clicked", "seen_exposures_clicked", "units_clicked",
+            "units_added_to_cart", "units_converted")}
+        return _plain({"variant": self.name, "counts": counts, "metrics": self.metrics(),
+                       "guardrails": self.guardrails()})
 
 
 @dataclass(frozen=True)
@@ -115,6 +157,14 @@ class ExperimentReport:
     message: str | None = None
     #: comparisons that could not be computed, and why (e.g. an arm with one unit)
     skipped: tuple[str, ...] = ()
+    #: each variant's error and degraded-answer rates against the control's (uncorrected)
+    guardrails: tuple[Comparison, ...] = ()
+    #: revenue per unit with the pre-period revenue as CUPED covariate, per variant
+    cuped: tuple[CupedComparison, ...] = ()
+    #: always-valid mSPRT of conversion and revenue per unit, per variant
+    sequential: tuple[SequentialTest, ...] = ()
+    #: the placement against the holdout, net of the configured costs (None: no holdout)
+    roi: Roi | None = None
 
     @property
     def has_exposures(self) -> bool:
@@ -138,7 +188,36 @@ class ExperimentReport:
             "expected_shares": dict(self.expected_shares),
             "comparisons": [_comparison_dict(c) for c in self.comparisons],
             "skipped": list(self.skipped), "winner": self.winner,
+            "guardrails": [{**_comparison_dict(c), "worse": c.significant and c.lift_abs > 0}
+                           for c in self.guardrails],
+            "cuped": [c.to_dict() for c in self.cuped],
+            "sequential": [_sequential_dict(t) for t in self.sequential],
+            "roi": None if self.roi is None else self.roi.to_dict(),
         })
+
+
+@dataclass(frozen=True)
+class CupedComparison:
+    """A variant's revenue per unit against the control's, CUPED-adjusted."""
+
+    variant: str
+    theta: float
+    correlation: float
+    variance_reduction: float
+    comparison: Comparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain({"variant": self.variant, "theta": self.theta,
+                       "correlation": self.correlation,
+                       "variance_reduction": self.variance_reduction,
+                       **_comparison_dict(self.comparison)})
+
+
+def _sequential_dict(t: SequentialTest) -> dict[str, Any]:
+    variant, _, metric = t.metric.partition(":")
+    return {"variant": variant, "metric": metric, "estimate": t.estimates[-1],
+            "p_value": t.p_value, "ci": list(t.ci), "tau2": t.tau2,
+            "significant": t.rejected_at is not None, "test": "msprt"}
 
 
 def _comparison_dict(c: Comparison) -> dict[str, Any]:
@@ -150,116 +229,6 @@ def _comparison_dict(c: Comparison) -> dict[str, Any]:
         "p_value": c.p_value, "p_value_adjusted": c.p_value_adjusted,
         "significant": c.significant, "test": c.test,
     }
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True)
-class _Exposure:
-    request_id: str
-    unit: str
-    variant: str
-    user_id: str | None
-    session_id: str | None
-    degraded: bool
-    at: datetime
-
-
-def _exposures(store: Any, experiment: ExperimentSettings, now: datetime) -> list[_Exposure]:
-    """The experiment's non-forced lists served up to ``now``, in time order, each with
-    its unit (a list with neither user nor session is a unit of its own)."""
-    req = models.RecommendationRequest.__table__
-    stmt = (select(req.c.id, req.c.user_id, req.c.session_id, req.c.variant, req.c.degraded,
-                   req.c.created_at)
-            .where(req.c.experiment == experiment.name, req.c.forced.is_(False),
-                   req.c.created_at <= now.astimezone(UTC).replace(tzinfo=None))
-            .order_by(req.c.created_at, req.c.id))
-    with store.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return [_Exposure(r.id, unit_of(experiment, r.user_id, r.session_id) or f"request:{r.id}",
-                      r.variant, r.user_id, r.session_id, bool(r.degraded),
-                      _aware(r.created_at)) for r in rows]
-
-
-def _feedback(store: Any, name: str, now: datetime) -> list[Any]:
-    """Reactions to the experiment's non-forced lists, posted up to ``now``."""
-    req = models.RecommendationRequest.__table__
-    fb = models.Feedback.__table__
-    stmt = (select(fb.c.request_id, fb.c.user_id, fb.c.item_id, fb.c.type, fb.c.value,
-                   fb.c.timestamp)
-            .join(req, req.c.id == fb.c.request_id)
-            .where(req.c.experiment == name, req.c.forced.is_(False),
-                   fb.c.timestamp <= now.astimezone(UTC).replace(tzinfo=None)))
-    with store.engine.connect() as conn:
-        return list(conn.execute(stmt).all())
-
-
-def _purchase_events(store: Any, name: str, since: datetime, now: datetime) -> list[Any]:
-    """Purchase events from ``since`` to ``now`` of users or sessions that were exposed."""
-    req = models.RecommendationRequest.__table__
-    ev = models.Event.__table__
-    exposed = and_(req.c.experiment == name, req.c.forced.is_(False))
-    users = select(req.c.user_id).where(exposed, req.c.user_id.is_not(None)).distinct()
-    sessions = (select(req.c.session_id)
-                .where(exposed, req.c.user_id.is_(None), req.c.session_id.is_not(None))
-                .distinct())
-    naive = [t.astimezone(UTC).replace(tzinfo=None) for t in (since, now)]
-    stmt = (select(ev.c.user_id, ev.c.session_id, ev.c.item_id, ev.c.value, ev.c.timestamp)
-            .where(ev.c.type == PURCHASE, ev.c.timestamp >= naive[0], ev.c.timestamp <= naive[1],
-                   ev.c.user_id.in_(users) | ev.c.session_id.in_(sessions)))
-    with store.engine.connect() as conn:
-        return list(conn.execute(stmt).all())
-
-
-# --------------------------------------------------------------------------- attribution
-
-
-def _last_touch(exposures: Sequence[_Exposure], events: Iterable[Any], window: timedelta
-                ) -> list[tuple[_Exposure, Any]]:
-    """Each purchase event with the most recent exposure of its user (or, for lists
-    served without a user, of its session) at or before it and at most ``window`` older."""
-    touches: dict[tuple[str, str], list[_Exposure]] = defaultdict(list)
-    for e in exposures:  # in time order
-        if e.user_id is not None:
-            touches[("u", e.user_id)].append(e)
-        elif e.session_id is not None:
-            touches[("s", e.session_id)].append(e)
-    times = {key: [x.at for x in seen] for key, seen in touches.items()}
-    out = []
-    for ev in events:
-        at = _aware(ev.timestamp)
-        best: _Exposure | None = None
-        for key in (("u", ev.user_id), ("s", ev.session_id)):
-            seen = touches.get(key)
-            if not seen:
-                continue
-            i = bisect.bisect_right(times[key], at) - 1
-            if i >= 0 and at - seen[i].at <= window and (best is None or seen[i].at > best.at):
-                best = seen[i]
-        if best is not None:
-            out.append((best, ev))
-    return out
-
-
-def _without_feedback_twins(attributed: list[tuple[_Exposure, Any]], purchases: Sequence[Any],
-                            window: timedelta) -> list[tuple[_Exposure, Any]]:
-    """Drop each attributed event that a purchase feedback row already counts: same user
-    and item, feedback within ``window`` of the event either side; one feedback row
-    absorbs at most one event (the nearest in time), so a repeat purchase still counts."""
-    pending: dict[tuple[str | None, str], list[datetime]] = defaultdict(list)
-    for f in purchases:
-        pending[(f.user_id, f.item_id)].append(_aware(f.timestamp))
-    kept = []
-    for exposure, ev in sorted(attributed, key=lambda pair: _aware(pair[1].timestamp)):
-        at = _aware(ev.timestamp)
-        twins = pending.get((ev.user_id, ev.item_id), [])
-        near = [t for t in twins if abs(t - at) <= window]
-        if near:
-            twins.remove(min(near, key=lambda t: abs(t - at)))
-        else:
-            kept.append((exposure, ev))
-    return kept
 
 
 # --------------------------------------------------------------------------- report
@@ -297,77 +266,25 @@ def experiment_report(
     """The report of ``experiment`` from what ``store`` holds up to ``now`` (default: now).
 
     ``attribution_days``: how long after an exposure a purchase event of the same user
-    is credited to it (last touch). Comparisons are each variant against the control,
-    Holm-corrected (``correction``) over every variant and metric together.
+    is credited to it (last touch; any touch alongside). Comparisons are each variant
+    against the control, corrected (``correction``) over every variant and metric
+    together; CUPED, the always-valid sequential tests, the guardrails and the ROI
+    against the holdout are reported beside them.
     """
     if not attribution_days >= 0:
         raise ValueError(f"attribution_days must be >= 0, got {attribution_days!r}")
-    now = _aware(now or datetime.now(UTC))
+    now = aware(now or datetime.now(UTC))
     window = timedelta(days=attribution_days)
-    exposures = _exposures(store, experiment, now)
+    outcomes = read_outcomes(store, experiment, now)
     base = dict(experiment=experiment.name, control=experiment.control, generated_at=now,
                 attribution_days=attribution_days, alpha=alpha, correction=correction)
-    if not exposures:
+    if not outcomes.exposures:
         return ExperimentReport(
             **base, arms=(), comparisons=(), srm_p_value=None, srm_mismatch=None,
             expected_shares={}, winner=None,
             message=f"experiment {experiment.name!r} has no exposures yet (no non-forced "
                     f"list served in it up to {now.isoformat()}): nothing to report")
-
-    arm_names = [*experiment.variant_names] + ([HOLDOUT] if experiment.holdout else [])
-    arm_names += sorted({e.variant for e in exposures} - set(arm_names))  # renamed arms
-    arms = {n: ArmSummary(n) for n in arm_names}
-    units: dict[str, dict[str, dict[str, float]]] = {n: {} for n in arm_names}
-    first_seen: dict[str, datetime] = {}
-    by_request: dict[str, _Exposure] = {}
-    for e in exposures:
-        by_request[e.request_id] = e
-        arm = arms[e.variant]
-        arm.exposures += 1
-        arm.degraded += e.degraded
-        units[e.variant].setdefault(e.unit, {"revenue": 0.0})
-        first_seen.setdefault(e.unit, e.at)
-
-    reacted: dict[str, set[tuple[str, str]]] = defaultdict(set)  # type -> (arm, unit)
-    clicked_requests: set[str] = set()
-    feedback = _feedback(store, experiment.name, now)
-    for f in feedback:
-        e = by_request.get(f.request_id)
-        if e is None:  # a list served after ``now``
-            continue
-        arm = arms[e.variant]
-        reacted[f.type].add((e.variant, e.unit))
-        if f.type == "click":
-            arm.clicks += 1
-            clicked_requests.add(f.request_id)
-        elif f.type == "add_to_cart":
-            arm.add_to_carts += 1
-        elif f.type == PURCHASE:
-            arm.feedback_purchases += 1
-            arm.revenue += f.value or 0.0
-            units[e.variant][e.unit]["revenue"] += f.value or 0.0
-
-    events = _purchase_events(store, experiment.name, exposures[0].at, now)
-    attributed = _without_feedback_twins(
-        _last_touch(exposures, events, window),
-        [f for f in feedback if f.type == PURCHASE and f.request_id in by_request], window)
-    for e, ev in attributed:
-        arm = arms[e.variant]
-        arm.attributed_purchases += 1
-        arm.revenue += ev.value or 0.0
-        units[e.variant][e.unit]["revenue"] += ev.value or 0.0
-        reacted[PURCHASE].add((e.variant, e.unit))
-
-    for name, arm in arms.items():
-        arm.units = len(units[name])
-        arm.purchases = arm.feedback_purchases + arm.attributed_purchases
-        arm.exposures_clicked = sum(1 for e in exposures
-                                    if e.variant == name and e.request_id in clicked_requests)
-        arm.units_clicked = sum(1 for a, _ in reacted["click"] if a == name)
-        arm.units_added_to_cart = sum(1 for a, _ in reacted["add_to_cart"] if a == name)
-        arm.units_converted = sum(1 for a, _ in reacted[PURCHASE] if a == name)
-        arm.unit_revenue = [u["revenue"] for u in units[name].values()]
-
+    arms, first_seen = _summarise(experiment, outcomes, window)
     comparisons, skipped = _compare(experiment, arms, alpha)
     if comparisons:
         comparisons = adjust_comparisons(comparisons, method=correction, alpha=alpha)
@@ -376,10 +293,103 @@ def experiment_report(
     winners = [c for c in comparisons
                if c.metric == PRIMARY_METRIC and c.significant and c.lift_abs > 0]
     winner = max(winners, key=lambda c: c.lift_abs).treatment if winners else None
+    adjusted = tuple(_cuped(experiment, arms, alpha, skipped))
+    sequential = tuple(_sequential(experiment, arms, alpha, skipped))
+    roi = roi_against_holdout(experiment, arms, outcomes.exposures[0].at, now, skipped)
     return ExperimentReport(
         **base, arms=tuple(arms.values()), comparisons=tuple(comparisons),
         srm_p_value=srm_p, srm_mismatch=srm_mismatch, expected_shares=expected,
-        winner=winner, skipped=tuple(skipped))
+        winner=winner, skipped=tuple(skipped),
+        guardrails=tuple(_guardrail_comparisons(experiment, arms, alpha)),
+        cuped=adjusted, sequential=sequential, roi=roi)
+
+
+def _summarise(experiment: ExperimentSettings, outcomes: Outcomes, window: timedelta
+               ) -> tuple[dict[str, ArmSummary], dict[str, datetime]]:
+    """Every arm's counts, and each unit's first exposure."""
+    exposures = outcomes.exposures
+    arm_names = [*experiment.variant_names] + ([HOLDOUT] if experiment.holdout else [])
+    arm_names += sorted({e.variant for e in exposures} - set(arm_names))  # renamed arms
+    arms = {n: ArmSummary(n) for n in arm_names}
+    units: dict[str, dict[str, dict[str, float]]] = {n: {} for n in arm_names}
+    firsts: dict[str, Exposure] = {}
+    by_request: dict[str, Exposure] = {}
+    people: dict[str, set[str]] = defaultdict(set)
+    sessions: dict[str, set[str]] = defaultdict(set)
+    for e in exposures:
+        by_request[e.request_id] = e
+        arm = arms[e.variant]
+        arm.exposures += 1
+        arm.degraded += e.degraded
+        arm.errored += e.failures > 0
+        if e.latency_ms is not None:
+            arm.latencies_ms.append(e.latency_ms)
+        units[e.variant].setdefault(e.unit, {"revenue": 0.0})
+        firsts.setdefault(e.unit, e)
+        people[e.variant].add(e.user_id if e.user_id is not None else f"s:{e.session_id}"
+                              if e.session_id is not None else f"r:{e.request_id}")
+        sessions[e.variant].add(e.session_id if e.session_id is not None
+                                else f"r:{e.request_id}")
+
+    reacted: dict[str, set[tuple[str, str]]] = defaultdict(set)  # type -> (arm, unit)
+    clicked: set[str] = set()
+    seen: set[str] = set()
+    for f in outcomes.feedback:
+        e = by_request.get(f.request_id)
+        if e is None:  # a list served after ``now``
+            continue
+        arm = arms[e.variant]
+        reacted[f.type].add((e.variant, e.unit))
+        if f.type == "click":
+            arm.clicks += 1
+            clicked.add(f.request_id)
+        elif f.type == IMPRESSION:
+            seen.add(f.request_id)
+        elif f.type == "add_to_cart":
+            arm.add_to_carts += 1
+        elif f.type == PURCHASE:
+            arm.feedback_purchases += 1
+            arm.any_touch_purchases += 1
+            arm.revenue += f.value or 0.0
+            arm.any_touch_revenue += f.value or 0.0
+            units[e.variant][e.unit]["revenue"] += f.value or 0.0
+
+    touches = Touches(exposures)
+    touched = [ev for ev in outcomes.purchases if touches.within(ev, window)]
+    feedback_purchases = [f for f in outcomes.feedback
+                          if f.type == PURCHASE and f.request_id in by_request]
+    for ev in without_feedback_twins(touched, feedback_purchases, window):
+        value = ev.value or 0.0
+        last = touches.last(ev, window)
+        assert last is not None  # touched
+        arm = arms[last.variant]
+        arm.attributed_purchases += 1
+        arm.revenue += value
+        units[last.variant][last.unit]["revenue"] += value
+        reacted[PURCHASE].add((last.variant, last.unit))
+        for variant in {x.variant for x in touches.within(ev, window)}:
+            arms[variant].any_touch_purchases += 1
+            arms[variant].any_touch_revenue += value
+
+    by_buyer = purchases_by_buyer(outcomes.purchases)
+    for name, arm in arms.items():
+        arm.units = len(units[name])
+        arm.users = len(people[name])
+        arm.sessions = len(sessions[name])
+        arm.purchases = arm.feedback_purchases + arm.attributed_purchases
+        mine = [e for e in exposures if e.variant == name]
+        arm.exposures_clicked = sum(e.request_id in clicked for e in mine)
+        arm.seen_exposures = sum(e.request_id in seen for e in mine)
+        arm.seen_exposures_clicked = sum(e.request_id in seen and e.request_id in clicked
+                                         for e in mine)
+        arm.units_clicked = sum(1 for a, _ in reacted["click"] if a == name)
+        arm.units_added_to_cart = sum(1 for a, _ in reacted["add_to_cart"] if a == name)
+        arm.units_converted = sum(1 for a, _ in reacted[PURCHASE] if a == name)
+        arm.unit_revenue = [u["revenue"] for u in units[name].values()]
+        arm.unit_pre_revenue = [pre_period_revenue(firsts[unit], by_buyer,
+                                                   experiment.pre_period_days)
+                                for unit in units[name]]
+    return arms, {unit: e.at for unit, e in firsts.items()}
 
 
 def _compare(experiment: ExperimentSettings, arms: Mapping[str, ArmSummary], alpha: float
@@ -410,6 +420,67 @@ def _compare(experiment: ExperimentSettings, arms: Mapping[str, ArmSummary], alp
                                  metric=REVENUE_METRIC, control=control.name, treatment=name,
                                  alpha=alpha))
     return out, skipped
+
+
+def _treatments(experiment: ExperimentSettings, arms: Mapping[str, ArmSummary]
+                ) -> list[tuple[ArmSummary, ArmSummary]]:
+    """(control, variant) for every configured non-control variant with units."""
+    control = arms[experiment.control]
+    return [(control, arms[n]) for n in experiment.variant_names
+            if n != experiment.control and control.units and arms[n].units]
+
+
+def _guardrail_comparisons(experiment: ExperimentSettings, arms: Mapping[str, ArmSummary],
+                           alpha: float) -> list[Comparison]:
+    """Error and degraded-answer rates per exposure, each variant against the control:
+    a significant rise is flagged ``worse`` (latency percentiles are per arm)."""
+    return [compare_rates(getattr(c, attr), c.exposures, getattr(v, attr), v.exposures,
+                          metric=metric, control=c.name, treatment=v.name, alpha=alpha)
+            for c, v in _treatments(experiment, arms) for metric, attr in GUARDRAIL_RATES]
+
+
+def _cuped(experiment: ExperimentSettings, arms: Mapping[str, ArmSummary], alpha: float,
+           skipped: list[str]) -> list[CupedComparison]:
+    """Revenue per unit with each unit's pre-period revenue as covariate (Deng et al.
+    2013): same effect, less variance when buyers buy again."""
+    out = []
+    for c, v in _treatments(experiment, arms):
+        if c.units < 2 or v.units < 2:
+            continue  # _compare already says why
+        try:
+            adj = cuped(c.unit_revenue, c.unit_pre_revenue, v.unit_revenue, v.unit_pre_revenue)
+        except ValueError as exc:
+            skipped.append(f"cuped {v.name} vs {c.name}: {exc} (no purchase in the "
+                           f"{experiment.pre_period_days:g} days before the units' first "
+                           "exposure)")
+            continue
+        comparison = compare_means(adj.control, adj.treatment, metric="revenue_per_unit_cuped",
+                                   control=c.name, treatment=v.name, alpha=alpha)
+        out.append(CupedComparison(v.name, adj.theta, adj.correlation, adj.variance_reduction,
+                                   comparison))
+    return out
+
+
+def _sequential(experiment: ExperimentSettings, arms: Mapping[str, ArmSummary], alpha: float,
+                skipped: list[str]) -> list[SequentialTest]:
+    """Always-valid mSPRT p-values of conversion and revenue per unit: valid however
+    often the report is read (each report is one look at the cumulative data)."""
+    out = []
+    for c, v in _treatments(experiment, arms):
+        try:
+            out.append(msprt_rates(c.units_converted, c.units, v.units_converted, v.units,
+                                   alpha=alpha, metric=f"{v.name}:{PRIMARY_METRIC}"))
+        except ValueError as exc:
+            skipped.append(f"sequential {PRIMARY_METRIC} {v.name} vs {c.name}: {exc}")
+        rc, rv = np.asarray(c.unit_revenue), np.asarray(v.unit_revenue)
+        if rc.size < 2 or rv.size < 2:
+            continue
+        try:
+            out.append(msprt(rc.mean(), rc.var(ddof=1), rc.size, rv.mean(), rv.var(ddof=1),
+                             rv.size, alpha=alpha, metric=f"{v.name}:{REVENUE_METRIC}"))
+        except ValueError as exc:
+            skipped.append(f"sequential {REVENUE_METRIC} {v.name} vs {c.name}: {exc}")
+    return out
 
 
 def _srm(arms: Mapping[str, ArmSummary], expected: Mapping[str, float], skipped: list[str]

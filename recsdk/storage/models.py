@@ -167,6 +167,10 @@ class RecommendationRequest(Base):
     config_hash: Mapped[str] = mapped_column(String(64))
     plugins: Mapped[list[str]] = mapped_column(default=list)
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: time to answer, milliseconds (None: logged before guardrails were recorded)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    #: plugin calls that failed or timed out while answering (the list may still be full)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

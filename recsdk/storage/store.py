@@ -398,6 +398,7 @@ class Store:
                 "variant": r["variant"], "experiment": r.get("experiment"),
                 "forced": bool(r.get("forced", False)), "config_hash": r["config_hash"],
                 "plugins": list(r["plugins"]), "degraded": bool(r["degraded"]),
+                "latency_ms": r.get("latency_ms"), "failures": int(r.get("failures", 0)),
                 "created_at": r.get("created_at") or datetime.now(UTC),
             })
             impressions += [{"request_id": r["request_id"], "item_id": i, "position": p,
@@ -415,7 +416,7 @@ class Store:
             (r["request_id"], r.get("user_id"), r.get("session_id"), r["placement"],
              r["variant"], r.get("experiment"), int(bool(r.get("forced", False))),
              r["config_hash"], json.dumps(list(r["plugins"])),
-             int(bool(r["degraded"])),
+             int(bool(r["degraded"])), r.get("latency_ms"), int(r.get("failures", 0)),
              (r.get("created_at") or datetime.now(UTC)).astimezone(UTC).strftime(
                  SQLITE_TIMESTAMP))
             for r in records]
@@ -424,8 +425,9 @@ class Store:
             if requests:
                 conn.exec_driver_sql(
                     "INSERT INTO recommendation_requests (id, user_id, session_id, placement, "
-                    "variant, experiment, forced, config_hash, plugins, degraded, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", requests)
+                    "variant, experiment, forced, config_hash, plugins, degraded, latency_ms, "
+                    "failures, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    requests)
             if impressions:
                 conn.exec_driver_sql("INSERT INTO impressions (request_id, item_id, position, "
                                      "score) VALUES (?, ?, ?, ?)", impressions)

@@ -11,7 +11,6 @@ holdout (:mod:`recsdk.experiments.roi`) are all :mod:`recsdk.experiments.stats`'
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,9 +20,6 @@ import numpy as np
 
 from recsdk.experiments.config import HOLDOUT, ExperimentSettings
 from recsdk.experiments.outcomes import (
-    IMPRESSION,
-    PURCHASE,
-    Exposure,
     Outcomes,
     Touches,
     aware,
@@ -92,7 +88,7 @@ class ArmSummary:
     #: each unit's purchase-event revenue in the pre-period (CUPED's covariate), same order
     unit_pre_revenue: list[float] = field(default_factory=list, repr=False)
     #: served lists' answer times (ms), where logged
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
     def metrics(self) -> dict[str, float | None]:
         def ratio(a: float, b: float) -> float | None:
@@ -278,7 +274,7 @@ def experiment_report(
     outcomes = read_outcomes(store, experiment, now)
     base = dict(experiment=experiment.name, control=experiment.control, generated_at=now,
                 attribution_days=attribution_days, alpha=alpha, correction=correction)
-    if not outcomes.exposures:
+    if outcomes.first_exposure is None:
         return ExperimentReport(
             **base, arms=(), comparisons=(), srm_p_value=None, srm_mismatch=None,
             expected_shares={}, winner=None,
@@ -295,7 +291,7 @@ def experiment_report(
     winner = max(winners, key=lambda c: c.lift_abs).treatment if winners else None
     adjusted = tuple(_cuped(experiment, arms, alpha, skipped))
     sequential = tuple(_sequential(experiment, arms, alpha, skipped))
-    roi = roi_against_holdout(experiment, arms, outcomes.exposures[0].at, now, skipped)
+    roi = roi_against_holdout(experiment, arms, outcomes.first_exposure, now, skipped)
     return ExperimentReport(
         **base, arms=tuple(arms.values()), comparisons=tuple(comparisons),
         srm_p_value=srm_p, srm_mismatch=srm_mismatch, expected_shares=expected,
@@ -307,89 +303,60 @@ def experiment_report(
 def _summarise(experiment: ExperimentSettings, outcomes: Outcomes, window: timedelta
                ) -> tuple[dict[str, ArmSummary], dict[str, datetime]]:
     """Every arm's counts, and each unit's first exposure."""
-    exposures = outcomes.exposures
     arm_names = [*experiment.variant_names] + ([HOLDOUT] if experiment.holdout else [])
-    arm_names += sorted({e.variant for e in exposures} - set(arm_names))  # renamed arms
+    arm_names += sorted({t.variant for t in outcomes.arms} - set(arm_names))  # renamed arms
     arms = {n: ArmSummary(n) for n in arm_names}
-    units: dict[str, dict[str, dict[str, float]]] = {n: {} for n in arm_names}
-    firsts: dict[str, Exposure] = {}
-    by_request: dict[str, Exposure] = {}
-    people: dict[str, set[str]] = defaultdict(set)
-    sessions: dict[str, set[str]] = defaultdict(set)
-    for e in exposures:
-        by_request[e.request_id] = e
-        arm = arms[e.variant]
-        arm.exposures += 1
-        arm.degraded += e.degraded
-        arm.errored += e.failures > 0
-        if e.latency_ms is not None:
-            arm.latencies_ms.append(e.latency_ms)
-        units[e.variant].setdefault(e.unit, {"revenue": 0.0})
-        firsts.setdefault(e.unit, e)
-        people[e.variant].add(e.user_id if e.user_id is not None else f"s:{e.session_id}"
-                              if e.session_id is not None else f"r:{e.request_id}")
-        sessions[e.variant].add(e.session_id if e.session_id is not None
-                                else f"r:{e.request_id}")
+    for t in outcomes.arms:
+        a = arms[t.variant]
+        a.exposures, a.degraded, a.errored = t.exposures, t.degraded, t.errored
+        a.users, a.sessions, a.clicks, a.add_to_carts = t.users, t.sessions, t.clicks, \
+            t.add_to_carts
+        a.exposures_clicked, a.seen_exposures = t.exposures_clicked, t.seen_exposures
+        a.seen_exposures_clicked, a.latencies_ms = t.seen_exposures_clicked, t.latencies_ms
 
-    reacted: dict[str, set[tuple[str, str]]] = defaultdict(set)  # type -> (arm, unit)
-    clicked: set[str] = set()
-    seen: set[str] = set()
-    for f in outcomes.feedback:
-        e = by_request.get(f.request_id)
-        if e is None:  # a list served after ``now``
-            continue
-        arm = arms[e.variant]
-        reacted[f.type].add((e.variant, e.unit))
-        if f.type == "click":
-            arm.clicks += 1
-            clicked.add(f.request_id)
-        elif f.type == IMPRESSION:
-            seen.add(f.request_id)
-        elif f.type == "add_to_cart":
-            arm.add_to_carts += 1
-        elif f.type == PURCHASE:
-            arm.feedback_purchases += 1
-            arm.any_touch_purchases += 1
-            arm.revenue += f.value or 0.0
-            arm.any_touch_revenue += f.value or 0.0
-            units[e.variant][e.unit]["revenue"] += f.value or 0.0
+    revenue: dict[tuple[str, str], float] = {}
+    converted: set[tuple[str, str]] = set()
+    first_seen: dict[str, datetime] = {}
+    for u in outcomes.units:
+        key = (u.variant, u.unit)
+        revenue[key] = u.revenue
+        a = arms[u.variant]
+        a.feedback_purchases += u.purchases
+        a.any_touch_purchases += u.purchases
+        a.revenue += u.revenue
+        a.any_touch_revenue += u.revenue
+        a.units_clicked += u.clicks > 0
+        a.units_added_to_cart += u.add_to_carts > 0
+        if u.purchases:
+            converted.add(key)
+        first_seen[u.unit] = min(first_seen.get(u.unit, u.first_seen), u.first_seen)
 
-    touches = Touches(exposures)
+    touches = Touches(outcomes.touches)
     touched = [ev for ev in outcomes.purchases if touches.within(ev, window)]
-    feedback_purchases = [f for f in outcomes.feedback
-                          if f.type == PURCHASE and f.request_id in by_request]
-    for ev in without_feedback_twins(touched, feedback_purchases, window):
+    for ev in without_feedback_twins(touched, outcomes.purchase_feedback, window):
         value = ev.value or 0.0
         last = touches.last(ev, window)
         assert last is not None  # touched
-        arm = arms[last.variant]
-        arm.attributed_purchases += 1
-        arm.revenue += value
-        units[last.variant][last.unit]["revenue"] += value
-        reacted[PURCHASE].add((last.variant, last.unit))
-        for variant in {x.variant for x in touches.within(ev, window)}:
+        a = arms[last.variant]
+        a.attributed_purchases += 1
+        a.revenue += value
+        key = (last.variant, last.unit)
+        revenue[key] = revenue.get(key, 0.0) + value
+        converted.add(key)
+        for variant in {t.variant for t in touches.within(ev, window)}:
             arms[variant].any_touch_purchases += 1
             arms[variant].any_touch_revenue += value
 
     by_buyer = purchases_by_buyer(outcomes.purchases)
-    for name, arm in arms.items():
-        arm.units = len(units[name])
-        arm.users = len(people[name])
-        arm.sessions = len(sessions[name])
-        arm.purchases = arm.feedback_purchases + arm.attributed_purchases
-        mine = [e for e in exposures if e.variant == name]
-        arm.exposures_clicked = sum(e.request_id in clicked for e in mine)
-        arm.seen_exposures = sum(e.request_id in seen for e in mine)
-        arm.seen_exposures_clicked = sum(e.request_id in seen and e.request_id in clicked
-                                         for e in mine)
-        arm.units_clicked = sum(1 for a, _ in reacted["click"] if a == name)
-        arm.units_added_to_cart = sum(1 for a, _ in reacted["add_to_cart"] if a == name)
-        arm.units_converted = sum(1 for a, _ in reacted[PURCHASE] if a == name)
-        arm.unit_revenue = [u["revenue"] for u in units[name].values()]
-        arm.unit_pre_revenue = [pre_period_revenue(firsts[unit], by_buyer,
-                                                   experiment.pre_period_days)
-                                for unit in units[name]]
-    return arms, {unit: e.at for unit, e in firsts.items()}
+    for u in outcomes.units:
+        a = arms[u.variant]
+        a.units += 1
+        a.units_converted += (u.variant, u.unit) in converted
+        a.unit_revenue.append(revenue[(u.variant, u.unit)])
+        a.unit_pre_revenue.append(pre_period_revenue(u, by_buyer, experiment.pre_period_days))
+    for a in arms.values():
+        a.purchases = a.feedback_purchases + a.attributed_purchases
+    return arms, first_seen
 
 
 def _compare(experiment: ExperimentSettings, arms: Mapping[str, ArmSummary], alpha: float

@@ -197,3 +197,30 @@ def test_the_table_prints_guardrails_sequential_and_roi(shop: Any) -> None:  # n
     assert "guardrails fresh: latency p50/p95/p99" in out
     assert "always-valid fresh conversion_rate: p" in out
     assert "placement vs holdout: incremental revenue" in out
+
+
+def test_postgresql_gives_the_same_report(shop: Any) -> None:  # noqa: F811
+    """The report's SQL (aggregates, CASE, string concatenation) on the other dialect."""
+    from recsdk.storage.store import Store
+    from tests.postgres import fresh_postgres_database
+
+    sdk, served, _, _ = shop
+    experiment = sdk.settings.experiments[0]
+    buyer = arm_of(served, "control")[0]
+    sdk.track_many([{"user_id": buyer, "item_id": "i9", "type": "purchase", "value": 50.0,
+                     "timestamp": (T0 + timedelta(days=1)).isoformat()},
+                    {"user_id": buyer, "item_id": "i8", "type": "purchase", "value": 5.0,
+                     "timestamp": (T0 - timedelta(days=2)).isoformat()}])
+    with fresh_postgres_database() as url:
+        pg = Store(url)
+        pg.create_all()
+        with sdk.store.engine.connect() as src, pg.engine.begin() as dst:
+            for model in (models.RecommendationRequest, models.Feedback, models.Event):
+                table = model.__table__
+                rows = [dict(r._mapping) for r in src.execute(table.select())]
+                dst.execute(table.insert(), rows)
+        got = experiment_report(pg, experiment, now=NOW).to_dict()
+        pg.engine.dispose()
+    want = experiment_report(sdk.store, experiment, now=NOW).to_dict()
+    assert got == want
+    assert want["variants"][0]["counts"]["attributed_purchases"] == 1

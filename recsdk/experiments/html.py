@@ -94,6 +94,13 @@ def _time_axis(ax: Axes, times: Sequence[datetime]) -> None:
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
 
 
+def _label(name: str) -> str:
+    """A legend label that shows ``name`` as written: matplotlib hides labels that start
+    with "_" and reads "$...$" as mathtext."""
+    name = name.replace("$", r"\$")
+    return f" {name}" if name.startswith("_") else name
+
+
 def _lift_figure(series: LiftSeries) -> Figure | None:
     """One panel per metric: each variant's cumulative relative lift (%) and its interval
     band over time, with a zero line; None when no comparison was ever computed."""
@@ -109,7 +116,8 @@ def _lift_figure(series: LiftSeries) -> Figure | None:
         for c in (c for c in series.comparisons if c.metric == metric):
             lift = 100 * np.array(c.lift_rel, dtype=float)
             ci = 100 * np.array(c.lift_rel_ci, dtype=float).reshape(-1, 2)
-            (line,) = ax.plot(series.times, lift, marker="o", markersize=3, label=c.variant)
+            (line,) = ax.plot(series.times, lift, marker="o", markersize=3,
+                              label=_label(c.variant))
             ax.fill_between(series.times, ci[:, 0], ci[:, 1], color=line.get_color(),
                             alpha=0.2, linewidth=0)
             defined = defined or bool(np.isfinite(lift).any())
@@ -118,7 +126,7 @@ def _lift_figure(series: LiftSeries) -> Figure | None:
                     transform=ax.transAxes, ha="center", va="center", color="grey")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_title(metric)
-        ax.set_ylabel(f"lift vs {series.control} (%)")
+        ax.set_ylabel(f"lift vs {_label(series.control)} (%)")
         ax.legend(fontsize="small")
         _time_axis(ax, series.times)
     for ax in axes[len(metrics):]:
@@ -131,7 +139,7 @@ def _units_figure(series: LiftSeries) -> Figure:
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
     for arm in series.arms:
-        ax.plot(series.times, arm.units, marker="o", markersize=3, label=arm.name)
+        ax.plot(series.times, arm.units, marker="o", markersize=3, label=_label(arm.name))
     ax.set_title("cumulative units per arm")
     ax.set_ylabel("units")
     ax.legend(fontsize="small")

@@ -240,16 +240,21 @@ def test_every_given_string_is_escaped(built: tuple[ExperimentReport, LiftSeries
     """Configured names cannot hold markup ([A-Za-z0-9_.-]), so hostile ones are put
     into a report and series directly."""
     report, series = built
-    evil = '<script>alert("x")</script>&'
+    # "$\\nope$" would be a mathtext error in a plot label, "_" a label matplotlib hides
+    evil = '<script>alert("x")</script>&$\\nope$_'
     arms = tuple(dataclasses.replace(a, name=f"{a.name}{evil}") for a in report.arms)
     comparisons = tuple(dataclasses.replace(c, treatment=evil, metric=f"m{evil}")
                         for c in report.comparisons)
+    plotted = dataclasses.replace(series, experiment=evil, control=evil, comparisons=tuple(
+        dataclasses.replace(c, variant=evil) for c in series.comparisons), arms=tuple(
+        dataclasses.replace(a, name=f"_{a.name}{evil}") for a in series.arms))
     hostile = dataclasses.replace(
         report, experiment=evil, control=evil, arms=arms, comparisons=comparisons,
         winner=evil, correction=evil, skipped=(evil,),
         expected_shares={f"{k}{evil}": v for k, v in report.expected_shares.items()})
-    page = render_html(hostile, dataclasses.replace(series, experiment=evil))
+    page = render_html(hostile, plotted)
     assert "<script" not in page and 'alert("x")' not in page
+    assert len(pngs(page)) == 2
     assert escape(evil) in page
     assert page.count(escape(evil)) >= 10
     message = dataclasses.replace(hostile, message=f"nothing {evil}")

@@ -25,6 +25,7 @@ from recsdk.api.schemas import (
     ReportQuery,
     TrainJobSchema,
 )
+from recsdk.experiments.config import ExperimentSettings
 from recsdk.lifecycle import TrainingBusy
 from recsdk.registry import UnknownRun
 
@@ -107,12 +108,42 @@ def make_admin_blueprint() -> Blueprint:
         """An experiment's report, as ``recsdk experiments report NAME --format json``."""
         from recsdk.experiments.report import experiment_report as build_report
 
-        sdk = current_sdk()
-        configured = {e.name: e for e in sdk.settings.experiments}
-        if name not in configured:
-            known = ", ".join(sorted(configured)) or "none configured"
-            fail(404, f"Unknown experiment {name!r}; experiments: {known}.")
-        result = build_report(sdk.store, configured[name], attribution_days=attribution_days)
+        result = build_report(current_sdk().store, _configured(name),
+                              attribution_days=attribution_days)
         return jsonify(result.to_dict())  # already JSON-shaped: sent as it is
 
+    @blp.route("/experiments/<name>/report.html", methods=["GET"])
+    @blp.arguments(ReportQuery(), location="query", as_kwargs=True)
+    @blp.doc(responses={"200": {"description": "one self-contained HTML page (plots "
+                                               "embedded as PNG, no script)",
+                                "content": {"text/html": {"schema": {"type": "string"}}}}})
+    @blp.alt_response(404, response="NOT_FOUND")
+    @blp.doc(security=SECURITY)
+    def experiment_report_html(name: str, attribution_days: float) -> Response:
+        """An experiment's report with its cumulative lift over time, as an HTML page.
+
+        The page ``recsdk experiments report NAME --format html`` writes: the report
+        evaluated at up to 60 cuts since the first exposure, so it takes longer than
+        the JSON report.
+        """
+        from recsdk.experiments.html import render_html
+        from recsdk.experiments.report import experiment_report as build_report
+        from recsdk.experiments.timeseries import cumulative_series
+
+        experiment = _configured(name)
+        store = current_sdk().store
+        now = datetime.now(UTC)  # the report and its series end at the same time
+        result = build_report(store, experiment, now=now, attribution_days=attribution_days)
+        series = cumulative_series(store, experiment, now=now, attribution_days=attribution_days)
+        return Response(render_html(result, series), mimetype="text/html")
+
     return blp
+
+
+def _configured(name: str) -> ExperimentSettings:
+    """The experiment called ``name``; a 404 listing the configured ones otherwise."""
+    configured = {e.name: e for e in current_sdk().settings.experiments}
+    if name not in configured:
+        known = ", ".join(sorted(configured)) or "none configured"
+        fail(404, f"Unknown experiment {name!r}; experiments: {known}.")
+    return configured[name]

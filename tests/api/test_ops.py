@@ -25,6 +25,7 @@ API_PATHS = {
     "/api/v1/admin/models/{run_id}/activate": {"post"},
     "/api/v1/admin/experiments": {"get"},
     "/api/v1/admin/experiments/{name}/report": {"get"},
+    "/api/v1/admin/experiments/{name}/report.html": {"get"},
     "/healthz": {"get"},
     "/metrics": {"get"},
 }

@@ -213,6 +213,72 @@ def _srm_section(report: ExperimentReport) -> str:
     return text
 
 
+def _guardrails_table(report: ExperimentReport) -> str:
+    header = ["variant", "latency p50 ms", "p95 ms", "p99 ms", "error rate", "degraded rate",
+              "seen rate", "CTR of seen lists", "revenue/session"]
+    rows = []
+    for a in report.arms:
+        g, m = a.guardrails(), a.metrics()
+        worse = [c.metric for c in report.guardrails
+                 if c.treatment == a.name and c.significant and c.lift_abs > 0]
+        rows.append(_row([a.name, _num(g["latency_p50_ms"], ".1f"),
+                          _num(g["latency_p95_ms"], ".1f"), _num(g["latency_p99_ms"], ".1f"),
+                          _pct(g["error_rate"]), _pct(g["degraded_rate"]), _pct(m["seen_rate"]),
+                          _pct(m["ctr_seen"]), _num(m["revenue_per_session"], ".2f")],
+                         cls="warning" if worse else None))
+    alarms = "".join(f'<p class="warning" role="alert">Guardrail: {escape(c.treatment)}\'s '
+                     f"{escape(c.metric)} is worse than {escape(c.control)}'s "
+                     f"({_pct(c.estimate_treatment)} against {_pct(c.estimate_control)}, "
+                     f"p {_num(c.p_value)}).</p>"
+                     for c in report.guardrails if c.significant and c.lift_abs > 0)
+    return "<h2>Guardrails</h2>" + _table(header, rows) + alarms
+
+
+def _more_tests(report: ExperimentReport) -> str:
+    """CUPED and the always-valid sequential tests, beside the corrected comparisons."""
+    text = ""
+    if report.cuped:
+        rows = [_row([x.variant, _with_ci(x.comparison.lift_abs, x.comparison.lift_abs_ci,
+                                          False), _num(x.comparison.p_value),
+                      _num(x.correlation, ".2f"), _pct(x.variance_reduction, ".0f")])
+                for x in report.cuped]
+        text += ("<h2>Revenue per unit with CUPED</h2><p>Each unit's pre-period revenue as "
+                 "covariate: the same effect with less variance.</p>"
+                 + _table(["variant", "lift (abs) [CI]", "p", "correlation",
+                           "variance removed"], rows))
+    if report.sequential:
+        rows = []
+        for t in report.sequential:
+            variant, _, metric = t.metric.partition(":")
+            rows.append(_row([variant, metric, _with_ci(t.estimates[-1], t.ci, False),
+                              _num(t.p_value), "yes" if t.rejected_at is not None else "no"]))
+        text += ("<h2>Always-valid sequential tests (mSPRT)</h2><p>Valid however often "
+                 "this report is read.</p>"
+                 + _table(["variant", "metric", "lift [confidence sequence]",
+                           "always-valid p", "significant"], rows))
+    return text
+
+
+def _roi_section(report: ExperimentReport) -> str:
+    r = report.roi
+    if r is None:
+        return ""
+    rows = [_row(cells) for cells in (
+        ["revenue per unit, holdout / treated",
+         f"{_num(r.comparison.estimate_control, '.2f')} / "
+         f"{_num(r.comparison.estimate_treatment, '.2f')}"],
+        ["incremental revenue [CI]", _with_ci(r.incremental_revenue,
+                                              r.incremental_revenue_ci, False)],
+        ["margin", _num(r.margin, "g")],
+        ["costs (compute + licences)", f"{_num(r.costs, '.2f')} ({_num(r.compute_cost, '.2f')}"
+                                       f" + {_num(r.licence_cost, '.2f')})"],
+        ["net gain [CI]", _with_ci(r.net_gain, r.net_gain_ci, False)],
+        ["ROI", _pct(r.roi, "+.0f")])]
+    return ("<h2>Return against the holdout</h2><p>The placement's units against the "
+            f"holdout's over {_num(r.days, '.1f')} days.</p>"
+            + _table(["", "value"], rows))
+
+
 def _notes(report: ExperimentReport) -> str:
     winner = report.winner or "none (no significant conversion gain)"
     text = f"<h2>Winner</h2><p>{escape(winner)}</p>"
@@ -250,5 +316,6 @@ def render_html(report: ExperimentReport, series: LiftSeries) -> str:
         body += f"<p>{escape(report.message)}</p>"
     else:
         body += (_arms_table(report) + _comparisons_table(report) + _srm_section(report)
+                 + _guardrails_table(report) + _more_tests(report) + _roi_section(report)
                  + _notes(report) + _plots(series))
     return f"{head}{body}</body></html>\n"

@@ -224,3 +224,16 @@ def test_postgresql_gives_the_same_report(shop: Any) -> None:  # noqa: F811
     want = experiment_report(sdk.store, experiment, now=NOW).to_dict()
     assert got == want
     assert want["variants"][0]["counts"]["attributed_purchases"] == 1
+
+
+def test_the_html_page_shows_guardrails_sequential_and_roi(shop: Any) -> None:  # noqa: F811
+    from recsdk.experiments.html import render_html
+    from recsdk.experiments.timeseries import cumulative_series
+
+    sdk, _, _, _ = shop
+    experiment = sdk.settings.experiments[0]
+    report = experiment_report(sdk.store, experiment, now=NOW)
+    page = render_html(report, cumulative_series(sdk.store, experiment, now=NOW, points=2))
+    assert "<h2>Guardrails</h2>" in page and "<h2>Return against the holdout</h2>" in page
+    assert "<h2>Always-valid sequential tests (mSPRT)</h2>" in page
+    assert f"<td>{report.sequential[0].p_value:.4g}</td>" in page

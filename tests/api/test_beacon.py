@@ -23,6 +23,7 @@ from recsdk.capture.tokens import Tokens, Visitor
 from recsdk.config import load_settings
 from recsdk.errors import ConfigurationError
 from tests.api.capture_helpers import SECRET, Shop, event, open_shop
+from tests.postgres import fresh_postgres_database
 
 REDIS_URL = os.environ.get("RECSDK_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
@@ -339,3 +340,22 @@ def test_replays_and_rate_limits_are_shared_through_redis(make_sdk: Callable[...
     assert shop.beacon([event(served, 1)], client=other).status_code == 429
     shop.sdk.cache.client.close()
     twin.cache.client.close()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_accepted_and_hostile_events_alike(make_sdk: Callable[..., RecSDK]
+                                                        ) -> None:
+    """The same intake on PostgreSQL: ids with NUL or 300 characters are refused as
+    events before any query, good ones stored and joined."""
+    with fresh_postgres_database("recsdk_beacon") as url:
+        shop = open_shop(make_sdk, database_url=url)
+        served = shop.serve(user_id="u1")
+        shop.prove(user_id="u1")
+        answer = shop.beacon([event(served), {**event(served, 1), "item_id": "a\x00"},
+                              {**event(served, 1), "item_id": "x" * 300},
+                              event(served, 1, "purchase", value=1e300)]).get_json()
+        assert answer["accepted"] == 2
+        assert answer["reasons"] == {"bad_event": 2}
+        assert [(r.type, r.request_id) for r in shop.feedback()] == [
+            ("click", served["request_id"]), ("purchase", served["request_id"])]
+        shop.sdk.close()

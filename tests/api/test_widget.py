@@ -189,3 +189,15 @@ def test_list_token_in_a_shop_view_gives_the_visitor_cookie(shop: Shop) -> None:
     assert "Set-Cookie" not in shop.client.get("/shop/home").headers  # proven already
     shop.sdk.request_log.flush()
     assert shop.beacon([event(page.get_json())]).get_json()["accepted"] == 1
+
+
+def test_before_any_training_the_widget_gets_an_empty_list(make_sdk: Callable[..., RecSDK]
+                                                          ) -> None:
+    from recsdk.api import create_app
+
+    client = create_app(make_sdk(pipeline={"timeout_ms": 10_000})).test_client()
+    answer = client.get(WIDGET)
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["items"], body["degraded"]) == ([], True)  # the script hides the widget
+    assert client.get(WIDGET, query_string={"item_id": "sku-1"}).status_code == 409

@@ -38,6 +38,9 @@ MAX_PLUGIN_CONCURRENCY = 1024
 #: of the configuration hash, so tuning them does not invalidate cached lists or runs.
 ISOLATION_KEYS = ("breaker_failures", "breaker_reset_s", "fallback_workers")
 
+#: Shortest ``api.beacon_secret`` accepted: an HMAC key needs entropy to be one.
+MIN_SECRET_LENGTH = 32
+
 #: Implicit-feedback strength of each event type (a return counts against).
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -75,6 +78,29 @@ class ApiSchema(Schema):
     max_content_length = fields.Integer(
         load_default=16 * 1024 * 1024, validate=validate.Range(1024, 1024**3)
     )
+    # feedback capture from pages (docs/feedback_capture.md): the key that signs list
+    # and visitor tokens; unset, each process draws its own (tokens then die with it)
+    beacon_secret = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.Length(min=MIN_SECRET_LENGTH))
+    beacon_token_ttl_s = fields.Float(load_default=86_400.0,
+                                      validate=validate.Range(60, 30 * 86_400))
+    beacon_replay_ttl_s = fields.Float(load_default=86_400.0,
+                                       validate=validate.Range(1, 30 * 86_400))
+    beacon_max_events = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    beacon_max_bytes = fields.Integer(load_default=64 * 1024,
+                                      validate=validate.Range(1024, 1024 * 1024))
+    beacon_rate_per_s = fields.Float(load_default=2.0, validate=validate.Range(0.001, 10_000))
+    beacon_burst = fields.Integer(load_default=30, validate=validate.Range(1, 100_000))
+    widget_rate_per_s = fields.Float(load_default=1.0, validate=validate.Range(0.001, 10_000))
+    widget_burst = fields.Integer(load_default=20, validate=validate.Range(1, 100_000))
+    widget_max_k = fields.Integer(load_default=50, validate=validate.Range(1, 1000))
+    visitor_ttl_s = fields.Float(load_default=30 * 86_400.0,
+                                 validate=validate.Range(60, 400 * 86_400))
+    visitor_cookie = fields.String(load_default="recsdk_visitor", validate=validate.Regexp(
+        r"^[A-Za-z0-9_-]{1,64}$", error="a cookie name: 1 to 64 letters, digits, _ or -"))
+    redirect_hosts = fields.List(fields.String(validate=validate.Regexp(
+        r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$", error="a host name, optionally with :port")),
+        load_default=list)
 
 
 class CacheSchema(Schema):
@@ -254,6 +280,8 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigurationError(f"RECSDK_SEED must be an integer, got {seed!r}") from exc
     if key := environ.get("RECSDK_API_KEY"):
         out["api"] = {"api_key": key}
+    if secret := environ.get("RECSDK_API_BEACON_SECRET"):
+        out.setdefault("api", {})["beacon_secret"] = secret
     if names := environ.get("RECSDK_PLUGINS"):
         out["plugins"] = {n.strip(): {} for n in names.split(",") if n.strip()}
     return out

@@ -127,6 +127,19 @@ class Telemetry:
             registry=self.registry,
         )
 
+        # feedback capture from pages: both label sets are literals of recsdk.capture
+        from recsdk.capture.events import BEACON_TYPES, REASONS
+
+        self.beacon_accepted = BoundedMetric(Counter(
+            "recsdk_beacon_accepted", "Page events stored as feedback (beacon, redirect)",
+            ["type"], registry=self.registry,
+        ), type=LabelValues(BEACON_TYPES))
+        self.beacon_refused = BoundedMetric(Counter(
+            "recsdk_beacon_refused",
+            "Page events refused, never stored (by reason; a body refused whole counts "
+            "once)", ["reason"], registry=self.registry,
+        ), reason=LabelValues(REASONS))
+
     def value(self, name: str, **labels: str) -> float:
         """Current value of a counter sample (for tests and the CLI)."""
         got = self.registry.get_sample_value(f"{name}_total", labels)

@@ -15,6 +15,7 @@ from flask import Flask
 from recsdk import __version__
 from recsdk.api.admin import make_admin_blueprint
 from recsdk.api.auth import SECURITY_SCHEMES
+from recsdk.api.capture import BEACON_SCHEMAS, make_capture_blueprint
 from recsdk.api.errors import RecApi, register_error_handlers
 from recsdk.api.extension import EXTENSION, OWNED, init_sdk
 from recsdk.api.ingest import make_ingest_blueprint
@@ -58,7 +59,7 @@ def create_app(sdk: RecSDK | None = None,
     init_sdk(app, sdk, owned)
     api = RecApi(app)
     api.register_field(RuleField, None, None)  # each rule field documents itself
-    for name, schema in BODY_SCHEMAS.items():
+    for name, schema in {**BODY_SCHEMAS, **BEACON_SCHEMAS}.items():
         api.spec.components.schema(name, schema=schema)
     for name, scheme in SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
@@ -67,6 +68,7 @@ def create_app(sdk: RecSDK | None = None,
     api.register_blueprint(make_serving_blueprint())
     api.register_blueprint(make_admin_blueprint())
     api.register_blueprint(make_ops_blueprint())
+    api.register_blueprint(make_capture_blueprint())
     return app
 
 

@@ -6,9 +6,11 @@ API; what is here only exists over HTTP.
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
 
-from recsdk.schemas import Text, TextIdentifier
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from recsdk.schemas import Identifier, Text, TextIdentifier
 
 MAX_K = 1000
 MAX_CART = 100
@@ -99,6 +101,11 @@ class RecommendationSchema(Schema):
                        "null before any run"})
     degraded = fields.Boolean(metadata={"description": "a plugin failed; fallback used"})
     failures = fields.List(fields.String())
+    token = fields.String(metadata={"description": (
+        "list token: binds request_id to the user (or session) the list was served to, "
+        "signed, expiring after api.beacon_token_ttl_s; put it in the page "
+        "(data-recsdk-token) so that the browser can report on the list through "
+        "POST /api/v1/beacon. Absent on similar-item lists, which serve no visitor")})
 
 
 class EventsResultSchema(Schema):
@@ -228,3 +235,108 @@ class ExperimentReportSchema(Schema):
                        "lift_rel, lift_rel_ci, p_value, p_value_adjusted, significant"})
     skipped = fields.List(fields.String())
     winner = fields.String(allow_none=True)
+
+
+# --------------------------------------------------------------------------- capture
+
+
+class WidgetQuery(Schema):
+    """Which list a page's widget shows; the visitor comes from a cookie or a token."""
+
+    placement = Text(64, min_length=1, load_default=None, metadata={
+        "description": "a known placement (default: `default`, or `similar` with item_id)"})
+    k = fields.Integer(load_default=None, validate=validate.Range(1, MAX_K), metadata={
+        "description": "list length, at most api.widget_max_k (default: the placement's k, "
+                       "then pipeline.k)"})
+    item_id = TextIdentifier(load_default=None, metadata={
+        "description": "show items similar to this one (a product page) instead of the "
+                       "visitor's recommendations"})
+    visitor = Text(2048, min_length=1, load_default=None, metadata={
+        "description": "a visitor token from the host page (POST /api/v1/visitor-token) or "
+                       "from an earlier widget answer; without one the visitor cookie "
+                       "decides, and without that a new anonymous visitor is made"})
+    cart = fields.List(TextIdentifier(), load_default=None,
+                       validate=validate.Length(max=MAX_CART),
+                       metadata={"description": "item ids in the visitor's cart"})
+
+
+class WidgetItemSchema(Schema):
+    item_id = fields.String()
+    position = fields.Integer(metadata={"description": "1-based rank in the list"})
+    title = fields.String(allow_none=True)
+    price = fields.Float(allow_none=True)
+    original_price = fields.Float(allow_none=True)
+    image_url = fields.String(allow_none=True, metadata={"description": "as stored"})
+    url = fields.String(allow_none=True, metadata={
+        "description": "the item's attributes.url, when it is text"})
+
+
+class WidgetSchema(Schema):
+    """A list for one visitor, with what the widget shows and its list token."""
+
+    request_id = fields.String()
+    placement = fields.String()
+    variant = fields.String()
+    experiment = fields.String(allow_none=True)
+    degraded = fields.Boolean()
+    token = fields.String(metadata={"description": "the list token (see /recommendations)"})
+    visitor = fields.String(metadata={
+        "description": "a visitor token, present when the visitor cookie did not prove the "
+                       "visitor: a page on another site keeps it and sends it back (as "
+                       "`visitor` here, and in beacon bodies)"})
+    items = fields.List(fields.Nested(WidgetItemSchema))
+
+
+class ClickQuery(Schema):
+    """The logging redirect's target and the click it reports (loose: a bad click is
+    counted and not stored, and the visitor is still sent on)."""
+
+    to = fields.String(required=True, metadata={
+        "description": "where to go: a path on this site (/...) or an http(s) URL on a "
+                       "host in api.redirect_hosts"})
+    token = fields.String(load_default=None, metadata={"description": "the list token"})
+    item = fields.String(load_default=None, metadata={"description": "the clicked item id"})
+    pos = fields.String(load_default=None, metadata={
+        "description": "the clicked item's 1-based position"})
+
+
+class BeaconErrorSchema(Schema):
+    reason = fields.String(metadata={"description": (
+        "bad_event, bad_token, expired, wrong_visitor, unknown_list, not_in_list or "
+        "replay")})
+    message = fields.String()
+
+
+class BeaconResultSchema(Schema):
+    """What became of each event of a beacon batch."""
+
+    received = fields.Integer()
+    accepted = fields.Integer(metadata={"description": "stored as feedback"})
+    refused = fields.Integer(metadata={"description": "not stored"})
+    reasons = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                          metadata={"description": "refused events per reason"})
+    errors = fields.Dict(keys=fields.String(), values=fields.Nested(BeaconErrorSchema),
+                         metadata={"description": "event index (from 0) -> why refused"})
+
+
+class VisitorTokenRequest(Schema):
+    """Whom a visitor token is for: a signed-in user, or a session of the shop's own."""
+
+    class Meta:
+        unknown = RAISE
+
+    user_id = Identifier(load_default=None)
+    session_id = Identifier(load_default=None)
+
+    @validates_schema
+    def _one_of(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("user_id") is None) == (data.get("session_id") is None):
+            raise ValidationError("Give exactly one of user_id and session_id.")
+
+
+class VisitorTokenSchema(Schema):
+    token = fields.String(metadata={"description": (
+        "the visitor token: pass it to the widget (data-visitor) or set it as the visitor "
+        "cookie")})
+    cookie = fields.String(metadata={"description": "the visitor cookie's name"})
+    expires_at = fields.Float(metadata={"description": "UNIX seconds"})

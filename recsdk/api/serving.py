@@ -3,7 +3,8 @@
 Open without an API key: storefront pages call them. Each served list is logged
 (off the request path) under its ``request_id`` so that feedback can credit it.
 Results are already JSON-shaped (``to_dict``), so they are sent as they are: the
-response schema documents them without a marshmallow dump on the hot path.
+response schema documents them without a marshmallow dump on the hot path. A user's or
+session's list carries its list token, for the page's feedback (``recsdk.api.capture``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
+from recsdk.api.capture import current_capture
 from recsdk.api.errors import fail, summarise
 from recsdk.api.extension import current_sdk
 from recsdk.api.schemas import (
@@ -20,6 +22,7 @@ from recsdk.api.schemas import (
     RecommendationSchema,
     SimilarQuery,
 )
+from recsdk.capture.tokens import Visitor
 from recsdk.errors import ValidationFailed
 
 #: Schema instances, not classes: given a class, webargs builds a schema per request.
@@ -66,7 +69,10 @@ def make_serving_blueprint() -> Blueprint:
             if forced is None or "variant" not in exc.messages:
                 raise
             fail(400, f"Bad forced variant: {summarise(exc.messages)}", errors=exc.messages)
-        return jsonify(result.to_dict())
+        body = result.to_dict()
+        body["token"] = current_capture().tokens.list_token(
+            result.request_id, Visitor.of(user_id, session_id))
+        return jsonify(body)
 
     @blp.route("/items/<path:item_id>/similar", methods=["GET"])
     @blp.arguments(SIMILAR_QUERY, location="query", as_kwargs=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import socket
 import sys
 from collections.abc import Sequence
@@ -96,6 +97,9 @@ def serve_workers(ctx: click.Context, host: str, port: int, threads: int,
     # settings, database, schema and plugins checked once, in this process
     with open_sdk(ctx, serve_models=False, migrate=False) as sdk:
         shared_cache = sdk.settings.redis_url is not None
+        shared_secret = bool(sdk.settings.api["beacon_secret"])
+    if not shared_secret:  # one key for all workers, so any of them verifies a page's token
+        os.environ["RECSDK_API_BEACON_SECRET"] = secrets.token_urlsafe(32)
     config = config_source(ctx)
     if config:  # workers read their settings from the environment, as gunicorn runs them
         os.environ["RECSDK_CONFIG"] = os.path.abspath(config)
@@ -103,6 +107,11 @@ def serve_workers(ctx: click.Context, host: str, port: int, threads: int,
     address = address_of(sock)
     click.echo(f"recsdk API serving on {address} (OpenAPI: {address}/api/openapi.json) "
                f"with {workers} worker processes (gunicorn)")
+    if not shared_secret:
+        click.echo("warning: no api.beacon_secret (RECSDK_API_BEACON_SECRET): the workers "
+                   "sign list tokens with a key drawn for this run, so pages served "
+                   "before a restart report feedback that is refused; set one",
+                   err=True)
     if not shared_cache:
         click.echo("warning: no redis_url: each worker caches served lists and recent "
                    "activity on its own, so an event sent to one worker reaches another "

@@ -26,6 +26,11 @@ API_PATHS = {
     "/api/v1/admin/experiments": {"get"},
     "/api/v1/admin/experiments/{name}/report": {"get"},
     "/api/v1/admin/experiments/{name}/report.html": {"get"},
+    "/api/v1/beacon": {"post"},
+    "/api/v1/r": {"get"},
+    "/api/v1/widget/recommendations": {"get"},
+    "/api/v1/static/recsdk.js": {"get"},
+    "/api/v1/visitor-token": {"post"},
     "/healthz": {"get"},
     "/metrics": {"get"},
 }
@@ -130,3 +135,26 @@ def test_unknown_paths_and_methods_answer_json(client: FlaskClient) -> None:
     wrong = client.get("/api/v1/events")
     assert wrong.status_code == 405
     assert wrong.get_json()["status"] == "Method Not Allowed"
+
+
+def test_the_openapi_document_describes_the_capture_endpoints(client: FlaskClient) -> None:
+    doc = client.get("/api/openapi.json").get_json()
+    beacon = doc["paths"]["/api/v1/beacon"]["post"]
+    assert set(beacon["requestBody"]["content"]) == {"application/json", "text/plain"}
+    assert beacon["security"] == []  # pages call it: no API key
+    assert {"200", "400", "413", "415", "429"} <= set(beacon["responses"])
+    assert "Retry-After" in beacon["responses"]["429"]["headers"]
+    event = doc["components"]["schemas"]["BeaconEvent"]
+    assert set(event["required"]) == {"token", "type", "item_id", "position"}
+    assert event["properties"]["type"]["enum"] == [
+        "impression", "click", "add_to_cart", "purchase", "not_interested", "rating"]
+    redirect = doc["paths"]["/api/v1/r"]["get"]["responses"]
+    assert "Location" in redirect["302"]["headers"] and "400" in redirect
+    script = doc["paths"]["/api/v1/static/recsdk.js"]["get"]["responses"]["200"]
+    assert set(script["content"]) == {"text/javascript"}
+    assert "security" in doc["paths"]["/api/v1/visitor-token"]["post"]
+    widget = doc["paths"]["/api/v1/widget/recommendations"]["get"]
+    assert {p["name"] for p in widget["parameters"]} == {
+        "placement", "k", "item_id", "visitor", "cart"}  # no user_id: never another's list
+    token = doc["components"]["schemas"]["Recommendation"]["properties"]["token"]
+    assert "beacon" in token["description"]

@@ -132,6 +132,17 @@ def test_two_workers_answer_with_unique_ids_and_stop_on_sigterm(tmp_path: Path) 
         assert {body["model_run"] for _, _, body in answers} == {run_id}
         ids = [body["request_id"] for _, _, body in answers]
         assert len(set(ids)) == len(ids), "request ids repeat across workers"
+        # no beacon_secret configured: the master drew one key for all workers, so a
+        # list token of either verifies in both (refused for the visitor, not the key)
+        tokens = {worker: body for _, worker, body in answers}
+        events = [{"token": body["token"], "type": "impression", "position": 1,
+                   "item_id": body["items"][0]["item_id"]} for body in tokens.values()]
+        for conn in pinned_connections(port, "/healthz").values():
+            conn.request("POST", "/api/v1/beacon", body=json.dumps(events),
+                         headers={"Content-Type": "text/plain"})
+            answer = json.loads(conn.getresponse().read())
+            assert answer["reasons"] == {"wrong_visitor": 2}, answer
+            conn.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     deadline = time.monotonic() + 10

@@ -88,7 +88,8 @@ def test_every_labelled_call_site_is_bounded():
     """An audit that stays true: a `.labels(` call either goes through a bounded metric
     or passes only values the code spells out."""
     bounded = {"recommendations", "latency", "plugin_failures", "plugin_skipped",
-               "plugin_breaker_state", "plugin_in_flight"}
+               "plugin_breaker_state", "plugin_in_flight", "beacon_accepted",
+               "beacon_refused"}
     literal_only = {"events", "cache_errors", "request_log_dropped"}
     telemetry = Telemetry()
     for name in bounded:
@@ -103,3 +104,13 @@ def test_every_labelled_call_site_is_bounded():
                 for value in re.findall(r"=\s*([^,]+)", args):
                     assert re.fullmatch(r'\s*("[a-z_]+"|operation)\s*', value), (path, args)
     assert {"recommendations", "latency", "events"} <= seen
+
+
+def test_beacon_labels_are_the_capture_layer_s_literals():
+    telemetry = Telemetry()
+    telemetry.beacon_refused.labels(reason="replay").inc()
+    telemetry.beacon_refused.labels(reason="made-up").inc()
+    telemetry.beacon_accepted.labels(type="wishlist").inc()
+    assert telemetry.value("recsdk_beacon_refused", reason="replay") == 1
+    assert telemetry.value("recsdk_beacon_refused", reason=OTHER) == 1
+    assert telemetry.value("recsdk_beacon_accepted", type=OTHER) == 1

@@ -39,7 +39,9 @@ PROBE = """
 import importlib.metadata, importlib.util, json
 import recsdk, recsdk_plugins
 from recsdk.storage.migrate import migrations_dir
+from recsdk.api.capture import SCRIPT
 print(json.dumps({
+    "script": str(SCRIPT) if SCRIPT.is_file() else None,
     "recsdk": recsdk.__file__,
     "recsdk_plugins": recsdk_plugins.__file__,
     "migrations": str(migrations_dir()),
@@ -131,6 +133,7 @@ def test_the_installed_names_are_ours(installed: Installed) -> None:
     for key in ("recsdk", "recsdk_plugins", "migrations"):
         assert Path(probe[key]).is_relative_to(site), (key, probe[key])
     assert Path(probe["migrations"]) == Path(probe["recsdk"]).parent / "migrations"
+    assert probe["script"] == str(Path(probe["recsdk"]).parent / "static" / "recsdk.js")
     assert probe["entry_points"] and all(
         value.startswith("recsdk_plugins.") for value in probe["entry_points"])
     # no clashing top-level names, and the base install stays light (pillow is not

@@ -169,8 +169,10 @@ class RecSDKExtension:
 
     # ---- set-up ----------------------------------------------------------------------
 
-    def init_app(self, app: Flask, *, sdk: RecSDK | None = None) -> None:
-        """Build (or take) the SDK, keep it in ``app.extensions`` and mount the API."""
+    def init_app(self, app: Flask, *, sdk: RecSDK | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        """Build (or take) the SDK, keep it in ``app.extensions`` and mount the API;
+        ``environ`` replaces the constructor's for this app."""
         if STATE in app.extensions:
             raise ConfigurationError("recsdk is already initialised on this app "
                                      f"({app.name!r}); call init_app once per app")
@@ -179,9 +181,11 @@ class RecSDKExtension:
         check_config(app.config)
         owned = sdk is None
         if sdk is None:
-            config, environ = sdk_arguments(
-                app.config, os.environ if self._environ is None else self._environ)
-            sdk = RecSDK(config, environ=environ, migrate=bool(app.config["RECSDK_MIGRATE"]))
+            environ = self._environ if environ is None else environ
+            config, variables = sdk_arguments(app.config,
+                                              os.environ if environ is None else environ)
+            sdk = RecSDK(config, environ=variables,
+                         migrate=bool(app.config["RECSDK_MIGRATE"]))
         timeout_ms = app.config["RECSDK_RECOMMEND_TIMEOUT_MS"]
         state = _AppState(self, sdk, owned,
                           None if timeout_ms is None else float(timeout_ms) / 1000.0,

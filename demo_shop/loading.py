@@ -56,9 +56,10 @@ def load_synthetic(sdk: RecSDK, engine: Engine, *, events: int, seed: int,
     shop = generate_shop(events, seed=seed)
     shop.items = shop.items.assign(image_url=[image_path(i) for i in shop.items["id"]])
     stored = sdk.store.count_events()
-    if stored:  # the same shop again would double every event (they carry no ids)
-        shop.events = shop.events.iloc[:0]
-    counts = shop.write_to(sdk, validate=False)
+    # into a database with events, the catalogue and users only: the same shop again
+    # would double every event (they carry no ids)
+    data = ShopData(shop.categories, shop.items, shop.users) if stored else shop
+    counts = data.write_to(sdk, validate=False)
     categories = add_categories(engine, shop.categories)
     products = add_products(engine, shop.items, "synthetic")
     names = {str(u): _account_name(str(u), a) for u, a in zip(

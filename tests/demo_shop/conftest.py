@@ -89,6 +89,23 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture(scope="session")
+def stocked(template: tuple[Path, Path, str]) -> list[str]:
+    """Ids of products in stock with at least five units in the template, in order."""
+    from sqlalchemy import create_engine, select
+
+    from demo_shop import db
+
+    engine = create_engine(f"sqlite:///{template[0]}")
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(select(db.products.c.id).where(
+                db.products.c.stock >= 5, db.products.c.active.is_(True))
+                .order_by(db.products.c.id)).scalars())
+    finally:
+        engine.dispose()
+
+
 def csrf(client: FlaskClient, path: str = "/login") -> str:
     """The form token of the client's session (from any page with a form)."""
     page = client.get(path)

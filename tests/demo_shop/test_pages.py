@@ -120,6 +120,7 @@ def test_placeholder_images_are_drawn_locally(client: FlaskClient) -> None:
     assert image.text.startswith("<svg") and "hsl(" in image.text
     assert image.headers["Cache-Control"] in ("public, max-age=86400", "max-age=86400, public")
     assert client.get("/img/nope.svg").status_code == 404
+    assert client.get("/static/shop.css").status_code == 200
 
 
 def test_bad_addresses_and_filters_get_the_shops_pages(client: FlaskClient) -> None:

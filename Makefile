@@ -1,6 +1,7 @@
-# Two commands on a fresh machine: `make run` (the demo shop's recommender over REST)
-# and `make test` (the whole suite). Both install what they need first, into the
-# project's own virtualenv $(VENV) (created when missing), never into the Python on PATH.
+# Two commands on a fresh machine: `make run` (the demo storefront, with recsdk's REST API
+# in the same process) and `make test` (the whole suite). Both install what they need
+# first, into the project's own virtualenv $(VENV) (created when missing), never into the
+# Python on PATH.
 BASE_PYTHON ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
@@ -9,6 +10,8 @@ TORCH_VERSION ?= 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 EVENTS ?= 50000
+# the Women's E-Commerce Clothing Reviews CSV, for a second catalogue in the demo shop
+CLOTHING ?=
 # reinstalled when the packaging files change (an editable install covers code changes)
 INSTALLED := $(VENV)/.recsdk-installed
 
@@ -29,13 +32,12 @@ install: $(INSTALLED)
 services:
 	bash scripts/services.sh
 
-# the quick start's settings; the tests keep their own
+# the quick start's settings; the tests keep their own. The demo shop migrates, loads
+# the synthetic shop and trains (each only when missing), then serves (docs/demo_shop.md).
 run: export RECSDK_CONFIG ?= config/demo.toml
 run: install
-	$(VENV)/bin/recsdk db upgrade
-	$(VENV)/bin/recsdk demo-data --events $(EVENTS) --seed 42
-	$(VENV)/bin/recsdk train
-	$(VENV)/bin/recsdk serve --host $(HOST) --port $(PORT)
+	$(PYTHON) -m demo_shop --host $(HOST) --port $(PORT) --events $(EVENTS) --seed 42 \
+		$(if $(CLOTHING),--clothing $(CLOTHING))
 
 test: install services
 	$(PYTHON) -m pytest -q -p no:cacheprovider

@@ -266,6 +266,12 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+#: The ``RECSDK_*`` variables :func:`load_settings` reads; the Flask extension
+#: (:mod:`recsdk.flask_ext`) takes the same names from ``app.config``.
+ENVIRONMENT_VARIABLES = ("RECSDK_CONFIG", "RECSDK_DATABASE_URL", "RECSDK_REDIS_URL",
+                         "RECSDK_SEED", "RECSDK_API_KEY", "RECSDK_PLUGINS")
+
+
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read the ``RECSDK_*`` variables that override the file and the dict."""
     out: dict[str, Any] = {}

@@ -56,7 +56,7 @@ def make_admin_blueprint() -> Blueprint:
         except TrainingBusy as exc:
             fail(409, f"{exc}.")
         job = sdk.jobs.get(job_id)
-        return job, 202, {"Location": url_for("admin.job", job_id=job_id)}
+        return job, 202, {"Location": url_for(".job", job_id=job_id)}
 
     @blp.route("/jobs/<job_id>", methods=["GET"])
     @blp.response(200, TrainJobSchema)

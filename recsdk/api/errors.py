@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from flask import Flask, current_app
+from flask import Blueprint, Flask, request
 from flask_smorest import Api
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -42,7 +42,7 @@ class RecApi(Api):
         if "errors" in payload:  # webargs' validation errors (query arguments)
             payload["message"] = f"Invalid request: {summarise(payload['errors'])}"
         elif isinstance(error, RequestEntityTooLarge):  # Flask's MAX_CONTENT_LENGTH
-            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            limit = request.max_content_length  # the app's, or the API's when mounted
             payload["message"] = (f"The body is larger than the limit of {limit} bytes per "
                                   "request (api.max_content_length); split it.")
         elif error.description:
@@ -57,11 +57,12 @@ def fail(code: int, message: str, **data: Any) -> NoReturn:
     raise error
 
 
-def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(ValidationFailed, _validation_failed)
-    app.register_error_handler(NotTrainedError, _not_trained)
+def register_error_handlers(target: Flask | Blueprint) -> None:
+    """Answer recsdk's exceptions as JSON in ``target``: a whole app, or one blueprint."""
+    target.register_error_handler(ValidationFailed, _validation_failed)
+    target.register_error_handler(NotTrainedError, _not_trained)
     for error in UNAVAILABLE:
-        app.register_error_handler(error, _database_unavailable)
+        target.register_error_handler(error, _database_unavailable)
 
 
 def validation_payload(what: str, messages: Any) -> dict[str, Any]:

@@ -30,9 +30,10 @@ from uv import find_uv_bin
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: What ``python -m build`` reads: the build files and the folders that become packages.
+#: What ``python -m build`` reads: the build files and the folders that become packages,
+#: and the demo shop, which must stay out of the wheel although it sits beside them.
 BUILD_INPUTS = ("setup.py", "setup.cfg", "pyproject.toml", "README.md",
-                "recsdk", "plugins", "migrations")
+                "recsdk", "plugins", "migrations", "demo_shop")
 
 #: Printed by a script run inside the installed virtualenv.
 PROBE = """
@@ -47,7 +48,8 @@ print(json.dumps({
     "migrations": str(migrations_dir()),
     "entry_points": sorted(ep.value for ep in importlib.metadata.entry_points(group="recsdk")),
     "installed": {name: importlib.util.find_spec(name) is not None
-                  for name in ("plugins", "migrations", "torch", "sentence_transformers")},
+                  for name in ("plugins", "migrations", "demo_shop", "torch",
+                               "sentence_transformers")},
 }))
 """
 
@@ -139,7 +141,7 @@ def test_the_installed_names_are_ours(installed: Installed) -> None:
     # no clashing top-level names, and the base install stays light (pillow is not
     # checked: matplotlib, a base requirement, depends on it)
     assert probe["installed"] == dict.fromkeys(
-        ("plugins", "migrations", "torch", "sentence_transformers"), False)
+        ("plugins", "migrations", "demo_shop", "torch", "sentence_transformers"), False)
     failed = installed.run("python", "-c", "import plugins", check=False)
     assert failed.returncode != 0
     assert "No module named 'plugins'" in failed.stderr

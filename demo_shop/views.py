@@ -1,0 +1,266 @@
+"""The storefront's pages: home, categories, search, products, cart, checkout, orders,
+login. Each page that shows or sells a product tells recsdk (view, add_to_cart,
+remove_from_cart, purchase with its revenue) through the extension's ``track``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.wrappers import Response as BaseResponse
+
+from demo_shop import accounts, widgets
+from demo_shop.cart import CartError, add, cart_for, merge_into_account, quantity_of
+from demo_shop.catalogue import SORTS, BadQuery, ListingQuery
+from demo_shop.csrf import FIELD, check_csrf
+from demo_shop.extensions import current_shop, recsdk_ext
+from demo_shop.images import placeholder_svg
+from demo_shop.orders import OutOfStock, order_of, orders_of, place_order
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("shop", __name__)
+bp.before_request(check_csrf)
+
+Page = str | tuple[str, int] | BaseResponse
+
+
+def _cart() -> Any:
+    return cart_for(current_shop().engine, accounts.current_account_id())
+
+
+def _listing_query() -> tuple[ListingQuery, str | None]:
+    """The URL's filters, or the defaults and the problem to show (answered 400)."""
+    try:
+        return ListingQuery.from_args(request.args), None
+    except BadQuery as exc:
+        return ListingQuery(q=request.args.get("q", "")[:200]), str(exc)
+
+
+# ---- browsing --------------------------------------------------------------------------
+
+
+@bp.get("/")
+def home() -> Page:
+    catalogue = current_shop().catalogue
+    return render_template("home.html",
+                           recommended=widgets.recommended_for_you(catalogue),
+                           trending=widgets.trending(catalogue))
+
+
+@bp.get("/c/<path:category_id>")
+def category(category_id: str) -> Page:
+    catalogue = current_shop().catalogue
+    tree = catalogue.tree()
+    if category_id not in tree.by_id:
+        abort(404, f"There is no category {category_id!r}.")
+    query, problem = _listing_query()
+    subtree = tree.subtree(category_id)
+    page = catalogue.listing(query, subtree)
+    picks = widgets.top_picks(subtree, catalogue)
+    html = render_template("category.html", category=tree.by_id[category_id],
+                           path=tree.path(category_id), children=tree.children(category_id),
+                           page=page, query=query, problem=problem, sorts=SORTS,
+                           picks=picks)
+    return (html, 400) if problem else html
+
+
+@bp.get("/search")
+def search() -> Page:
+    query, problem = _listing_query()
+    page = current_shop().catalogue.listing(query) if query.q and not problem else None
+    html = render_template("search.html", page=page, query=query, problem=problem,
+                           sorts=SORTS)
+    return (html, 400) if problem else html
+
+
+@bp.get("/p/<path:item_id>")
+def product(item_id: str) -> Page:
+    catalogue = current_shop().catalogue
+    found = catalogue.product(item_id)
+    if found is None or not found.active:
+        abort(404, f"There is no product {item_id!r}.")
+    recsdk_ext.track("view", found.id)
+    tree = catalogue.tree()
+    return render_template("product.html", product=found, path=tree.path(found.category_id),
+                           similar=widgets.similar(found, catalogue),
+                           together=widgets.bought_together(found, catalogue))
+
+
+@bp.get("/img/<path:item_id>.svg")
+def image(item_id: str) -> Response:
+    catalogue = current_shop().catalogue
+    found = catalogue.product(item_id)
+    if found is None:
+        abort(404, f"There is no product {item_id!r}.")
+    path = catalogue.tree().path(found.category_id)
+    department = path[0] if path else None
+    svg = placeholder_svg(found.title, department.id if department else "",
+                          department.name if department else "")
+    response = Response(svg, mimetype="image/svg+xml")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86_400
+    return response
+
+
+# ---- cart and checkout -------------------------------------------------------------------
+
+
+@bp.get("/cart")
+def cart() -> Page:
+    catalogue = current_shop().catalogue
+    lines = _cart().lines()
+    products = catalogue.products(lines)
+    rows = [(products[i], q) for i, q in lines.items() if i in products]
+    total = round(sum(p.price * q for p, q in rows), 2)
+    return render_template("cart.html", rows=rows, total=total,
+                           complete=widgets.complete_your_purchase(list(lines), catalogue))
+
+
+@bp.post("/cart/add")
+def cart_add() -> Page:
+    item_id = request.form.get("item_id", "")
+    found = current_shop().catalogue.product(item_id)
+    if found is None or not found.active:
+        abort(400, f"There is no product {item_id!r} to add to the cart.")
+    back = url_for("shop.product", item_id=found.id)
+    try:
+        quantity = quantity_of(request.form.get("quantity"))
+        if not found.in_stock:
+            raise CartError(f"“{found.title}” is out of stock.")
+        in_cart = add(_cart(), found.id, quantity)
+    except CartError as exc:
+        flash(str(exc), "error")
+        return redirect(back)
+    recsdk_ext.track("add_to_cart", found.id, value=round(found.price * quantity, 2))
+    flash(f"Added “{found.title}” to your cart ({in_cart} in the cart).", "success")
+    return redirect(url_for("shop.cart"))
+
+
+@bp.post("/cart/update")
+def cart_update() -> Page:
+    item_id = request.form.get("item_id", "")
+    basket = _cart()
+    if item_id not in basket.lines():
+        abort(400, f"Product {item_id!r} is not in your cart.")
+    text = request.form.get("quantity", "")
+    try:
+        quantity = 0 if text.strip() == "0" else quantity_of(text)
+    except CartError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("shop.cart"))
+    basket.set(item_id, quantity)
+    if quantity == 0:
+        recsdk_ext.track("remove_from_cart", item_id)
+    return redirect(url_for("shop.cart"))
+
+
+@bp.post("/cart/remove")
+def cart_remove() -> Page:
+    item_id = request.form.get("item_id", "")
+    basket = _cart()
+    if item_id in basket.lines():
+        basket.set(item_id, 0)
+        recsdk_ext.track("remove_from_cart", item_id)
+    return redirect(url_for("shop.cart"))
+
+
+@bp.route("/checkout", methods=["GET", "POST"])
+@accounts.login_required
+def checkout() -> Page:
+    shop = current_shop()
+    account_id = accounts.current_account_id()
+    assert account_id is not None
+    basket = _cart()
+    lines = basket.lines()
+    if not lines:
+        flash("Your cart is empty.", "info")
+        return redirect(url_for("shop.cart"))
+    products = shop.catalogue.products(lines)
+    rows = [(products[i], q) for i, q in lines.items() if i in products]
+    total = round(sum(p.price * q for p, q in rows), 2)
+    if request.method == "GET":
+        return render_template("checkout.html", rows=rows, total=total, problem=None)
+    try:
+        order, stock = place_order(shop.engine, account_id, lines)
+    except OutOfStock as exc:
+        return render_template("checkout.html", rows=rows, total=total,
+                               problem=str(exc)), 409
+    basket.clear()
+    _after_order(order.id, [(line.item_id, line.total) for line in order.lines], stock)
+    flash(f"Thank you! Order {order.id} is placed.", "success")
+    return redirect(url_for("shop.order", order_id=order.id))
+
+
+def _after_order(order_id: int, lines: list[tuple[str, float]], stock: dict[str, int]) -> None:
+    """Tell recsdk: the new stock (sold-out items leave its lists) and the purchases,
+    each with its revenue and an event id that makes a retry harmless."""
+    try:
+        recsdk_ext.sdk().upsert_items([{"id": i, "stock": s} for i, s in stock.items()])
+    except Exception:  # the order stands; recsdk catches up at the next catalogue load
+        log.exception("could not pass the new stock of order %s to recsdk", order_id)
+    for item_id, revenue in lines:
+        recsdk_ext.track("purchase", item_id, value=revenue,
+                         event_id=f"order-{order_id}-{item_id}")
+
+
+@bp.get("/orders")
+@accounts.login_required
+def orders() -> Page:
+    account_id = accounts.current_account_id()
+    assert account_id is not None
+    return render_template("orders.html", orders=orders_of(current_shop().engine, account_id))
+
+
+@bp.get("/orders/<int:order_id>")
+@accounts.login_required
+def order(order_id: int) -> Page:
+    account_id = accounts.current_account_id()
+    assert account_id is not None
+    found = order_of(current_shop().engine, account_id, order_id)
+    if found is None:
+        abort(404, f"You have no order {order_id}.")
+    return render_template("order.html", order=found)
+
+
+# ---- accounts --------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Page:
+    shop = current_shop()
+    target = accounts.safe_next(request.values.get("next"))
+    problem = None
+    if request.method == "POST":
+        account_id = request.form.get("account", "").strip()
+        found = accounts.authenticate(shop.engine, account_id,
+                                      request.form.get("password", ""))
+        if found is not None:
+            merge_into_account(shop.engine, found.id)
+            session[accounts.SESSION_KEY] = found.id
+            session.pop(FIELD, None)  # a new form token for the logged-in session
+            flash(f"Welcome back, {found.name}.", "success")
+            return redirect(target)
+        problem = "Unknown account or wrong password."
+    html = render_template("login.html", problem=problem, next=target,
+                           demo=accounts.demo_accounts(shop.engine))
+    return (html, 401) if problem else html
+
+
+@bp.post("/logout")
+def logout() -> Page:
+    session.pop(accounts.SESSION_KEY, None)
+    flash("You are logged out.", "info")
+    return redirect(url_for("shop.home"))

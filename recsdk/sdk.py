@@ -246,6 +246,8 @@ class RecSDK:
 
     def close(self) -> None:
         self._watcher.stop()
+        if self.thompson is not None:
+            self.thompson.close()
         self.jobs.wait(timeout_s=5)
         self.served.close()
         self.request_log.close()

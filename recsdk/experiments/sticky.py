@@ -116,6 +116,10 @@ class ThompsonAssigner:
             return conn.execute(select(table.c.variant).where(
                 table.c.experiment == experiment, table.c.unit == unit_id)).scalar()
 
+    def close(self) -> None:
+        """Stop the epochs' background computation (RecSDK.close)."""
+        self.epochs.close()
+
     def forget(self) -> None:
         """Empty this process's cache (tests; the stored arms stay)."""
         with self._lock:

@@ -28,6 +28,7 @@ from recsdk.experiments.allocation import (
     epoch_of,
     epoch_seed,
     place,
+    shares_from_counts,
 )
 from recsdk.experiments.assignment import Experiments, assign, assign_many, bucket
 from recsdk.experiments.config import HOLDOUT, ExperimentSettings
@@ -190,10 +191,10 @@ def test_an_epoch_is_computed_once_and_late_data_does_not_change_it(
     rng = np.random.default_rng(3)
     serve(store, first, experiment, T0, users(0, 200), {"a": 0.1, "b": 0.1}, rng)
     mine = first.epochs.shares(experiment, T0 + DAY + timedelta(minutes=1))
-    # purchases posted late, stamped before the epoch's start: a recomputation would
-    # favour a; the stored epoch stands
-    late = serve(store, first, experiment, T0 + timedelta(hours=23, minutes=30),
-                 users(9, 50), {"a": 1.0, "b": 0.0}, rng, hours=0.4)
+    # lists and purchases logged late, stamped before the epoch's data cut (23:00): a
+    # recomputation would favour a; the stored epoch stands
+    late = serve(store, first, experiment, T0 + timedelta(hours=20), users(9, 50),
+                 {"a": 1.0, "b": 0.0}, rng, hours=0.4)
     assert Counter(late.values())["a"] > 10
     assert compute_epoch(store, experiment, 1, T0 + DAY).shares != mine.shares
     other = ThompsonAssigner(store)  # another process
@@ -201,6 +202,57 @@ def test_an_epoch_is_computed_once_and_late_data_does_not_change_it(
     assert theirs == mine
     assert rows(store, models.ExperimentAllocation) == 2
     assert computed == [T0, T0 + DAY]  # each epoch once, by the first process to need it
+
+
+def test_the_next_epoch_is_computed_ahead_from_data_cut_before_it_starts(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment = thompson(warmup_units=10)
+    assigner = ThompsonAssigner(store)
+    rng = np.random.default_rng(9)
+    serve(store, assigner, experiment, T0, users(0, 200), {"a": 0.1, "b": 0.1}, rng)
+    assert allocation.data_cut(T0 + DAY, 24) == T0 + timedelta(hours=23)
+    # in the last hour: these units' purchases are after the cut, so they do not count
+    serve(store, assigner, experiment, T0 + timedelta(hours=23, minutes=1), users(1, 40),
+          {"a": 1.0, "b": 1.0}, rng, hours=0.5)
+    assigner.epochs.wait(timeout_s=30)
+    ahead = assigner.epochs.stored(experiment.name, T0 + DAY)
+    assert ahead is not None  # stored before the epoch started
+    report = experiment_report(store, experiment, now=T0 + timedelta(hours=23))
+    assert ahead.counts == {v: (report.arm(v).units_converted, report.arm(v).units)
+                            for v in ("a", "b")}
+    assert sum(n for _, n in ahead.counts.values()) == 200
+
+    def no_computing(*args: Any) -> EpochShares:
+        raise AssertionError("a request computed an epoch that was computed ahead")
+
+    monkeypatch.setattr(allocation, "compute_epoch", no_computing)
+    got = assigner.assign(experiment, "user:new", T0 + DAY + timedelta(seconds=1))
+    assert got is not None
+    assert assigner.epochs.shares(experiment, T0 + DAY + timedelta(seconds=2)) == ahead
+    assigner.close()
+
+
+def test_a_failed_computation_ahead_is_left_to_the_request_path(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    experiment = thompson(warmup_units=10)
+    assigner = ThompsonAssigner(store)
+    assigner.epochs.shares(experiment, T0)
+    real_compute = allocation.compute_epoch
+
+    def failing(*args: Any) -> EpochShares:
+        raise RuntimeError("report failed")
+
+    monkeypatch.setattr(allocation, "compute_epoch", failing)
+    with caplog.at_level(logging.WARNING, logger=allocation.__name__):
+        assigner.epochs.shares(experiment, T0 + timedelta(hours=23, minutes=30))
+        assigner.epochs.wait(timeout_s=30)
+    assert "computing the next epoch's shares in the background failed" in caplog.text
+    assert assigner.epochs.stored(experiment.name, T0 + DAY) is None
+    monkeypatch.setattr(allocation, "compute_epoch", real_compute)
+    assert assigner.epochs.shares(experiment, T0 + DAY).start == T0 + DAY
+    assert assigner.epochs.stored(experiment.name, T0 + DAY) is not None
+    assigner.close()
 
 
 def test_a_race_for_an_epoch_is_settled_by_the_key(any_store: Store) -> None:
@@ -459,6 +511,8 @@ def test_bad_inputs_are_named(store: Store) -> None:
             ThompsonAssigner(store, cache_units=bad)
     with pytest.raises(ValueError, match="ThompsonAssigner assigns 'thompson'"):
         ThompsonAssigner(store).assign(fixed, "user:u", T0)
+    with pytest.raises(ValueError, match=r"counts of experiment 'bandit' miss \['b'\]"):
+        shares_from_counts(bandit, {"a": (1, 10)}, 0, T0)
     with pytest.raises(ValueError, match="epochs are for 'thompson'"):
         compute_epoch(store, fixed, 0, T0)
     with pytest.raises(ValueError, match=r"allocates by .thompson.*ThompsonAssigner"):

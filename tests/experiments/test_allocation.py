@@ -490,6 +490,22 @@ def test_without_a_start_epochs_count_from_the_first_record(tmp_path: Path) -> N
         assert shares.start == recorded + DAY
 
 
+def test_the_documented_allocation_table_loads() -> None:
+    import re
+    import tomllib
+
+    text = (Path(__file__).parents[2] / "docs" / "experiments.md").read_text()
+    part = text[text.index("## Thompson-sampling allocation"):]
+    block = re.search(r"```toml\n(.*?)```", part, re.S)
+    assert block is not None
+    table = tomllib.loads(block.group(1))["experiments"]["home_blend"]["allocation"]
+    (e,) = load_settings({"experiments": {"home_blend": {
+        "placements": ["home"], "allocation": table,
+        "variants": {"a": {"share": 0.5}, "b": {"share": 0.5}}}}}, environ={}).experiments
+    assert e.allocation.method == "thompson" and e.allocation.every_hours == 24
+    assert (e.allocation.warmup_units, e.allocation.min_share) == (100, 0.05)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -83,15 +83,22 @@ class ThompsonAssigner:
                     f"experiment {experiment.name!r}: could not read or store a unit's arm "
                     f"({type(exc).__name__}); serving it outside the experiment", exc)
                 return None
+            if variant is None:
+                return None
             with self._lock:
                 self._cache[key] = variant
         return Assignment(experiment.name, variant)
 
     def _stored_or_placed(self, experiment: ExperimentSettings, unit_id: str,
-                          now: datetime) -> str:
+                          now: datetime) -> str | None:
+        """The stored arm, or a new unit's placement (None: before the first epoch, which
+        only a process whose clock is behind the one that recorded a start-less
+        experiment can see)."""
         stored = self.stored(experiment.name, unit_id)
         if stored is not None:
             return stored
+        if now < self.epochs.origin(experiment):
+            return None
         shares = self.epochs.shares(experiment, now).shares
         variant = place(experiment, bucket(experiment.salt, unit_id), shares)
         table = models.ExperimentAssignment.__table__

@@ -488,6 +488,10 @@ def test_without_a_start_epochs_count_from_the_first_record(tmp_path: Path) -> N
         assert sdk.thompson.epochs.origin(experiment) == recorded
         shares = sdk.thompson.epochs.shares(experiment, recorded + timedelta(hours=30))
         assert shares.start == recorded + DAY
+        # a process whose clock is behind the one that recorded it: not started yet
+        early = recorded - timedelta(seconds=2)
+        assert sdk.thompson.assign(experiment, "user:early", early) is None
+        assert sdk.thompson.assign(experiment, "user:early", recorded) is not None
 
 
 def test_the_documented_allocation_table_loads() -> None:

@@ -34,6 +34,7 @@ from recsdk.experiments.assignment import Assignment, Experiments
 from recsdk.experiments.config import check_change
 from recsdk.experiments.config import record as record_of
 from recsdk.experiments.pipelines import VariantPipelines, enabled_plugins
+from recsdk.experiments.sticky import ThompsonAssigner
 from recsdk.isolation import PluginRunner
 from recsdk.lifecycle import ModelWatcher, TrainingJobs
 from recsdk.pipeline import ModelState, Pipeline
@@ -125,11 +126,15 @@ class RecSDK:
         model run and follow newer ones (False for processes that only train or
         import)."""
         self.settings: Settings = load_settings(config, environ=environ)
-        self.experiments = Experiments(self.settings.experiments)
         self.telemetry = Telemetry(self.settings)
         self.store = Store(self.settings.database_url)
         self.store.ensure_schema(migrate=migrate)
         self._record_experiments()
+        #: keeps the units of Thompson-allocated experiments in their first arm (None:
+        #: no such experiment; fixed ones are pure hashes, no database)
+        self.thompson = (ThompsonAssigner(self.store) if any(
+            e.allocation.method == "thompson" for e in self.settings.experiments) else None)
+        self.experiments = Experiments(self.settings.experiments, thompson=self.thompson)
         self.cache: Cache = cache or make_cache(
             self.settings.redis_url, self.telemetry,
             max_entries=self.settings.cache["max_entries"],
@@ -241,6 +246,8 @@ class RecSDK:
 
     def close(self) -> None:
         self._watcher.stop()
+        if self.thompson is not None:
+            self.thompson.close()
         self.jobs.wait(timeout_s=5)
         self.served.close()
         self.request_log.close()

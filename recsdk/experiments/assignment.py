@@ -12,19 +12,24 @@ in declaration order. While an experiment ramps up, a variant serves only the fi
 grows: a unit once in a variant never moves to another, it can only be joined by new
 units. Holdout and the layer slice use hashes of their own, independent of the
 variant hash, so neither changes the split between variants.
+
+All of that is the fixed allocation. A Thompson-allocated experiment changes its shares
+every epoch, so a hash alone cannot keep a unit in its arm: those units are placed and
+remembered by :mod:`recsdk.experiments.sticky` (window, targeting, layer and holdout are
+still the hashes here).
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
-from recsdk.errors import ValidationFailed
+from recsdk.errors import ConfigurationError, ValidationFailed
 from recsdk.experiments.config import HOLDOUT, ExperimentSettings
 
 #: 53 bits: every bucket is an exact float in [0, 1).
@@ -41,6 +46,10 @@ class Assignment:
     variant: str
     holdout: bool = False
     forced: bool = False
+
+
+#: Assigns a unit of a Thompson experiment: (experiment, unit, now, is_returning).
+StickyAssign = Callable[[ExperimentSettings, str | None, datetime, bool], Assignment | None]
 
 
 def bucket(key: str, unit_id: str) -> float:
@@ -87,18 +96,45 @@ def _full(experiment: ExperimentSettings) -> bool:
     return experiment.layer_range == (0.0, 1.0)
 
 
-def assign(experiment: ExperimentSettings, unit_id: str | None, now: datetime,
-           is_returning: bool = False) -> Assignment | None:
-    """The unit's arm, or None: outside the window, not targeted, outside the
-    experiment's slice of its layer, or not yet in a ramping variant's served part."""
+def admitted(experiment: ExperimentSettings, unit_id: str | None, now: datetime,
+             is_returning: bool = False) -> bool:
+    """Whether the unit may be in the experiment at ``now``: it has a unit, the
+    experiment runs, targets it, and the unit is in the experiment's slice of its layer
+    (hashes only, whatever the allocation)."""
     if unit_id is None or not _running(experiment, now) or not _targeted(experiment,
                                                                           is_returning):
-        return None
+        return False
     if not _full(experiment):
         lo, hi = experiment.layer_range
         if not lo <= bucket(f"layer:{experiment.layer}", unit_id) < hi:
-            return None
-    if experiment.holdout and bucket(f"{experiment.salt}:holdout", unit_id) < experiment.holdout:
+            return False
+    return True
+
+
+def held_out(experiment: ExperimentSettings, unit_id: str) -> bool:
+    """Whether the unit is in the holdout: its own hash, outside any allocation."""
+    return bool(experiment.holdout) and bucket(f"{experiment.salt}:holdout",
+                                               unit_id) < experiment.holdout
+
+
+def _fixed_only(experiment: ExperimentSettings) -> None:
+    if experiment.allocation.method != "fixed":
+        raise ValueError(
+            f"experiment {experiment.name!r} allocates by {experiment.allocation.method!r}: "
+            "its units' arms depend on when they came and are stored, so assign them with "
+            "recsdk.experiments.sticky.ThompsonAssigner (which needs the database)")
+
+
+def assign(experiment: ExperimentSettings, unit_id: str | None, now: datetime,
+           is_returning: bool = False) -> Assignment | None:
+    """The unit's arm, or None: outside the window, not targeted, outside the
+    experiment's slice of its layer, or not yet in a ramping variant's served part.
+    Fixed allocation only (a ValueError for a Thompson experiment)."""
+    _fixed_only(experiment)
+    if not admitted(experiment, unit_id, now, is_returning):
+        return None
+    assert unit_id is not None
+    if held_out(experiment, unit_id):
         return Assignment(experiment.name, HOLDOUT, holdout=True)
     u = bucket(experiment.salt, unit_id)
     starts = experiment.range_starts
@@ -113,6 +149,7 @@ def assign(experiment: ExperimentSettings, unit_id: str | None, now: datetime,
 def assign_many(experiment: ExperimentSettings, unit_ids: Sequence[str], now: datetime,
                 is_returning: bool = False) -> np.ndarray:
     """:func:`assign` of many units, as variant names ("" for none); same arithmetic."""
+    _fixed_only(experiment)
     out = np.full(len(unit_ids), "", dtype=object)
     if not _running(experiment, now) or not _targeted(experiment, is_returning):
         return out
@@ -156,8 +193,13 @@ class Experiments:
     settings refuse anything else), so a unit is in at most one of them.
     """
 
-    def __init__(self, experiments: Iterable[ExperimentSettings]) -> None:
+    def __init__(self, experiments: Iterable[ExperimentSettings],
+                 thompson: StickyAssign | None = None) -> None:
+        """``thompson``: assigns the units of Thompson-allocated experiments (stored,
+        sticky: :class:`recsdk.experiments.sticky.ThompsonAssigner`); fixed ones are
+        hashed here, with no database."""
         self.experiments = tuple(experiments)
+        self._thompson = thompson
         self._by_name = {e.name: e for e in self.experiments}
         self._by_placement: dict[str, list[ExperimentSettings]] = {}
         for e in self.experiments:
@@ -185,7 +227,16 @@ class Experiments:
         if force_variant is not None:
             return self._forced(placement, here, force_variant)
         for e in here:
-            got = assign(e, unit_of(e, user_id, session_id), now, is_returning)
+            unit = unit_of(e, user_id, session_id)
+            if e.allocation.method == "fixed":
+                got = assign(e, unit, now, is_returning)
+            elif self._thompson is None:
+                raise ConfigurationError(
+                    f"experiments.{e.name}: allocation {e.allocation.method!r} needs the "
+                    "database to keep each unit's arm; this Experiments has no assigner for "
+                    "it (RecSDK makes one)")
+            else:
+                got = self._thompson(e, unit, now, is_returning)
             if got is not None:
                 return got
         return None

@@ -11,7 +11,7 @@ holdout (:mod:`recsdk.experiments.roi`) are all :mod:`recsdk.experiments.stats`'
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +50,11 @@ REVENUE_METRIC = "revenue_per_unit"
 #: Exposure-level rates that must not get worse (tested, not corrected, not a winner).
 GUARDRAIL_RATES: tuple[tuple[str, str], ...] = (("error_rate", "errored"),
                                                 ("degraded_rate", "degraded"))
+#: Listed under ``skipped`` for a Thompson-allocated experiment.
+BANDIT_NOTE = ("unbiased comparisons: traffic is allocated by Thompson sampling, so the arms' "
+               "units come from periods with different shares; the pooled comparisons mix "
+               "those periods and are biased, their p-values not those of a fixed split "
+               "(docs/experiments.md, 'Thompson-sampling allocation')")
 
 
 @dataclass
@@ -230,15 +235,19 @@ def _comparison_dict(c: Comparison) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
-def _expected_shares(experiment: ExperimentSettings, first_seen: Iterable[datetime]
+def _expected_shares(experiment: ExperimentSettings, first_seen: Iterable[datetime],
+                     shares_at: Callable[[datetime], Mapping[str, float]] | None = None
                      ) -> dict[str, float]:
     """Each arm's expected share of the units: the share it was served when each unit
-    entered (ramp steps, holdout first), among the arms, averaged over the units."""
+    entered (ramp steps, holdout first), among the arms, averaged over the units.
+    ``shares_at``: the variants' shares at a time (default: the configured ones; a
+    Thompson experiment's stored epochs)."""
+    shares_at = shares_at or experiment.shares_at
     arms = [*experiment.variant_names] + ([HOLDOUT] if experiment.holdout else [])
     total = dict.fromkeys(arms, 0.0)
     n = 0
     for at in first_seen:
-        served = {v: (1 - experiment.holdout) * s for v, s in experiment.shares_at(at).items()}
+        served = {v: (1 - experiment.holdout) * s for v, s in shares_at(at).items()}
         if experiment.holdout:
             served[HOLDOUT] = experiment.holdout
         norm = math.fsum(served.values())
@@ -284,7 +293,13 @@ def experiment_report(
     comparisons, skipped = _compare(experiment, arms, alpha)
     if comparisons:
         comparisons = adjust_comparisons(comparisons, method=correction, alpha=alpha)
-    expected = _expected_shares(experiment, first_seen.values())
+    shares_at = None
+    if experiment.allocation.method == "thompson":
+        from recsdk.experiments.allocation import allocation_history  # it reads reports
+
+        shares_at = allocation_history(store, experiment).shares_at
+        skipped.append(BANDIT_NOTE)
+    expected = _expected_shares(experiment, first_seen.values(), shares_at)
     srm_p, srm_mismatch = _srm(arms, expected, skipped)
     winners = [c for c in comparisons
                if c.metric == PRIMARY_METRIC and c.significant and c.lift_abs > 0]

@@ -186,6 +186,36 @@ class ExperimentRecord(Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ExperimentAllocation(Base):
+    """The traffic shares of one epoch of a Thompson-allocated experiment, computed once
+    from the report at the epoch's start; every serving process reads the same row."""
+
+    __tablename__ = "experiment_allocations"
+
+    experiment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    epoch_start: Mapped[datetime] = mapped_column(primary_key=True)
+    #: {variant: share} new units of this epoch are placed by (they add up to 1)
+    shares: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: {variant: P(best)} of the posteriors; None: warm-up, the declared shares
+    prob_best: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: {variant: [successes, trials]} the posteriors were built from
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExperimentAssignment(Base):
+    """A unit's first arm in an experiment whose shares change (Thompson allocation):
+    the unit keeps it, whatever later epochs' shares say."""
+
+    __tablename__ = "experiment_assignments"
+
+    experiment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: ``user:ID`` or ``session:ID`` (recsdk.experiments.assignment.unit_of)
+    unit: Mapped[str] = mapped_column(String(ID_LENGTH + 8), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(128))
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Impression(Base):
     """An item shown in a served list, at a position, with its blended score."""
 

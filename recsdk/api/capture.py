@@ -2,7 +2,7 @@
 
 These endpoints are called from shop pages, so they take no API key: a signed list
 token (what :func:`list_token` puts in the page) and the visitor cookie (or a visitor
-token) decide what is credited, and every client (IP and visitor) has a token bucket.
+token) decide what is credited, and every client (IP and visitor) is rate limited.
 A shop's own Flask views call :func:`list_token` for each list they render; the first
 such call in a request also gives the visitor the visitor cookie, on that response.
 How a page integrates: docs/feedback_capture.md.
@@ -64,7 +64,7 @@ SCRIPT_MAX_AGE_S = 3600
 BEACON_MEDIA = ("application/json", "text/plain")
 _G_VISITOR = "_recsdk_visitor"
 _lock = threading.Lock()
-_RETRY = {"Retry-After": {"description": "seconds until the client's bucket has a token",
+_RETRY = {"Retry-After": {"description": "seconds until the client's window has room again",
                           "schema": {"type": "integer"}}}
 _NO_STORE = {"Cache-Control": "no-store"}
 

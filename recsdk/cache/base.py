@@ -7,9 +7,9 @@ from typing import Protocol
 
 
 class Cache(Protocol):
-    """Bytes by key with a time to live, capped per-user activity lists, and the two
-    atomic steps that public endpoints need: set-if-absent (replay guards) and token
-    buckets (rate limits), so that every process sharing Redis shares them.
+    """Bytes by key with a time to live, capped per-user activity lists, and the atomic
+    set-if-absent that public endpoints' replay guards need, so that every process
+    sharing Redis shares them.
 
     Implementations never raise on the request path: an unreachable backend answers
     as a miss, so the caller falls back to the database.
@@ -37,10 +37,6 @@ class Cache(Protocol):
         """Store ``value`` only if ``key`` holds nothing, atomically: True when stored,
         False when the key was taken, None when the backend cannot say (down)."""
 
-    def take(self, key: str, rate_per_s: float, burst: int, cost: int = 1) -> float | None:
-        """Spend ``cost`` tokens from the token bucket at ``key`` (``burst`` tokens when
-        full, refilled at ``rate_per_s``), atomically: 0.0 when spent, else the seconds
-        until enough tokens are back (nothing spent); None when the backend is down."""
 
     def clear(self) -> None: ...
 

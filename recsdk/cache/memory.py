@@ -18,9 +18,6 @@ class MemoryCache:
         # per-entry TTLs: the store keeps (expiry, value); TTLCache bounds the size
         self._values: TTLCache[str, tuple[float, bytes]] = TTLCache(max_entries, 10**9)
         self._lists: TTLCache[str, list[str]] = TTLCache(max_entries, recent_ttl_s)
-        # token buckets: key -> (tokens, monotonic time of that count); an evicted bucket
-        # comes back full, which only errs towards letting a client through
-        self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(max_entries, 10**9)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | None:
@@ -49,17 +46,6 @@ class MemoryCache:
                 self._values[key] = (now + ttl_s, value)
             return True
 
-    def take(self, key: str, rate_per_s: float, burst: int, cost: int = 1) -> float | None:
-        now = time.monotonic()
-        with self._lock:
-            tokens, at = self._buckets.get(key, (float(burst), now))
-            tokens = min(float(burst), tokens + (now - at) * rate_per_s)
-            if tokens >= cost:
-                self._buckets[key] = (tokens - cost, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (cost - tokens) / rate_per_s
-
     def delete(self, *keys: str) -> None:
         with self._lock:
             for key in keys:
@@ -86,7 +72,6 @@ class MemoryCache:
         with self._lock:
             self._values.clear()
             self._lists.clear()
-            self._buckets.clear()
 
     def ping(self) -> bool:
         return True

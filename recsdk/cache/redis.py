@@ -28,26 +28,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "recsdk:"
 
-#: A token bucket as one atomic step, on Redis's clock (so processes on machines whose
-#: clocks differ agree): KEYS[1] a hash {tokens, at_ms}; ARGV rate per second, burst,
-#: cost. Returns "0" when spent, else the seconds until ``cost`` tokens are back. The
-#: key expires once the bucket would be full again (a missing bucket is a full one).
-TOKEN_BUCKET = """
-local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens, at = tonumber(state[1]), tonumber(state[2])
-if tokens == nil or at == nil then tokens, at = burst, now end
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-local wait = 0
-if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return tostring(wait)
-"""
-
-
 class RedisCache:
     name = "redis"
 
@@ -64,7 +44,6 @@ class RedisCache:
         #: recent-activity keys whose last write failed: never read, deleted on recovery
         self._suspect: set[str] = set()
         self._suspect_overflow = False
-        self._bucket = self.client.register_script(TOKEN_BUCKET)
 
     @property
     def available(self) -> bool:
@@ -99,12 +78,6 @@ class RedisCache:
             return True
         return self._run("add", lambda: bool(self.client.set(
             PREFIX + key, value, px=max(int(ttl_s * 1000), 1), nx=True)), None)
-
-    def take(self, key: str, rate_per_s: float, burst: int, cost: int = 1) -> float | None:
-        def spend() -> float:
-            wait = self._bucket(keys=[PREFIX + key], args=[repr(rate_per_s), burst, cost])
-            return float(wait)
-        return self._run("take", spend, None)
 
     def delete(self, *keys: str) -> None:
         if keys:

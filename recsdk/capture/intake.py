@@ -23,13 +23,14 @@ from marshmallow import ValidationError
 
 from recsdk.cache import Cache, MemoryCache
 from recsdk.capture.events import BeaconEvent, read_event
+from recsdk.capture.ratelimit import RateLimits
 from recsdk.capture.tokens import ListClaims, TokenError, Tokens, Visitor
 from recsdk.errors import ValidationFailed
 from recsdk.sdk import RecSDK
 
 log = logging.getLogger(__name__)
 
-#: The rate-limit scopes: beacon posts and logging redirects share one bucket per
+#: The rate-limit scopes: beacon posts and logging redirects share one window per
 #: client; widget lists (each one computed and logged) have their own.
 SCOPES = ("beacon", "widget")
 
@@ -77,19 +78,17 @@ class Capture:
         # in-process state gets a cache of its own: replay keys must not evict lists
         self._local = MemoryCache(sdk.settings.cache["max_entries"])
         self.shared: Cache = sdk.cache if sdk.cache.name == "redis" else self._local
-        self.limits = {"beacon": (api["beacon_rate_per_s"], api["beacon_burst"]),
-                       "widget": (api["widget_rate_per_s"], api["widget_burst"])}
+        self.rate_limits = RateLimits(
+            {"beacon": (api["beacon_rate_per_s"], api["beacon_burst"]),
+             "widget": (api["widget_rate_per_s"], api["widget_burst"])},
+            sdk.settings.redis_url)
 
     # ---- rate limits ---------------------------------------------------------------
 
     def wait_s(self, scope: str, client: str) -> float:
-        """0.0 when ``client`` may go on in ``scope`` (a token spent), else seconds to
-        wait; the refusal is counted. Redis down: this process's buckets decide."""
-        rate, burst = self.limits[scope]
-        key = f"rl:{scope}:{_digest(client)}"
-        wait = self.shared.take(key, rate, burst)
-        if wait is None:
-            wait = self._local.take(key, rate, burst) or 0.0
+        """0.0 when ``client`` may go on in ``scope`` (the request counted), else seconds
+        to wait; the refusal is counted (:class:`~recsdk.capture.ratelimit.RateLimits`)."""
+        wait = self.rate_limits.wait_s(scope, _digest(client))
         if wait > 0:
             self.refused("rate_limited")
         return wait

@@ -1,5 +1,5 @@
-"""The cache's two atomic steps, set-if-absent and token buckets, in memory and in Redis,
-and what they answer when Redis is down (None: the caller decides)."""
+"""The cache's atomic set-if-absent, in memory and in Redis, and what it answers when
+Redis is down (None: the caller decides)."""
 
 from __future__ import annotations
 
@@ -44,24 +44,7 @@ def test_add_is_atomic_under_threads(cache: Cache) -> None:
     assert sorted(won) == [False] * 7 + [True]
 
 
-def test_a_token_bucket_spends_its_burst_then_refills_at_the_rate(cache: Cache) -> None:
-    spent = [cache.take("rl:a", rate_per_s=10.0, burst=3) for _ in range(4)]
-    assert spent[:3] == [0.0, 0.0, 0.0]
-    assert 0.05 < spent[3] <= 0.1  # one token comes back in 0.1 s
-    assert cache.take("rl:b", rate_per_s=10.0, burst=3) == 0.0  # buckets are per key
-    time.sleep(0.12)
-    assert cache.take("rl:a", rate_per_s=10.0, burst=3) == 0.0
-    assert cache.take("rl:a", rate_per_s=10.0, burst=3) > 0
-
-
-def test_a_cost_above_the_tokens_left_spends_nothing(cache: Cache) -> None:
-    assert cache.take("rl:c", rate_per_s=1.0, burst=5, cost=4) == 0.0
-    assert cache.take("rl:c", rate_per_s=1.0, burst=5, cost=2) > 0
-    assert cache.take("rl:c", rate_per_s=1.0, burst=5, cost=1) == 0.0
-
-
-def test_redis_down_answers_none_for_both() -> None:
+def test_redis_down_answers_none() -> None:
     cache = RedisCache("redis://127.0.0.1:1/0", socket_timeout_s=0.05)
     assert cache.add("seen:x", b"1", ttl_s=5) is None
-    assert cache.take("rl:x", rate_per_s=1.0, burst=1) is None
     cache.close()

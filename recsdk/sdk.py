@@ -36,6 +36,7 @@ from recsdk.experiments.config import record as record_of
 from recsdk.experiments.pipelines import VariantPipelines, enabled_plugins
 from recsdk.isolation import PluginRunner
 from recsdk.lifecycle import ModelWatcher, TrainingJobs
+from recsdk.monitoring_gauges import register_monitoring_gauges
 from recsdk.pipeline import ModelState, Pipeline
 from recsdk.plugin_manager import PluginManager
 from recsdk.registry import STATE, VOCABULARY, ArtifactError, ModelRegistry, default_artifact_dir
@@ -142,6 +143,9 @@ class RecSDK:
             else default_artifact_dir(self.settings.database_url),
             models_cfg["inline_max_bytes"],
         )
+        # staleness and drift on /metrics, read from this database at scrape time
+        self.monitoring_gauges = register_monitoring_gauges(self.telemetry.registry,
+                                                            self.store, self.registry)
         self._extra_plugins = dict(plugins or {})
         # breakers and per-plugin capacity belong to plugin names, across model runs
         self.runner = PluginRunner.from_settings(self.settings, self.telemetry)

@@ -653,11 +653,12 @@ class RecSDK:
         run = self._run
         if not run.trained:
             raise NotTrainedError("similar_items needs a trained model: run fit() first")
+        start = time.perf_counter()
         result = run.pipeline.similar_items(item_id, k, run.state, self.config_hash,
                                             placement=placement)
         result.model_run = run.id
-        if log_request:
-            self._log(result, None, None)
+        if log_request:  # with its answer time, as recommend's (monitoring's percentiles)
+            self._log(result, None, None, latency_ms=(time.perf_counter() - start) * 1000.0)
         return result
 
     def predict_ratings(self, user_id: str | None, item_ids: Sequence[str], *,

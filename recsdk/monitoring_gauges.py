@@ -30,7 +30,8 @@ from prometheus_client.registry import Collector
 from recsdk.log_throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
-_failures = ThrottledLog(log, interval_s=60.0)
+#: Seconds between two log lines of one read's repeating failure.
+LOG_EVERY_S = 60.0
 
 #: Seconds a staleness read is reused (two cheap queries: the active run, a count of
 #: the events stored after its data).
@@ -81,6 +82,7 @@ class CachedRead:
         self.retry_s = retry_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._failures = ThrottledLog(log, LOG_EVERY_S)
         self.last = Reading()
 
     def get(self) -> Reading:
@@ -98,9 +100,10 @@ class CachedRead:
                 value = self._read()
                 self.last = Reading(value, None, start, self._clock() - start)
             except Exception as exc:  # a broken database must not break /metrics
-                _failures.warning(self.name, f"/metrics: could not read {self.name} from "
-                                  f"the database ({type(exc).__name__}: {exc}); its gauges "
-                                  f"are left out and {READ_OK} is 0", exc)
+                self._failures.warning(
+                    self.name, f"/metrics: could not read {self.name} from the database "
+                    f"({type(exc).__name__}: {exc}); its gauges are left out and {READ_OK} "
+                    "is 0", exc)
                 self.last = Reading(None, f"{type(exc).__name__}: {exc}", start,
                                     self._clock() - start)
             return self.last

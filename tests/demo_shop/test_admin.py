@@ -69,17 +69,18 @@ def pngs(text: str) -> list[bytes]:
 
 
 def visit_as_visitors(app: Flask, visitors: int) -> None:
-    """Each visitor (own cookies) opens the home page and a product page."""
+    """Each visitor (own cookies) opens the home page and a product page; the served
+    lists are then written (the request log writes in the background)."""
     for _ in range(visitors):
         browser = app.test_client()
         assert browser.get("/").status_code == 200
         assert browser.get(f"/p/{PRODUCT}").status_code == 200
+    assert sdk_of(app).request_log.flush()
 
 
 def react(app: Flask) -> dict[str, int]:
     """Click the first item of every other home list and buy from one; the counts."""
     sdk = sdk_of(app)
-    sdk.request_log.flush()
     req, imp = models.RecommendationRequest.__table__, models.Impression.__table__
     with sdk.store.engine.connect() as conn:
         shown = conn.execute(select(req.c.id, imp.c.item_id)
@@ -126,9 +127,11 @@ def test_the_admin_logs_in_with_the_configured_password(make_app: Any) -> None:
     client = app.test_client()
     assert login_admin(client).status_code == 401  # the demo's default no longer works
     assert login_admin(client, "s3cret-admin").status_code == 302
-    home = client.get("/")
-    assert ">Dashboard</a>" in home.text
-    assert client.get("/admin/").status_code == 200
+    page = client.get("/admin/")
+    assert page.status_code == 200  # no page with a widget was opened yet: empty states
+    assert "has no exposures yet" in section(page.text, "experiments")
+    assert "No list was served in this window." in section(page.text, "monitoring")
+    assert ">Dashboard</a>" in client.get("/").text
     login_page = app.test_client().get("/login").text
     assert "<code>admin</code> Shop admin" not in login_page  # not among the customers
     assert "u01" in login_page
@@ -213,6 +216,10 @@ def test_the_admin_sees_every_section_with_data(app: Flask, client: FlaskClient)
     assert int(staleness) == len(newer) == 8  # each visitor's product view
     drift = table_rows(mon, "drift-table", "type")
     assert drift["view"][1] == "100.0%"  # the visits of the last day: views only
+
+    metrics = client.get("/metrics").text  # the shop's deployment has the gauges too
+    assert "recsdk_model_events_since_training 8.0" in metrics
+    assert 'recsdk_event_mix_events{window="recent"} 8.0' in metrics
 
 
 def _arm_rows(text: str) -> dict[str, dict[str, str]]:

@@ -54,10 +54,12 @@ def account(engine: Engine, account_id: str) -> Account | None:
 
 
 def demo_accounts(engine: Engine, limit: int = 5) -> list[Account]:
-    """A few accounts to try, for the login page."""
+    """A few customer accounts to try, for the login page (not the admin's)."""
     t = db.accounts
+    customers = t.c.id.not_in(select(db.admins.c.account_id))
     with engine.connect() as conn:
-        rows = conn.execute(select(t.c.id, t.c.name).order_by(t.c.id).limit(limit)).all()
+        rows = conn.execute(select(t.c.id, t.c.name).where(customers).order_by(t.c.id)
+                            .limit(limit)).all()
     return [Account(r.id, r.name) for r in rows]
 
 

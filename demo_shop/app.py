@@ -19,6 +19,7 @@ from flask import Flask, render_template, session
 from werkzeug.exceptions import HTTPException
 
 from demo_shop import accounts
+from demo_shop.admin import init_admin
 from demo_shop.cart import cart_for
 from demo_shop.catalogue import Catalogue
 from demo_shop.csrf import csrf_token
@@ -65,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     app.extensions[SHOP] = Shop(engine, Catalogue(engine, int(app.config[
         "DEMO_SHOP_PAGE_SIZE"])))
     app.register_blueprint(bp)
+    init_admin(app, environ)  # /admin: the dashboard, and the demo's admin account
     app.add_template_global(csrf_token)
     app.add_template_filter(_money(app.config["DEMO_SHOP_CURRENCY"]), "money")
     app.context_processor(_page_context)

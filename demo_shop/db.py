@@ -71,6 +71,14 @@ accounts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
 )
 
+#: Accounts that may open the admin dashboard (``/admin``): a table of its own rather
+#: than a column of ``shop_accounts``, so that ``create_all`` adds it to a shop's
+#: database made before the dashboard existed.
+admins = Table(
+    "shop_admins", metadata,
+    Column("account_id", String(ID), ForeignKey("shop_accounts.id"), primary_key=True),
+)
+
 cart_lines = Table(
     "shop_cart_lines", metadata,
     Column("account_id", String(ID), ForeignKey("shop_accounts.id"), primary_key=True),

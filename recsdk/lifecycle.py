@@ -133,6 +133,13 @@ class TrainingJobs:
             job = self._jobs.get(job_id)
             return dict(job) if job is not None else None
 
+    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest ``limit`` jobs of this process, newest first (a dashboard's list)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        with self._lock:
+            return [dict(j) for j in reversed(self._jobs.values())][:limit]
+
     def wait(self, timeout_s: float) -> None:
         """Wait for running jobs (at shutdown), at most ``timeout_s``."""
         for thread in list(self._threads.values()):

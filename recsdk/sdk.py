@@ -37,6 +37,7 @@ from recsdk.experiments.pipelines import VariantPipelines, enabled_plugins
 from recsdk.experiments.sticky import ThompsonAssigner
 from recsdk.isolation import PluginRunner
 from recsdk.lifecycle import ModelWatcher, TrainingJobs
+from recsdk.monitoring_gauges import register_monitoring_gauges
 from recsdk.pipeline import ModelState, Pipeline
 from recsdk.plugin_manager import PluginManager
 from recsdk.registry import STATE, VOCABULARY, ArtifactError, ModelRegistry, default_artifact_dir
@@ -147,6 +148,9 @@ class RecSDK:
             else default_artifact_dir(self.settings.database_url),
             models_cfg["inline_max_bytes"],
         )
+        # staleness and drift on /metrics, read from this database at scrape time
+        self.monitoring_gauges = register_monitoring_gauges(self.telemetry.registry,
+                                                            self.store, self.registry)
         self._extra_plugins = dict(plugins or {})
         # breakers and per-plugin capacity belong to plugin names, across model runs
         self.runner = PluginRunner.from_settings(self.settings, self.telemetry)
@@ -656,11 +660,12 @@ class RecSDK:
         run = self._run
         if not run.trained:
             raise NotTrainedError("similar_items needs a trained model: run fit() first")
+        start = time.perf_counter()
         result = run.pipeline.similar_items(item_id, k, run.state, self.config_hash,
                                             placement=placement)
         result.model_run = run.id
-        if log_request:
-            self._log(result, None, None)
+        if log_request:  # with its answer time, as recommend's (monitoring's percentiles)
+            self._log(result, None, None, latency_ms=(time.perf_counter() - start) * 1000.0)
         return result
 
     def predict_ratings(self, user_id: str | None, item_ids: Sequence[str], *,

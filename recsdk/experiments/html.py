@@ -302,6 +302,18 @@ def _plots(series: LiftSeries) -> str:
     return text + _image(_units_figure(series), "cumulative units per arm")
 
 
+def plot_pngs(series: LiftSeries) -> dict[str, str]:
+    """The page's plots as base64 PNGs, for a page that embeds them beside its own
+    tables (the demo shop's dashboard): ``lift`` (when a comparison was computed at some
+    cut) and ``units``; none without cuts."""
+    if not series.times:
+        return {}
+    lift = _lift_figure(series)
+    plots = {} if lift is None else {"lift": _png(lift)}
+    plots["units"] = _png(_units_figure(series))
+    return plots
+
+
 def render_html(report: ExperimentReport, series: LiftSeries) -> str:
     """The report and its series (of the same experiment) as one self-contained page; a
     report without exposures shows its message and no plots."""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
+from sqlalchemy import create_engine
 
 from recsdk import RecSDK
 from tests.api.helpers import train_over_http
@@ -126,6 +130,39 @@ def test_metrics_are_prometheus_text(client: FlaskClient) -> None:
     # the client's SDK is untrained, so the answer is counted as degraded
     assert ('recsdk_recommendations_total{outcome="degraded",placement="home",'
             'variant="default"} 1.0' in text)
+
+
+def test_metrics_show_model_staleness_and_event_mix_drift(client: FlaskClient,
+                                                          sdk: RecSDK) -> None:
+    events = [{"user_id": f"u{n}", "item_id": f"i{n % 3}", "type": "view"} for n in range(6)]
+    assert client.post("/api/v1/events", json=events).status_code in (200, 201)
+    before = client.get("/metrics").get_data(as_text=True)
+    assert not re.search(r"^recsdk_model_age_seconds ", before, re.M)  # nothing trained
+    assert "recsdk_model_events_since_training 6.0" in before
+    train_over_http(client)
+    sdk.monitoring_gauges.staleness.ttl_s = 0  # the scrape above cached the untrained state
+    text = client.get("/metrics").get_data(as_text=True)
+    age = float(re.search(r"^recsdk_model_age_seconds (\S+)$", text, re.M).group(1))
+    assert 0 <= age < 600
+    assert "recsdk_model_events_since_training 0.0" in text
+    assert 'recsdk_event_mix_events{window="recent"} 6.0' in text
+    assert 'recsdk_monitoring_read_ok{read="event_mix_drift"} 1.0' in text
+
+
+def test_metrics_survive_a_broken_database(client: FlaskClient, sdk: RecSDK, tmp_path: Any,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = create_engine(f"sqlite:///{tmp_path / 'gone' / 'no.db'}")
+    monkeypatch.setattr(sdk.store, "engine", broken)
+    monkeypatch.setattr(sdk.registry, "engine", broken)
+    client.get("/api/v1/recommendations?user_id=u1&placement=home")
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    text = answer.get_data(as_text=True)
+    assert 'recsdk_monitoring_read_ok{read="model_staleness"} 0.0' in text
+    assert 'recsdk_monitoring_read_ok{read="event_mix_drift"} 0.0' in text
+    assert not re.search(r"^recsdk_model_events_since_training ", text, re.M)
+    assert "# TYPE recsdk_recommend_seconds histogram" in text  # the rest is all there
+    assert client.get("/healthz").status_code == 503
 
 
 def test_unknown_paths_and_methods_answer_json(client: FlaskClient) -> None:

@@ -4,10 +4,9 @@ tables, embedded PNGs, escaping, the empty case, the CLI and the admin endpoint.
 
 from __future__ import annotations
 
-import html
-
 import base64
 import dataclasses
+import html
 import json
 import math
 import re
@@ -25,7 +24,7 @@ from sqlalchemy import update
 from recsdk import RecSDK
 from recsdk.api import create_app
 from recsdk.cli import experiments as experiments_cli
-from recsdk.experiments.html import render_html
+from recsdk.experiments.html import plot_pngs, render_html
 from recsdk.experiments.report import ExperimentReport, experiment_report
 from recsdk.experiments.timeseries import (
     MAX_CUTS,
@@ -227,6 +226,14 @@ def test_the_page_holds_the_tables_numbers_and_embedded_plots(
     assert all(image.startswith(PNG) for image in images)
     for note in report.skipped:  # e.g. CUPED without pre-period purchases
         assert html.escape(note) in page
+
+
+def test_the_plots_alone_are_the_pages(built: tuple[ExperimentReport, LiftSeries]) -> None:
+    report, series = built
+    plots = plot_pngs(series)
+    assert list(plots) == ["lift", "units"]
+    assert [base64.b64decode(p) for p in plots.values()] == pngs(render_html(report, series))
+    assert plot_pngs(dataclasses.replace(series, times=())) == {}
 
 
 def test_mismatch_warning_and_skipped_notes_are_shown(

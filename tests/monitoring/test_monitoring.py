@@ -112,3 +112,13 @@ def test_event_mix_drift_is_scipys(sdk: Any) -> None:
     assert empty.js_distance is None and empty.p_value is None and empty.recent_events == 0
     with pytest.raises(ValueError, match="positive durations"):
         event_mix_drift(sdk.store, now, recent=timedelta(0))
+
+
+def test_similar_items_lists_have_their_answer_time(sdk: Any) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    served = [sdk.similar_items("i1", 2) for _ in range(3)]
+    sdk.request_log.flush()
+    series = serving_series(sdk.store, since, datetime.now(UTC) + timedelta(minutes=1),
+                            bucket=timedelta(minutes=2), placement="similar")
+    assert list(series["lists"]) == [len(served)]
+    assert series.iloc[0]["latency_p50_ms"] > 0  # logged, as recommend()'s lists are

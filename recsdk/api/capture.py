@@ -159,6 +159,11 @@ def _limit(capture: Capture, scope: str, client: str) -> None:
              headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
+def _view() -> str:
+    """The view's name of this request's endpoint, without its blueprint's."""
+    return (request.endpoint or "").rpartition(".")[2]
+
+
 def _open_cors(response: Response) -> Response:
     """Pages of other sites may read widget answers: they never carry the cookie's
     visitor to such a page (the browser withholds ``*`` answers to requests with
@@ -173,14 +178,16 @@ def make_capture_blueprint() -> Blueprint:
                                 "widget and its script (open; signed tokens)")
     blp.after_app_request(_give_cookie)
 
+    # only this blueprint's requests reach these; its name is "recsdk_capture" where the
+    # API is mounted in a shop's app, so they compare the view's name alone
     @blp.before_request
     def guard_issuing() -> None:
-        if request.endpoint == "capture.issue_visitor_token":
+        if _view() == "issue_visitor_token":
             require_api_key()
 
     @blp.after_request
     def cors(response: Response) -> Response:
-        if request.endpoint in ("capture.beacon", "capture.widget"):
+        if _view() in ("beacon", "widget"):
             _open_cors(response)
         return response
 

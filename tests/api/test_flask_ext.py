@@ -381,6 +381,27 @@ def test_a_list_token_follows_the_identity_callback(trained) -> None:
         assert ext.click_url(empty, None, "/item/1") == "/item/1"  # type: ignore[arg-type]
 
 
+def test_the_mounted_capture_endpoints_keep_their_guards_and_headers(copy_db,
+                                                                     closing) -> None:
+    """Mounted, the capture blueprint is ``recsdk_capture``: issuing a visitor token
+    still needs the API key, and widget and beacon answers stay readable by pages of
+    other sites."""
+    ext, app = build(closing, copy_db(), settings={"plugins": {"popularity": {}}},
+                     RECSDK_API_KEY=API_KEY)
+    fill(ext.sdk(app))
+    ext.sdk(app).fit()
+    client = app.test_client()
+    asked = {"user_id": "u1"}
+    assert client.post("/api/v1/visitor-token", json=asked).status_code == 401
+    assert client.post("/api/v1/visitor-token", json=asked,
+                       headers={"X-API-Key": API_KEY}).status_code == 200
+    widget = client.get("/api/v1/widget/recommendations?k=2")
+    assert widget.status_code == 200 and len(widget.json["items"]) == 2
+    assert widget.headers["Access-Control-Allow-Origin"] == "*"
+    beacon = client.post("/api/v1/beacon", data="[]", content_type="text/plain")
+    assert beacon.status_code == 400 and beacon.headers["Access-Control-Allow-Origin"] == "*"
+
+
 def test_a_visitor_cookie_the_beacon_does_not_read_is_refused(copy_db, closing) -> None:
     with pytest.raises(ConfigurationError, match=(
             r"RECSDK_VISITOR_COOKIE is 'sid' but recsdk's \[api\] visitor_cookie is "

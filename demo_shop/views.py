@@ -147,6 +147,19 @@ def review(item_id: str) -> Page:
     return redirect(back + "#review")
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The shop's icon, which browsers ask for on every site (an SVG, drawn here)."""
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" '
+           'height="32" rx="7" fill="#3b5bdb"/><text x="16" y="23" font-size="20" '
+           'font-family="sans-serif" font-weight="700" text-anchor="middle" '
+           'fill="#fff">r</text></svg>')
+    response = Response(svg, mimetype="image/svg+xml")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86_400
+    return response
+
+
 @bp.get("/img/<path:item_id>.svg")
 def image(item_id: str) -> Response:
     catalogue = current_shop().catalogue

@@ -96,7 +96,7 @@ def remember(item_id: str, source: Source, now: float | None = None) -> None:
     """Keep ``source`` as the list ``item_id`` was reached from (the newest wins)."""
     now = time.time() if now is None else now
     kept = _kept(now)
-    kept[item_id] = [source.request_id, source.position, now]
+    kept[item_id] = [source.request_id, source.position, int(now)]  # the cookie stays small
     newest = sorted(kept.items(), key=lambda kv: kv[1][2])[-MAX_REMEMBERED:]
     session[SESSION_KEY] = dict(newest)
 

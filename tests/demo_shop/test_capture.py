@@ -311,3 +311,19 @@ def test_an_older_shop_database_gets_the_new_columns(tmp_path) -> None:
             "account_id": "u1", "item_id": "i1", "quantity": 2, "request_id": None,
             "position": None}
     engine.dispose()
+
+
+def test_the_session_keeps_the_newest_sources_for_a_day(app: Flask) -> None:
+    from demo_shop import attribution
+    from demo_shop.attribution import MAX_REMEMBERED, TTL_S, Source
+
+    with app.test_request_context("/"):
+        for n in range(MAX_REMEMBERED + 5):
+            attribution.remember(f"i{n:03d}", Source("a" * 32, n + 1), now=1_000 + n)
+        assert attribution.source_of("i000", now=1_100) is None  # the oldest left
+        newest = f"i{MAX_REMEMBERED + 4:03d}"
+        assert attribution.source_of(newest, now=1_100) == Source("a" * 32,
+                                                                  MAX_REMEMBERED + 5)
+        assert attribution.source_of(newest, now=1_034 + TTL_S + 1) is None
+        attribution.forget([newest])
+        assert attribution.source_of(newest, now=1_100) is None

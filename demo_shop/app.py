@@ -3,11 +3,16 @@ Flask extension only, as a shop's own backend would.
 
 ``create_app(config)`` takes Flask settings: the shop's (``DEMO_SHOP_*``, ``SECRET_KEY``)
 and recsdk's (``RECSDK_*``, read by the extension). The shop's tables are created in
-recsdk's database unless ``DEMO_SHOP_DATABASE_URL`` names another.
+recsdk's database unless ``DEMO_SHOP_DATABASE_URL`` names another. Unless recsdk's
+settings name an ``[api] beacon_secret``, the key that signs recsdk's list and visitor
+tokens is derived from ``SECRET_KEY``, so that visitor cookies and the tokens in pages
+stay valid as long as the shop's own sessions do (across restarts with a fixed key).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -26,6 +31,8 @@ from demo_shop.csrf import csrf_token
 from demo_shop.db import create_tables
 from demo_shop.extensions import SHOP, Shop, recsdk_ext
 from demo_shop.views import bp
+from recsdk.config import load_settings
+from recsdk.flask_ext import sdk_arguments
 from recsdk.storage.database import make_engine
 
 log = logging.getLogger(__name__)
@@ -59,7 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None, *,
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = environ.get("DEMO_SHOP_SECRET_KEY") or _one_off_key()
-    recsdk_ext.init_app(app, environ=environ)
+    recsdk_ext.init_app(app, environ=_with_beacon_secret(app, environ))
     url = app.config["DEMO_SHOP_DATABASE_URL"] or recsdk_ext.sdk(app).settings.database_url
     engine = make_engine(url)
     create_tables(engine)
@@ -86,6 +93,19 @@ def _one_off_key() -> str:
     log.warning("demo shop: no SECRET_KEY (or DEMO_SHOP_SECRET_KEY): using a random one, "
                 "so logins and anonymous carts end when the process stops")
     return secrets.token_urlsafe(32)
+
+
+def _with_beacon_secret(app: Flask, environ: Mapping[str, str]) -> Mapping[str, str]:
+    """``environ``, with ``RECSDK_API_BEACON_SECRET`` derived from the app's secret key
+    when neither it nor recsdk's settings set one."""
+    if environ.get("RECSDK_API_BEACON_SECRET"):
+        return environ
+    config, variables = sdk_arguments(app.config, environ)
+    if load_settings(config, environ=variables).api["beacon_secret"]:
+        return environ
+    key = str(app.config["SECRET_KEY"]).encode()
+    derived = hmac.new(key, b"demo_shop: recsdk beacon_secret", hashlib.sha256).hexdigest()
+    return {**environ, "RECSDK_API_BEACON_SECRET": derived}
 
 
 def _money(currency: str) -> Any:

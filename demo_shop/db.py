@@ -4,7 +4,8 @@ A shop that adopts recsdk keeps its own schema: products, accounts, carts and or
 are the shop's, and recsdk gets the catalogue and the behaviour through its ingestion
 API. The tables live in their own ``MetaData`` with a ``shop_`` prefix, so they never
 meet recsdk's migrations (``items``, ``users``, ``categories``...), and are created at
-start-up with ``create_all`` (a schema this small needs no migrations yet).
+start-up with ``create_all`` (a schema this small needs no migrations yet: columns added
+since, all nullable, are added to an older database's tables by :func:`create_tables`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 
 #: The length of ids, as recsdk's (``recsdk.rules.ID_LENGTH``) so every id fits both.
@@ -84,6 +86,10 @@ cart_lines = Table(
     Column("account_id", String(ID), ForeignKey("shop_accounts.id"), primary_key=True),
     Column("item_id", String(ID), ForeignKey("shop_products.id"), primary_key=True),
     Column("quantity", Integer, nullable=False),
+    # the recommended list the product was reached from, and its place in it
+    # (demo_shop.attribution); NULL when the visitor found it by themselves
+    Column("request_id", String(64)),
+    Column("position", Integer),
 )
 
 orders = Table(
@@ -102,9 +108,26 @@ order_lines = Table(
     Column("title", Text, nullable=False),  # as sold, whatever the product becomes
     Column("unit_price", Float, nullable=False),
     Column("quantity", Integer, nullable=False),
+    Column("request_id", String(64)),  # the list that sold it, as on the cart line
+    Column("position", Integer),
 )
+
+#: Columns added after the first release of these tables (nullable, so an older
+#: database gets them with ALTER TABLE ... ADD COLUMN).
+ADDED_COLUMNS = {"shop_cart_lines": ("request_id", "position"),
+                 "shop_order_lines": ("request_id", "position")}
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the shop's tables that are missing (recsdk's are left alone)."""
+    """Create the shop's tables that are missing, and add the columns an older
+    database's tables lack (recsdk's tables are left alone)."""
     metadata.create_all(engine)
+    found = inspect(engine)
+    with engine.begin() as conn:
+        for name, columns in ADDED_COLUMNS.items():
+            have = {c["name"] for c in found.get_columns(name)}
+            for column in columns:
+                if column not in have:
+                    spec = metadata.tables[name].c[column]
+                    kind = spec.type.compile(dialect=engine.dialect)
+                    conn.exec_driver_sql(f'ALTER TABLE {name} ADD COLUMN "{column}" {kind}')

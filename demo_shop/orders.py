@@ -4,7 +4,8 @@ An order is written in one transaction that first takes the stock: each line is 
 conditional ``UPDATE ... SET stock = stock - n WHERE stock >= n``, so two customers
 buying the last item cannot both get it, and a line that cannot be served rolls the
 whole order back and names the product. The writes come before any read in the
-transaction, so on SQLite it holds the write lock from its first statement.
+transaction, so on SQLite it holds the write lock from its first statement. Each line
+keeps the recommended list that sold it (from the cart line), for the purchase feedback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, update
 
 from demo_shop import db
+from demo_shop.attribution import Source
 
 
 class OutOfStock(Exception):
@@ -38,6 +40,8 @@ class OrderLine:
     title: str
     unit_price: float
     quantity: int
+    #: the recommended list the product was reached from (None: found by the buyer)
+    source: Source | None = None
 
     @property
     def total(self) -> float:
@@ -53,9 +57,11 @@ class Order:
     lines: list[OrderLine]
 
 
-def place_order(engine: Engine, account_id: str, lines: Mapping[str, int]
+def place_order(engine: Engine, account_id: str, lines: Mapping[str, int],
+                sources: Mapping[str, Source] | None = None
                 ) -> tuple[Order, dict[str, int]]:
     """Take the stock and write the order; returns it and each product's new stock.
+    ``sources``: the list each line's product was reached from (the cart's).
 
     Raises :class:`OutOfStock` (nothing written) when a line cannot be served, and
     ``ValueError`` for an empty cart.
@@ -76,7 +82,8 @@ def place_order(engine: Engine, account_id: str, lines: Mapping[str, int]
                 raise OutOfStock(item_id, title, available, quantity)
         rows = conn.execute(select(p.c.id, p.c.title, p.c.price, p.c.stock).where(
             p.c.id.in_(list(lines)))).all()
-        sold = [OrderLine(r.id, r.title, float(r.price), lines[r.id])
+        sources = sources or {}
+        sold = [OrderLine(r.id, r.title, float(r.price), lines[r.id], sources.get(r.id))
                 for r in sorted(rows, key=lambda r: r.id)]
         total = round(sum(line.total for line in sold), 2)
         created = db.utcnow()
@@ -84,7 +91,9 @@ def place_order(engine: Engine, account_id: str, lines: Mapping[str, int]
             account_id=account_id, created_at=created, total=total)).inserted_primary_key[0]
         conn.execute(insert(db.order_lines), [
             {"order_id": order_id, "item_id": line.item_id, "title": line.title,
-             "unit_price": line.unit_price, "quantity": line.quantity} for line in sold])
+             "unit_price": line.unit_price, "quantity": line.quantity,
+             "request_id": line.source.request_id if line.source else None,
+             "position": line.source.position if line.source else None} for line in sold])
     stock = {r.id: int(r.stock) for r in rows}
     return Order(int(order_id), account_id, created, total, sold), stock
 
@@ -101,8 +110,10 @@ def orders_of(engine: Engine, account_id: str, order_id: int | None = None) -> l
                              .order_by(line.c.order_id, line.c.item_id)).all()
     by_order: dict[int, list[OrderLine]] = {}
     for r in found:
+        source = (Source(r.request_id, int(r.position))
+                  if r.request_id is not None and r.position is not None else None)
         by_order.setdefault(r.order_id, []).append(
-            OrderLine(r.item_id, r.title, float(r.unit_price), int(r.quantity)))
+            OrderLine(r.item_id, r.title, float(r.unit_price), int(r.quantity), source))
     return [Order(h.id, h.account_id, h.created_at, float(h.total), by_order.get(h.id, []))
             for h in heads]
 

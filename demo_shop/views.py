@@ -1,6 +1,8 @@
 """The storefront's pages: home, categories, search, products, cart, checkout, orders,
 login. Each page that shows or sells a product tells recsdk (view, add_to_cart,
-remove_from_cart, purchase with its revenue) through the extension's ``track``.
+remove_from_cart, purchase with its revenue, rating and review) through the extension's
+``track``; an add-to-cart or a purchase of a product reached from a recommended list is
+also credited to that list (:mod:`demo_shop.attribution`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from demo_shop import accounts, widgets
+from demo_shop import accounts, attribution, widgets
 from demo_shop.cart import CartError, add, cart_for, merge_into_account, quantity_of
 from demo_shop.catalogue import SORTS, BadQuery, ListingQuery
 from demo_shop.csrf import FIELD, check_csrf
 from demo_shop.extensions import current_shop, recsdk_ext
 from demo_shop.images import placeholder_svg
-from demo_shop.orders import OutOfStock, order_of, orders_of, place_order
+from demo_shop.orders import OrderLine, OutOfStock, order_of, orders_of, place_order
+from demo_shop.reviews import ReviewError, read_review
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +96,68 @@ def product(item_id: str) -> Page:
     if found is None or not found.active:
         abort(404, f"There is no product {item_id!r}.")
     recsdk_ext.track("view", found.id)
+    _note_source(found.id)
     tree = catalogue.tree()
     return render_template("product.html", product=found, path=tree.path(found.category_id),
                            similar=widgets.similar(found, catalogue),
                            together=widgets.bought_together(found, catalogue))
+
+
+def _note_source(item_id: str) -> None:
+    """Remember the recommended list this product page was reached from (``rid`` and
+    ``pos`` in the URL) once recsdk confirms it served that list to this visitor."""
+    try:
+        source = attribution.parse(request.args.get("rid"), request.args.get("pos"))
+        if source is None:
+            return
+        attribution.verify(source, item_id, recsdk_ext.identity())
+    except attribution.BadSource as exc:
+        log.info("product %r: not credited to a list: %s", item_id, exc)
+        return
+    except Exception as exc:  # recsdk unreachable: the page matters more than the credit
+        log.warning("product %r: could not check its list: %s: %s", item_id,
+                    type(exc).__name__, exc)
+        return
+    attribution.remember(item_id, source)
+
+
+@bp.post("/p/<path:item_id>/review")
+def review(item_id: str) -> Page:
+    """A rating (1 to 5 stars) and an optional review text: recsdk events of the
+    visitor (``rating``, and ``review`` with the text), and rating feedback to the list
+    the product was reached from."""
+    found = current_shop().catalogue.product(item_id)
+    if found is None or not found.active:
+        abort(404, f"There is no product {item_id!r}.")
+    back = url_for("shop.product", item_id=found.id)
+    try:
+        stars, text = read_review(request.form.get("rating"), request.form.get("review"))
+    except ReviewError as exc:
+        flash(str(exc), "error")
+        return redirect(back + "#review")
+    recsdk_ext.track("rating", found.id, value=float(stars))
+    if text:
+        recsdk_ext.track("review", found.id, value=float(stars), context={"text": text})
+    source = attribution.source_of(found.id)
+    if source is not None:
+        attribution.credit(source, found.id, "rating", value=float(stars),
+                           user_id=recsdk_ext.identity().user_id)
+    flash(f"Thank you for rating “{found.title}” {stars} of 5"
+          f"{' and for your review' if text else ''}.", "success")
+    return redirect(back + "#review")
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The shop's icon, which browsers ask for on every site (an SVG, drawn here)."""
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" '
+           'height="32" rx="7" fill="#3b5bdb"/><text x="16" y="23" font-size="20" '
+           'font-family="sans-serif" font-weight="700" text-anchor="middle" '
+           'fill="#fff">r</text></svg>')
+    response = Response(svg, mimetype="image/svg+xml")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86_400
+    return response
 
 
 @bp.get("/img/<path:item_id>.svg")
@@ -136,15 +197,20 @@ def cart_add() -> Page:
     if found is None or not found.active:
         abort(400, f"There is no product {item_id!r} to add to the cart.")
     back = url_for("shop.product", item_id=found.id)
+    source = attribution.source_of(found.id)
     try:
         quantity = quantity_of(request.form.get("quantity"))
         if not found.in_stock:
             raise CartError(f"“{found.title}” is out of stock.")
-        in_cart = add(_cart(), found.id, quantity)
+        in_cart = add(_cart(), found.id, quantity, source)
     except CartError as exc:
         flash(str(exc), "error")
         return redirect(back)
-    recsdk_ext.track("add_to_cart", found.id, value=round(found.price * quantity, 2))
+    value = round(found.price * quantity, 2)
+    recsdk_ext.track("add_to_cart", found.id, value=value)
+    if source is not None:  # the shop's price, never one a page sent
+        attribution.credit(source, found.id, "add_to_cart", value=value,
+                           user_id=recsdk_ext.identity().user_id)
     flash(f"Added “{found.title}” to your cart ({in_cart} in the cart).", "success")
     return redirect(url_for("shop.cart"))
 
@@ -194,26 +260,34 @@ def checkout() -> Page:
     if request.method == "GET":
         return render_template("checkout.html", rows=rows, total=total, problem=None)
     try:
-        order, stock = place_order(shop.engine, account_id, lines)
+        order, stock = place_order(shop.engine, account_id, lines, basket.sources())
     except OutOfStock as exc:
         return render_template("checkout.html", rows=rows, total=total,
                                problem=str(exc)), 409
     basket.clear()
-    _after_order(order.id, [(line.item_id, line.total) for line in order.lines], stock)
+    _after_order(order.id, account_id, order.lines, stock)
     flash(f"Thank you! Order {order.id} is placed.", "success")
     return redirect(url_for("shop.order", order_id=order.id))
 
 
-def _after_order(order_id: int, lines: list[tuple[str, float]], stock: dict[str, int]) -> None:
-    """Tell recsdk: the new stock (sold-out items leave its lists) and the purchases,
-    each with its revenue and an event id that makes a retry harmless."""
+def _after_order(order_id: int, account_id: str, lines: list[OrderLine],
+                 stock: dict[str, int]) -> None:
+    """Tell recsdk: the new stock (sold-out items leave its lists), the purchases, each
+    with its revenue and an event id that makes a retry harmless, and, for each line
+    reached from a recommended list, a purchase feedback row on that list with the
+    line's revenue (the experiment report counts such a purchase once, not as feedback
+    and event both)."""
     try:
         recsdk_ext.sdk().upsert_items([{"id": i, "stock": s} for i, s in stock.items()])
     except Exception:  # the order stands; recsdk catches up at the next catalogue load
         log.exception("could not pass the new stock of order %s to recsdk", order_id)
-    for item_id, revenue in lines:
-        recsdk_ext.track("purchase", item_id, value=revenue,
-                         event_id=f"order-{order_id}-{item_id}")
+    for line in lines:
+        recsdk_ext.track("purchase", line.item_id, value=line.total,
+                         event_id=f"order-{order_id}-{line.item_id}")
+        if line.source is not None:
+            attribution.credit(line.source, line.item_id, "purchase", value=line.total,
+                               user_id=account_id)
+    attribution.forget([line.item_id for line in lines])
 
 
 @bp.get("/orders")

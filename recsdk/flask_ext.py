@@ -31,6 +31,13 @@ and :meth:`~RecSDKExtension.track`, which fill in who is asking (a pluggable ide
 callback; by default the logged-in user from ``flask.session`` and an anonymous
 visitor id kept in a long-lived cookie) and never raise: a failing or slow SDK gives
 an empty, degraded result and a log line, and the page renders without the widget.
+
+The visitor cookie is the capture layer's (:mod:`recsdk.api.capture`): its value is a
+signed visitor token for the anonymous visitor id, so the page's beacons and logging
+redirect clicks prove the same visitor the lists were served to, and a visitor id read
+from a list token cannot be replayed as someone else's cookie. Templates get
+``recsdk_list_attrs(result)`` (with the list token), ``recsdk_item_attrs(item)`` and
+``recsdk_click_url(result, item, to)``.
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ from flask import Flask, Response, current_app, g, request, session
 from markupsafe import Markup, escape
 
 from recsdk.api.app import register_api
+from recsdk.api.capture import click_url, current_capture, script_url
 from recsdk.api.extension import OWNED, init_sdk
+from recsdk.capture.tokens import Visitor
 from recsdk.config import ENVIRONMENT_VARIABLES
 from recsdk.errors import ConfigurationError, NotTrainedError
 from recsdk.log_throttle import ThrottledLog
@@ -79,8 +88,9 @@ DEFAULTS: dict[str, Any] = {
     "RECSDK_RECOMMEND_TIMEOUT_MS": None,
     # threads that run budgeted calls (a call that overran keeps its thread until done)
     "RECSDK_RECOMMEND_WORKERS": 16,
-    # the anonymous visitor id: cookie name and lifetime (seconds)
-    "RECSDK_VISITOR_COOKIE": "recsdk_visitor",
+    # the anonymous visitor id: cookie name (None: recsdk's [api] visitor_cookie, which
+    # the beacon and the logging redirect read) and lifetime (seconds)
+    "RECSDK_VISITOR_COOKIE": None,
     "RECSDK_VISITOR_COOKIE_MAX_AGE": 365 * 24 * 3600,
     # where the default identity finds the logged-in user's id in flask.session
     "RECSDK_USER_SESSION_KEY": "user_id",
@@ -95,8 +105,9 @@ VISITOR_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _COOKIE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 #: HTML attributes a widget carries, read by the browser's feedback script: on the
-#: list's root element, and on each item's link.
+#: list's root element (and its list token, when recsdk served it), and on each item.
 LIST_ATTRIBUTES = ("data-recsdk-request-id", "data-recsdk-placement", "data-recsdk-variant")
+TOKEN_ATTRIBUTE = "data-recsdk-token"
 ITEM_ATTRIBUTES = ("data-recsdk-item-id", "data-recsdk-position")
 
 
@@ -126,6 +137,9 @@ class _AppState:
     owned: bool
     timeout_s: float | None
     workers: int
+    #: the visitor cookie's name and lifetime (seconds)
+    cookie: str = "recsdk_visitor"
+    cookie_max_age: int = 365 * 24 * 3600
     executor: ThreadPoolExecutor | None = None
     at_exit: Callable[[], None] | None = None
     closed: bool = False
@@ -193,6 +207,8 @@ class RecSDKExtension:
         init_sdk(app, sdk, owned)
         app.extensions[STATE] = state
         try:
+            state.cookie = visitor_cookie_name(app.config, sdk.settings.api["visitor_cookie"])
+            state.cookie_max_age = int(app.config["RECSDK_VISITOR_COOKIE_MAX_AGE"])
             if app.config["RECSDK_MOUNT_API"]:
                 if not sdk.settings.api["api_key"]:
                     log.warning("recsdk: the REST API is mounted with no API key: its "
@@ -205,6 +221,8 @@ class RecSDKExtension:
         app.after_request(_set_visitor_cookie)
         app.add_template_global(list_attributes, "recsdk_list_attrs")
         app.add_template_global(item_attributes, "recsdk_item_attrs")
+        app.add_template_global(click_attribute_url, "recsdk_click_url")
+        app.add_template_global(script_url, "recsdk_script_url")
         if owned and app.config["RECSDK_CLOSE_AT_EXIT"]:
             state.at_exit = state.close
             atexit.register(state.at_exit)
@@ -301,6 +319,51 @@ class RecSDKExtension:
                               f"for item {item_id!r}: {type_name(exc)}: {exc}", exc)
             return None
 
+    # ---- feedback capture from the page (never raise) ---------------------------------
+
+    def list_token(self, result: RecommendationResult, *,
+                   identity: Identity | None = None) -> str | None:
+        """The list token a page needs to report on ``result`` (``data-recsdk-token``):
+        bound to this browser, the visitor the visitor cookie proves (the anonymous
+        visitor id, also when a user is logged in; the feedback row still gets the
+        list's user). None for a list recsdk did not serve (an empty fallback), or when
+        the token cannot be made (logged)."""
+        if not result.request_id:
+            return None
+        try:
+            who = identity or self.identity()
+            if who.session_id is not None:
+                visitor = Visitor(session_id=who.session_id)
+            elif who.user_id is not None:
+                visitor = Visitor(user_id=who.user_id)
+            else:
+                return None
+            made: dict[tuple[str, str], str] = g.setdefault("recsdk_list_tokens", {})
+            key = (result.request_id, visitor.key)
+            if key not in made:
+                made[key] = current_capture().tokens.list_token(result.request_id, visitor)
+            g.recsdk_prove = visitor  # the response's cookie must prove this visitor
+            return made[key]
+        except Exception as exc:
+            _failures.warning(("list_token", type(exc)), "recsdk: no list token for "
+                              f"{result.placement!r}: {type_name(exc)}: {exc}", exc)
+            return None
+
+    def click_url(self, result: RecommendationResult, item: RecommendedItem, to: str) -> str:
+        """A recommended item's link through the logging redirect (``/api/v1/r``), which
+        stores the click when the page runs no script (recsdk.js logs it itself and
+        links straight to ``to``); ``to`` itself when there is no token or no mounted
+        API."""
+        token = self.list_token(result)
+        if token is None or not current_app.config["RECSDK_MOUNT_API"]:
+            return to
+        try:
+            return click_url(token, item.item_id, item.position, to)
+        except Exception as exc:
+            _failures.warning(("click_url", type(exc)), "recsdk: no logging redirect for "
+                              f"{result.placement!r}: {type_name(exc)}: {exc}", exc)
+            return to
+
 
 # ---- settings ---------------------------------------------------------------------------
 
@@ -329,13 +392,30 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise ConfigurationError(f"{key} must be a whole number from {low} to {high}, "
                                      f"got {value!r}")
     cookie = config["RECSDK_VISITOR_COOKIE"]
-    if not isinstance(cookie, str) or not _COOKIE_NAME.fullmatch(cookie):
+    if cookie is not None and (not isinstance(cookie, str)
+                               or not _COOKIE_NAME.fullmatch(cookie)):
         raise ConfigurationError("RECSDK_VISITOR_COOKIE must be a cookie name (letters, "
-                                 f"digits, '_', '.', '-'; 1 to 64), got {cookie!r}")
+                                 f"digits, '_', '.', '-'; 1 to 64) or None, got {cookie!r}")
     key = config["RECSDK_USER_SESSION_KEY"]
     if not isinstance(key, str) or not key:
         raise ConfigurationError(f"RECSDK_USER_SESSION_KEY must be a non-empty string, "
                                  f"got {key!r}")
+
+
+def visitor_cookie_name(config: Mapping[str, Any], capture_cookie: str) -> str:
+    """The visitor cookie's name: recsdk's ``[api] visitor_cookie``, which the beacon and
+    the logging redirect read to prove the visitor; a different ``RECSDK_VISITOR_COOKIE``
+    with the API mounted would leave every page's feedback unproven, so it is refused."""
+    name = config["RECSDK_VISITOR_COOKIE"]
+    if name is None:
+        return capture_cookie
+    if name != capture_cookie and config["RECSDK_MOUNT_API"]:
+        raise ConfigurationError(
+            f"RECSDK_VISITOR_COOKIE is {name!r} but recsdk's [api] visitor_cookie is "
+            f"{capture_cookie!r}: the beacon and the logging redirect prove the visitor by "
+            "[api] visitor_cookie, so pages would report feedback nobody can prove. Leave "
+            "RECSDK_VISITOR_COOKIE unset, or set [api] visitor_cookie to the same name.")
+    return name
 
 
 def sdk_arguments(config: Mapping[str, Any], environ: Mapping[str, str]
@@ -404,24 +484,41 @@ def new_visitor_id() -> str:
 
 def visitor_id() -> str:
     """The anonymous visitor id of this browser, from its cookie, or a new one that
-    the response sets (an id that is not one of ours is replaced, not trusted)."""
+    the response sets. The cookie holds a visitor token signed by the capture layer
+    (``[api] beacon_secret``); one that does not verify, has expired or names a user
+    rather than an anonymous visitor is replaced, not trusted."""
     if "recsdk_visitor" in g:
         return g.recsdk_visitor
-    name = current_app.config["RECSDK_VISITOR_COOKIE"]
-    value = request.cookies.get(name)
-    if value is None or not VISITOR_ID.fullmatch(value):
+    proven = _cookie_visitor(_state())
+    if proven is not None and proven.session_id is not None and VISITOR_ID.fullmatch(
+            proven.session_id):
+        value = proven.session_id
+    else:
         value = new_visitor_id()
-        g.recsdk_new_visitor = True
+        g.recsdk_prove = Visitor(session_id=value)
     g.recsdk_visitor = value
     return value
 
 
+def _cookie_visitor(state: _AppState) -> Visitor | None:
+    """The visitor this request's visitor cookie proves (None: none, or not ours)."""
+    return current_capture().proven_visitor(request.cookies.get(state.cookie))
+
+
 def _set_visitor_cookie(response: Response) -> Response:
-    if g.get("recsdk_new_visitor"):
-        config = current_app.config
-        response.set_cookie(config["RECSDK_VISITOR_COOKIE"], g.recsdk_visitor,
-                            max_age=config["RECSDK_VISITOR_COOKIE_MAX_AGE"], httponly=True,
-                            samesite="Lax", secure=bool(config["SESSION_COOKIE_SECURE"]))
+    """After each request: give the visitor cookie when the page identified, or made a
+    list token for, a visitor the request's cookie does not prove."""
+    visitor: Visitor | None = g.pop("recsdk_prove", None)
+    if visitor is None:
+        return response
+    state = _state()
+    if _cookie_visitor(state) == visitor:
+        return response
+    token = current_capture().tokens.visitor_token(visitor, ttl_s=state.cookie_max_age)
+    response.set_cookie(state.cookie, token, max_age=state.cookie_max_age, path="/",
+                        httponly=True, samesite="Lax",
+                        secure=bool(current_app.config["SESSION_COOKIE_SECURE"])
+                        or request.is_secure)
     return response
 
 
@@ -471,10 +568,21 @@ def type_name(exc: BaseException) -> str:
 
 
 def list_attributes(result: RecommendationResult) -> Markup:
-    """The attributes of a widget's root element (``{{ recsdk_list_attrs(result) }}``)."""
+    """The attributes of a widget's root element (``{{ recsdk_list_attrs(result) }}``):
+    request id, placement, variant and, for a list recsdk served, its list token (what
+    recsdk.js needs to report impressions and clicks)."""
     values = (result.request_id, result.placement, result.variant)
-    return Markup(" ".join(f'{name}="{escape(value)}"'
-                           for name, value in zip(LIST_ATTRIBUTES, values, strict=True)))
+    pairs = list(zip(LIST_ATTRIBUTES, values, strict=True))
+    token = current_extension().list_token(result) if result.request_id else None
+    if token is not None:
+        pairs.append((TOKEN_ATTRIBUTE, token))
+    return Markup(" ".join(f'{name}="{escape(value)}"' for name, value in pairs))
+
+
+def click_attribute_url(result: RecommendationResult, item: RecommendedItem, to: str) -> str:
+    """A recommended item's href (``{{ recsdk_click_url(result, item, to) }}``): the
+    logging redirect to ``to``, so that a click without JavaScript is stored too."""
+    return current_extension().click_url(result, item, to)
 
 
 def item_attributes(item: RecommendedItem) -> Markup:

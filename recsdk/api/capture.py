@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Where the capture layer of an app lives, beside its SDK.
 EXTENSION = "recsdk.capture"
+#: The capture blueprint's name when the API is mounted in a shop's app.
+MOUNTED_BLUEPRINT = "recsdk_capture"
 #: The browser script, shipped in the wheel (setup.cfg package_data).
 SCRIPT = Path(recsdk.__file__).parent / "static" / "recsdk.js"
 #: Seconds browsers and CDNs may keep the script.
@@ -107,8 +109,21 @@ def visitor_token(user_id: str | None = None, session_id: str | None = None) -> 
 
 def click_url(token: str, item_id: str, position: int, to: str) -> str:
     """The logging redirect for a recommended item's link (works without JavaScript)."""
-    return url_for("capture.click_redirect", token=token, item=item_id, pos=position,
-                         to=to)
+    return url_for(endpoint("click_redirect"), token=token, item=item_id, pos=position,
+                   to=to)
+
+
+def script_url() -> str:
+    """Where the current app serves recsdk.js (for the page's ``<script src>``)."""
+    return url_for(endpoint("script"))
+
+
+def endpoint(view: str) -> str:
+    """The endpoint of a capture view in the current app: ``capture.<view>`` in
+    recsdk's own app, ``recsdk_capture.<view>`` where the API is mounted in a shop's
+    app (whose blueprint names get the ``recsdk_`` prefix)."""
+    blueprint = MOUNTED_BLUEPRINT if MOUNTED_BLUEPRINT in current_app.blueprints else "capture"
+    return f"{blueprint}.{view}"
 
 
 def set_visitor_cookie(response: Response, visitor: Visitor) -> None:
@@ -144,6 +159,11 @@ def _limit(capture: Capture, scope: str, client: str) -> None:
              headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
+def _view() -> str:
+    """The view's name of this request's endpoint, without its blueprint's."""
+    return (request.endpoint or "").rpartition(".")[2]
+
+
 def _open_cors(response: Response) -> Response:
     """Pages of other sites may read widget answers: they never carry the cookie's
     visitor to such a page (the browser withholds ``*`` answers to requests with
@@ -158,14 +178,16 @@ def make_capture_blueprint() -> Blueprint:
                                 "widget and its script (open; signed tokens)")
     blp.after_app_request(_give_cookie)
 
+    # only this blueprint's requests reach these; its name is "recsdk_capture" where the
+    # API is mounted in a shop's app, so they compare the view's name alone
     @blp.before_request
     def guard_issuing() -> None:
-        if request.endpoint == "capture.issue_visitor_token":
+        if _view() == "issue_visitor_token":
             require_api_key()
 
     @blp.after_request
     def cors(response: Response) -> Response:
-        if request.endpoint in ("capture.beacon", "capture.widget"):
+        if _view() in ("beacon", "widget"):
             _open_cors(response)
         return response
 

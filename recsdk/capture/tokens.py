@@ -134,9 +134,12 @@ class Tokens:
 
     # ---- visitors ------------------------------------------------------------------
 
-    def visitor_token(self, visitor: Visitor, now: float | None = None) -> str:
-        """A token proving ``visitor`` (the visitor cookie's value)."""
-        expires = int((time.time() if now is None else now) + self.visitor_ttl_s)
+    def visitor_token(self, visitor: Visitor, now: float | None = None,
+                      ttl_s: float | None = None) -> str:
+        """A token proving ``visitor`` (the visitor cookie's value), valid ``ttl_s``
+        (default ``[api] visitor_ttl_s``; the Flask extension's cookie passes its own)."""
+        ttl = self.visitor_ttl_s if ttl_s is None else ttl_s
+        expires = int((time.time() if now is None else now) + ttl)
         return self._visitors.dumps(["v", visitor.key, expires])
 
     def read_visitor(self, token: Any, now: float | None = None) -> Visitor:

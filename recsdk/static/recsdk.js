@@ -4,7 +4,11 @@
  * - Every element with data-recsdk-token is a served list; each of its elements with
  *   data-recsdk-item-id (and data-recsdk-position, 1-based) is an item. An impression
  *   is logged once an item is at least half visible for a second, a click when it is
- *   clicked; a control inside it marked data-recsdk-action="not_interested" logs that.
+ *   clicked; a control inside it marked data-recsdk-action="not_interested" logs that
+ *   (and marks the item data-recsdk-dismissed, for the page's style to hide it).
+ * - An item's link through the logging redirect (<endpoint>/r?...&to=...), the href
+ *   that logs a click when no script runs, is pointed straight at its target: the
+ *   script logs the click itself, so a click is never counted twice.
  * - window.recsdk.track(type, itemId, {value}) logs add_to_cart, purchase,
  *   not_interested or rating, credited to the list the item was clicked in (kept in
  *   sessionStorage across pages) or shown in on this page.
@@ -36,6 +40,9 @@
     return '/api/v1';
   })();
   var sameOrigin = new URL(endpoint, document.baseURI).origin === location.origin;
+  var redirect = (function () { // the logging redirect, as links name it
+    try { return new URL(endpoint + '/r', document.baseURI); } catch (e) { return null; }
+  })();
   var credentials = sameOrigin ? 'same-origin' : 'omit';
 
   var queue = [];
@@ -193,6 +200,7 @@
     if (action && item.contains(action)) {
       var type = action.getAttribute('data-recsdk-action');
       if (TYPES.indexOf(type) >= 0) emit(context, type, action.getAttribute('data-value'));
+      if (type === 'not_interested') item.setAttribute('data-recsdk-dismissed', '');
     } else {
       remember(context); // the product page's add-to-cart is credited to this list
       emit(context, 'click');
@@ -233,6 +241,19 @@
     return queued;
   }
 
+  // A link through the logging redirect goes straight to its target once this script
+  // runs: the script logs the click, the redirect is the href of pages without script.
+  function direct(link) {
+    if (!redirect || link.tagName !== 'A') return;
+    var url;
+    try { url = new URL(link.getAttribute('href'), document.baseURI); } catch (e) { return; }
+    if (url.origin !== redirect.origin || url.pathname !== redirect.pathname) return;
+    var to = safeUrl(url.searchParams.get('to'), url.href);
+    if (!to) return;
+    link.setAttribute('data-recsdk-redirect', link.getAttribute('href'));
+    link.setAttribute('href', to);
+  }
+
   function scan(scope) {
     var roots = (scope || document).querySelectorAll('[data-recsdk-token]');
     if (scope && scope.hasAttribute && scope.hasAttribute('data-recsdk-token')) {
@@ -244,6 +265,8 @@
         if (attached.has(item)) return;
         attached.add(item);
         watched.add(item);
+        if (item.hasAttribute('href')) direct(item);
+        Array.prototype.forEach.call(item.querySelectorAll('[href]'), direct);
         if (observer) observer.observe(item);
       });
     });

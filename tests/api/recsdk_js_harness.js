@@ -248,6 +248,36 @@ results.not_interested = (() => {
   return w.beacons;
 })();
 
+results.dismissed = (() => {
+  const w = world({ src: 'https://shop.example/api/v1/static/recsdk.js' });
+  const root = w.list('T5', ['a', 'b']);
+  const button = w.document.createElement('button');
+  button.setAttribute('data-recsdk-action', 'not_interested');
+  root.children[0].appendChild(button);
+  w.fire('document:', 'click', { type: 'click', target: button, button: 0 });
+  return root.children.map((li) => li.hasAttribute('data-recsdk-dismissed'));
+})();
+
+results.redirect_links = (() => {
+  const w = world({ src: 'https://shop.example/api/v1/static/recsdk.js' });
+  const hrefs = [
+    '/api/v1/r?token=T6&item=a&pos=1&to=%2Fp%2Fa%3Frid%3DR%26pos%3D1', // ours: straight
+    'https://shop.example/api/v1/r?token=T6&item=b&pos=2&to=javascript%3Aalert(1)', // unsafe
+    'https://elsewhere.example/api/v1/r?token=T6&item=c&pos=3&to=%2Fp%2Fc', // not ours
+    '/p/d', // a plain link
+    '/api/v1/r?token=T6&item=e&pos=5' // no target
+  ];
+  const root = w.list('T6', ['a', 'b', 'c', 'd', 'e']);
+  root.children.forEach((li, i) => li.children[0].setAttribute('href', hrefs[i]));
+  w.recsdk.scan(root);
+  const links = root.children.map((li) => ({
+    href: li.children[0].getAttribute('href'),
+    redirect: li.children[0].getAttribute('data-recsdk-redirect') }));
+  w.fire('document:', 'click', { type: 'click', target: root.children[0].children[0],
+                                 button: 0 });
+  return { links, beacons: w.beacons };
+})();
+
 pending.push((() => {
   const w = world({ src: 'https://recs.example/api/v1/static/recsdk.js',
                     'data-visitor': 'VISITOR-TOKEN' });

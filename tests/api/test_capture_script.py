@@ -139,6 +139,29 @@ def test_not_interested_controls_log_that_instead_of_a_click(page: dict[str, Any
         [{"token": "T4", "type": "not_interested", "item_id": "a", "position": 1}]]
 
 
+def test_a_not_interested_item_is_marked_dismissed(page: dict[str, Any]) -> None:
+    assert page["dismissed"] == [True, False]
+
+
+def test_links_through_the_logging_redirect_go_straight_to_their_target(
+        page: dict[str, Any]) -> None:
+    """With the script, the redirect is only the href of pages without script: the
+    script logs the click itself, so a click is not stored twice."""
+    links = page["redirect_links"]["links"]
+    redirect = "/api/v1/r?token=T6&item=a&pos=1&to=%2Fp%2Fa%3Frid%3DR%26pos%3D1"
+    assert links[0] == {"href": "https://shop.example/p/a?rid=R&pos=1",
+                        "redirect": redirect}
+    unchanged = [link["href"] for link in links[1:]]
+    assert unchanged == [
+        "https://shop.example/api/v1/r?token=T6&item=b&pos=2&to=javascript%3Aalert(1)",
+        "https://elsewhere.example/api/v1/r?token=T6&item=c&pos=3&to=%2Fp%2Fc", "/p/d",
+        "/api/v1/r?token=T6&item=e&pos=5"]
+    assert all(link["redirect"] is None for link in links[1:])
+    assert page["redirect_links"]["beacons"] == [{
+        "url": "https://shop.example/api/v1/beacon",
+        "events": [{"token": "T6", "type": "click", "item_id": "a", "position": 1}]}]
+
+
 def test_a_widget_on_another_site_fetches_with_its_visitor_token(page: dict[str, Any]
                                                                  ) -> None:
     widget = page["widget"]

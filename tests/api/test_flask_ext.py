@@ -3,7 +3,10 @@ API beside a shop's own pages, and view helpers that never break a page."""
 
 from __future__ import annotations
 
+import html
+import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -13,9 +16,12 @@ from typing import Any
 
 import pytest
 from flask import Blueprint, Flask, render_template_string, request, session
+from sqlalchemy import select
 
 from recsdk import RecSDK
 from recsdk.api import close_app
+from recsdk.api.capture import current_capture
+from recsdk.capture.tokens import Tokens, Visitor
 from recsdk.errors import ConfigurationError
 from recsdk.flask_ext import (
     VISITOR_ID,
@@ -24,6 +30,8 @@ from recsdk.flask_ext import (
     current_extension,
     sdk_arguments,
 )
+from recsdk.storage import models
+from recsdk.types import RecommendationResult
 from tests.api.conftest import API_KEY
 from tests.core.shop import fill
 
@@ -250,7 +258,7 @@ def test_recommend_serves_the_logged_in_user_or_the_anonymous_visitor(trained) -
     cookie = first.headers["Set-Cookie"]
     assert cookie.startswith("recsdk_visitor=") and "Max-Age=31536000" in cookie
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    visitor = client.get_cookie("recsdk_visitor").value
+    visitor = proven_visitor(app, client.get_cookie("recsdk_visitor").value)
     assert VISITOR_ID.fullmatch(visitor)
     (who, result), = seen
     assert who == Identity(None, visitor) and len(result.items) == 3
@@ -270,19 +278,144 @@ def test_recommend_serves_the_logged_in_user_or_the_anonymous_visitor(trained) -
     assert [(served[r.request_id]["user_id"]) for _, r in seen] == [None, None, "u3"]
 
 
+def proven_visitor(app: Flask, cookie: str) -> str | None:
+    """The anonymous visitor id a visitor cookie's value proves (None: not a visitor's)."""
+    with app.app_context():
+        proven = current_capture().proven_visitor(cookie)
+    return None if proven is None else proven.session_id
+
+
 def test_a_forged_visitor_cookie_is_replaced(trained) -> None:
+    """The cookie is a visitor token signed by the capture layer: a raw id (even one
+    read from a list token), another secret's token, a user's or an expired one is
+    not this visitor's, and gets a new anonymous visitor."""
     ext, app = trained
 
     @app.get("/who")
     def who() -> str:
         return ext.identity().session_id or ""
 
+    other = Tokens("another secret of thirty-two chars!", 600, 600)
+    with app.app_context():
+        ours = current_capture().tokens
     client = app.test_client()
-    for forged in ("short", "x" * 65, "../../etc/passwd", "a b c d e f g h i j"):
+    for forged in ("short", "x" * 65, "../../etc/passwd", "a b c d e f g h i j",
+                   "rFULvOajTA1lyNHNE_NjKw",
+                   other.visitor_token(Visitor(session_id="rFULvOajTA1lyNHNE_NjKw")),
+                   ours.visitor_token(Visitor(user_id="u1")),
+                   ours.visitor_token(Visitor(session_id="rFULvOajTA1lyNHNE_NjKw"),
+                                      now=time.time() - 10**6, ttl_s=60)):
         client.set_cookie("recsdk_visitor", forged)
         answer = client.get("/who")
-        assert answer.text != forged and VISITOR_ID.fullmatch(answer.text)
-        assert answer.headers["Set-Cookie"].startswith(f"recsdk_visitor={answer.text}")
+        assert answer.text != "rFULvOajTA1lyNHNE_NjKw" and VISITOR_ID.fullmatch(answer.text)
+        given = answer.headers["Set-Cookie"].split(";")[0].removeprefix("recsdk_visitor=")
+        assert proven_visitor(app, given) == answer.text, forged
+    client.set_cookie("recsdk_visitor", ours.visitor_token(
+        Visitor(session_id="rFULvOajTA1lyNHNE_NjKw")))
+    answer = client.get("/who")  # a token of ours is this visitor: kept, not renewed
+    assert answer.text == "rFULvOajTA1lyNHNE_NjKw" and "Set-Cookie" not in answer.headers
+
+
+LIST_PAGE = ('<ul {{ recsdk_list_attrs(r) }}>{% for i in r.items %}<li {{ recsdk_item_attrs(i) }}>'
+             '<a href="{{ recsdk_click_url(r, i, "/item/" ~ i.item_id) }}">{{ i.item_id }}</a>'
+             '</li>{% endfor %}</ul><script src="{{ recsdk_script_url() }}" defer></script>')
+
+
+def test_a_page_reports_on_its_lists_as_the_visitor_the_cookie_proves(trained) -> None:
+    """The extension's visitor and the capture layer's are one: a page's list token
+    and the visitor cookie let its beacon and its logging-redirect links be stored,
+    for an anonymous visitor and for a logged-in user alike."""
+    ext, app = trained
+
+    @app.get("/home")
+    def home() -> str:
+        return render_template_string(LIST_PAGE, r=ext.recommend("home", k=3))
+
+    served = {}
+    for user in (None, "u3"):
+        client = app.test_client()
+        if user is not None:
+            client.get(f"/login/{user}")
+        page = client.get("/home").text
+        attrs = dict(re.findall(r'(data-recsdk-[\w-]+)="([^"]*)"', page.split(">", 1)[0]))
+        rid, token = attrs["data-recsdk-request-id"], attrs["data-recsdk-token"]
+        served[rid] = user
+        assert '<script src="/api/v1/static/recsdk.js" defer>' in page
+        items = re.findall(r'data-recsdk-item-id="([^"]+)" data-recsdk-position="(\d)"', page)
+        hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]+)"', page)]
+        assert len(items) == len(hrefs) == 3
+        assert hrefs[1].startswith("/api/v1/r?")
+        assert hrefs[1].endswith(f"&to=/item/{items[1][0]}")
+        answer = client.post("/api/v1/beacon", content_type="text/plain", data=json.dumps(
+            [{"token": token, "type": "impression", "item_id": items[0][0], "position": 1}]))
+        assert answer.json["accepted"] == 1, answer.json
+        assert client.get(hrefs[1]).headers["Location"] == f"/item/{items[1][0]}"
+    fb = models.Feedback.__table__
+    with ext.sdk(app).store.engine.connect() as conn:
+        rows = conn.execute(select(fb.c.request_id, fb.c.type, fb.c.position, fb.c.user_id)
+                            .order_by(fb.c.id)).all()
+    assert [(r.type, r.position, r.user_id) for r in rows] == [
+        ("impression", 1, None), ("click", 2, None), ("impression", 1, "u3"),
+        ("click", 2, "u3")]
+    assert [served[r.request_id] for r in rows] == [None, None, "u3", "u3"]
+
+
+def test_a_list_token_follows_the_identity_callback(trained) -> None:
+    ext, app = trained
+    ext.identity_loader(lambda: ("u5", "tab-7"))
+
+    @app.get("/token")
+    def token() -> str:
+        return ext.list_token(ext.recommend("default", k=2)) or ""
+
+    client = app.test_client()
+    answer = client.get("/token")
+    with app.app_context():
+        tokens = current_capture().tokens
+        assert tokens.read_list(answer.text).visitor == Visitor(session_id="tab-7")
+    assert proven_visitor(app, client.get_cookie("recsdk_visitor").value) == "tab-7"
+    assert "Set-Cookie" not in client.get("/token").headers  # proven now
+    empty = RecommendationResult("", [], "home", "default", [], "")  # a failed answer
+    with app.test_request_context("/"):
+        assert ext.list_token(empty) is None
+        assert ext.click_url(empty, None, "/item/1") == "/item/1"  # type: ignore[arg-type]
+
+
+def test_the_mounted_capture_endpoints_keep_their_guards_and_headers(copy_db,
+                                                                     closing) -> None:
+    """Mounted, the capture blueprint is ``recsdk_capture``: issuing a visitor token
+    still needs the API key, and widget and beacon answers stay readable by pages of
+    other sites."""
+    ext, app = build(closing, copy_db(), settings={"plugins": {"popularity": {}}},
+                     RECSDK_API_KEY=API_KEY)
+    fill(ext.sdk(app))
+    ext.sdk(app).fit()
+    client = app.test_client()
+    asked = {"user_id": "u1"}
+    assert client.post("/api/v1/visitor-token", json=asked).status_code == 401
+    assert client.post("/api/v1/visitor-token", json=asked,
+                       headers={"X-API-Key": API_KEY}).status_code == 200
+    widget = client.get("/api/v1/widget/recommendations?k=2")
+    assert widget.status_code == 200 and len(widget.json["items"]) == 2
+    assert widget.headers["Access-Control-Allow-Origin"] == "*"
+    beacon = client.post("/api/v1/beacon", data="[]", content_type="text/plain")
+    assert beacon.status_code == 400 and beacon.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_visitor_cookie_the_beacon_does_not_read_is_refused(copy_db, closing) -> None:
+    with pytest.raises(ConfigurationError, match=(
+            r"RECSDK_VISITOR_COOKIE is 'sid' but recsdk's \[api\] visitor_cookie is "
+            r"'recsdk_visitor'")):
+        build(closing, copy_db("a.db"), RECSDK_VISITOR_COOKIE="sid")
+    ext, app = build(closing, copy_db("b.db"), settings={"api": {"visitor_cookie": "sid"}},
+                     RECSDK_VISITOR_COOKIE="sid")
+
+    @app.get("/who")
+    def who() -> str:
+        return ext.identity().session_id or ""
+
+    assert app.test_client().get("/who").headers["Set-Cookie"].startswith("sid=")
+    build(closing, copy_db("c.db"), RECSDK_VISITOR_COOKIE="sid", RECSDK_MOUNT_API=False)
 
 
 def test_an_identity_callback_replaces_the_default(trained) -> None:

@@ -10,6 +10,7 @@ with a generous plugin budget so that a busy machine does not degrade the answer
 
 from __future__ import annotations
 
+import html as markup
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -25,6 +27,8 @@ from flask.testing import FlaskClient
 
 from demo_shop import close_shop, create_app
 from demo_shop.__main__ import main
+from recsdk.api.capture import current_capture
+from recsdk.capture.tokens import Visitor
 
 DEMO_TOML = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
 EVENTS = 3_000
@@ -126,13 +130,41 @@ def add_to_cart(client: FlaskClient, item_id: str, quantity: int = 1) -> Any:
 
 
 def widget(html: str, key: str) -> dict[str, Any] | None:
-    """A widget's root attributes and its items' ids and positions (None: absent)."""
+    """A widget's root attributes, its items' ids and positions, the hrefs of its cards
+    and the product each leads to, through the logging redirect or not (None: absent)."""
     found = re.search(rf'<section class="widget" id="widget-{key}" ([^>]*)>(.*?)</section>',
                       html, flags=re.S)
     if found is None:
         return None
-    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', found.group(1)))
+    attrs = {k: markup.unescape(v)
+             for k, v in re.findall(r'([\w-]+)="([^"]*)"', found.group(1))}
     items = re.findall(r'data-recsdk-item-id="([^"]+)" data-recsdk-position="(\d+)"',
                        found.group(2))
-    cards = re.findall(r'href="/p/([^"]+)"', found.group(2))
-    return {"attrs": attrs, "items": [(i, int(p)) for i, p in items], "cards": cards}
+    links = [markup.unescape(h) for h in re.findall(r'class="card" href="([^"]+)"',
+                                                     found.group(2))]
+    return {"attrs": attrs, "items": [(i, int(p)) for i, p in items], "links": links,
+            "cards": [urlsplit(target(h)).path.removeprefix("/p/") for h in links]}
+
+
+def target(href: str) -> str:
+    """Where a card's link leads: the logging redirect's ``to``, or the href itself."""
+    parts = urlsplit(href)
+    if parts.path == "/api/v1/r":
+        return parse_qs(parts.query)["to"][0]
+    return href
+
+
+def visitor_of(app: Flask, client: FlaskClient) -> str:
+    """The anonymous visitor id the client's visitor cookie proves (a signed token)."""
+    cookie = client.get_cookie("recsdk_visitor")
+    assert cookie is not None
+    with app.app_context():
+        proven = current_capture().tokens.read_visitor(cookie.value)
+    assert proven.session_id is not None
+    return proven.session_id
+
+
+def visitor_cookie(app: Flask, visitor_id: str) -> str:
+    """The visitor cookie's value for the anonymous visitor ``visitor_id``."""
+    with app.app_context():
+        return current_capture().tokens.visitor_token(Visitor(session_id=visitor_id))

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from demo_shop import db
 from demo_shop.extensions import current_shop, recsdk_ext
-from tests.demo_shop.conftest import add_to_cart, csrf, login
+from tests.demo_shop.conftest import add_to_cart, csrf, login, visitor_of
 
 
 def stock_of(app: Flask, item_id: str) -> int:
@@ -45,7 +45,7 @@ def test_a_purchase_from_cart_to_order_history(app: Flask, client: FlaskClient,
     before = {i: stock_of(app, i) for i in (A, B)}
     assert add_to_cart(client, A, 2).status_code == 302
     add_to_cart(client, B)
-    visitor = client.get_cookie("recsdk_visitor").value
+    visitor = visitor_of(app, client)
     assert 'class="badge">3</span>' in client.get("/").text
 
     answer = login(client, "u05", next_path="/cart")
@@ -95,7 +95,7 @@ def test_checkout_refuses_an_item_that_sold_out_naming_it(
     assert f"“{title}” is out of stock; remove it from your cart" in refused.text
     assert count(app, db.orders) == 0 and count(app, db.order_lines) == 0
     assert stock_of(app, A) == kept  # nothing of the order was taken
-    visitor = client.get_cookie("recsdk_visitor").value
+    visitor = visitor_of(app, client)
     assert events_of(app, type="purchase", session_id=visitor) == []
 
     set_stock(app, B, 1)

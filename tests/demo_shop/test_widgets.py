@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from demo_shop.extensions import recsdk_ext
 from recsdk.types import RecommendationResult
-from tests.demo_shop.conftest import add_to_cart, login, widget
+from tests.demo_shop.conftest import add_to_cart, login, visitor_cookie, visitor_of, widget
 
 PAGES = ("/", "/c/electronics", "/cart", "/search?q=a")
 
@@ -69,7 +69,7 @@ def test_a_slow_recsdk_is_abandoned_at_the_page_budget(make_app, stocked: list[s
 
 def visitor_client(app: Flask, visitor: str) -> FlaskClient:
     client = app.test_client()
-    client.set_cookie("recsdk_visitor", visitor)
+    client.set_cookie("recsdk_visitor", visitor_cookie(app, visitor))
     return client
 
 
@@ -125,7 +125,7 @@ def test_views_and_cart_changes_land_in_recsdk(app: Flask, client: FlaskClient,
                                                stocked: list[str]) -> None:
     first, second = stocked[:2]
     client.get(f"/p/{first}")
-    visitor = client.get_cookie("recsdk_visitor").value
+    visitor = visitor_of(app, client)
     add_to_cart(client, first)
     login(client, "u11")
     client.get(f"/p/{second}")

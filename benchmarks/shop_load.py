@@ -72,7 +72,7 @@ def serve(app: str, threads: int, workers: int) -> None:
     sock = listen_socket("127.0.0.1", 0)
     print(f"serving on {address_of(sock)}", flush=True)
     argv = gunicorn_argv(app, sock.fileno(), workers, threads,
-                         extra=["--pythonpath", f"{REPO}{os.pathsep}{Path(__file__).parent}"])
+                         extra=["--pythonpath", f"{REPO},{Path(__file__).parent}"])
     os.execv(argv[0], argv)
 
 
@@ -119,6 +119,8 @@ def server(name: str, app: str, args: argparse.Namespace, env: dict[str, str],
                 if running.get("/api/v1/recommendations?user_id=u0001")[0] == 200:
                     break
             time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{name} never answered: {log.read_text()[-2000:]}")
         yield running
     finally:
         running.stop()
@@ -135,12 +137,13 @@ def environment(folder: Path, bodies: Path) -> dict[str, str]:
 
 
 def products(db: Path, limit: int = 300) -> list[str]:
-    """Product ids of the shop's catalogue (in stock first), for the product-page load."""
+    """Active product ids of the catalogue (in stock first), for the product-page load."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
-        ids = conn.execute(sa.text("SELECT id FROM shop_products ORDER BY stock = 0, id "
+        ids = conn.execute(sa.text("SELECT id FROM shop_products WHERE active "
+                                   "ORDER BY stock = 0, id "
                                    "LIMIT :n"), {"n": limit}).scalars().all()
     engine.dispose()
     return list(ids)

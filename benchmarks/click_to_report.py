@@ -51,7 +51,8 @@ def shop_settings(folder: Path) -> Path:
     text = (REPOSITORY / "config" / "demo.toml").read_text(encoding="utf-8")
     text = re.sub(r"^database_url = .*$", f'database_url = "sqlite:///{folder / "shop.db"}"'
                   '\ndevice = "cpu"', text, count=1, flags=re.M)
-    text += f'\n[models]\nartifact_dir = "{folder / "artifacts"}"\n'
+    text = text.replace("\n[models]\n", f'\n[models]\nartifact_dir = "{folder / "artifacts"}"\n',
+                        1)
     tomllib.loads(text)  # a broken file fails here, not in the server
     path = folder / "recsdk.toml"
     path.write_text(text, encoding="utf-8")

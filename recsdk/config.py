@@ -128,6 +128,13 @@ class ModelsSchema(Schema):
                                       validate=validate.Range(min=0))
     train_interval_s = fields.Float(load_default=86_400.0, validate=validate.Range(min=1))
     train_timeout_s = fields.Float(load_default=3_600.0, validate=validate.Range(min=1))
+    # each run's offline metrics on the latest events (recsdk.evaluation.holdout)
+    offline_eval = fields.Boolean(load_default=False)
+    offline_eval_test_ratio = fields.Float(load_default=0.1,
+                                           validate=validate.Range(0.01, 0.5))
+    offline_eval_k = fields.Integer(load_default=10, validate=validate.Range(1, 1000))
+    offline_eval_max_users = fields.Integer(load_default=1000,
+                                            validate=validate.Range(min=1))
 
 
 class PlacementSchema(Schema):

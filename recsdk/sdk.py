@@ -398,16 +398,26 @@ class RecSDK:
         catalog = self._read_catalog()
         through = self.store.max_event_id()
         events = self.store.events_frame(through_id=through)
+        offline = None
+        if save and self.settings.models["offline_eval"]:
+            from recsdk.evaluation.holdout import holdout_metrics  # pandas/evaluation: here
+
+            offline = holdout_metrics(self.settings, self.store, events)
+            start = time.perf_counter()  # the run's seconds are its own training's
         dataset = InteractionDataset.from_frame(events, catalog, self.settings.event_weights)
-        return self.fit_dataset(dataset, save=save, started=start, events_through=through)
+        return self.fit_dataset(dataset, save=save, started=start, events_through=through,
+                                offline=offline)
 
     def fit_dataset(self, dataset: InteractionDataset, save: bool = True,
                     started: float | None = None, events_through: int | None = None,
-                    activate: bool = True) -> TrainReport:
+                    activate: bool = True,
+                    offline: dict[str, Any] | None = None) -> TrainReport:
         """Train on a prepared dataset (e.g. a cleaned or split one) as a new run.
 
         ``save``: record the run in the registry (False: in this process only);
-        ``activate``: make it the run every process serves (and serve it here).
+        ``activate``: make it the run every process serves (and serve it here);
+        ``offline``: the run's offline metrics, kept in its stats (``[models]
+        offline_eval``, see :mod:`recsdk.evaluation.holdout`).
         The served catalogue is the dataset's until the next catalogue refresh, which
         reads the store's: build the dataset with :attr:`catalog` to keep them equal.
         """
@@ -427,7 +437,8 @@ class RecSDK:
                     run_id, fingerprint=dataset.fingerprint(), events_through=events_through,
                     stats={"users": dataset.n_users, "items": dataset.n_items,
                            "interactions": len(dataset.interactions), "bytes": sizes,
-                           "seconds": round(time.perf_counter() - start, 3)},
+                           "seconds": round(time.perf_counter() - start, 3),
+                           **({"offline": offline} if offline is not None else {})},
                     activate=activate)
         except BaseException as exc:
             if save:

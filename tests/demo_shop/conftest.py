@@ -43,6 +43,8 @@ def settings_text(database_url: str, artifacts: Path) -> str:
     text = re.sub(r'^database_url = .*$', f'database_url = "{database_url}"\ndevice = "cpu"',
                   text, count=1, flags=re.M)
     text = text.replace("[pipeline]\n", "[pipeline]\ntimeout_ms = 10000\n", 1)
+    if "\n[models]\n" in text:
+        return text.replace("\n[models]\n", f'\n[models]\nartifact_dir = "{artifacts}"\n', 1)
     return f'{text}\n[models]\nartifact_dir = "{artifacts}"\n'
 
 

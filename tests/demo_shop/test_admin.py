@@ -175,7 +175,9 @@ def test_the_admin_sees_every_section_with_data(app: Flask, client: FlaskClient)
     assert row[1] == "ready"
     assert row[4:7] == [str(info.stats["users"]), str(info.stats["items"]),
                         str(info.stats["interactions"])]
-    assert "not offline metrics" in runs
+    offline = info.stats["offline"]  # config/demo.toml: [models] offline_eval = true
+    assert row[9].startswith(f"{offline['metrics']['ndcg']:.4f} / "
+                             f"{offline['metrics']['recall']:.4f}")
 
     experiment = section(page.text, "experiments")
     home = sdk.settings.experiments[0]

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from recsdk.errors import ConfigurationError
 from recsdk.experiments.config import ExperimentSettings
+from recsdk.experiments.outcomes import aware
 from recsdk.log_throttle import ThrottledLog
 from recsdk.storage import models
 
@@ -142,13 +143,9 @@ def shares_from_counts(experiment: ExperimentSettings,
 
 
 def _row(experiment: str, row: Any) -> EpochShares:
-    return EpochShares(experiment, _aware(row.epoch_start), dict(row.shares),
+    return EpochShares(experiment, aware(row.epoch_start), dict(row.shares),
                        None if row.prob_best is None else dict(row.prob_best),
                        {k: (int(s), int(n)) for k, (s, n) in row.counts.items()})
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class EpochAllocator:
@@ -189,7 +186,7 @@ class EpochAllocator:
                 "its epochs from when the experiment was first recorded, and it has no "
                 "record yet; give it a start, or open the database with RecSDK first (it "
                 "records every configured experiment)")
-        self._origins[experiment.name] = _aware(first)
+        self._origins[experiment.name] = aware(first)
         return self._origins[experiment.name]
 
     def shares(self, experiment: ExperimentSettings, now: datetime) -> EpochShares:

@@ -164,17 +164,21 @@ def read_outcomes(store: Any, experiment: ExperimentSettings, now: datetime) -> 
         unit_rows = conn.execute(per_unit).all()
         distinct = {v: (int(users), int(sessions))
                     for v, users, sessions in conn.execute(people).all()}
-        latencies = {variant: np.array(conn.execute(
-            select(req.c.latency_ms).where(mine, req.c.variant == variant,
-                                           req.c.latency_ms.is_not(None),
-                                           req.c.created_at <= _naive(now))
-        ).scalars().all(), dtype=float) for variant in distinct}
-    totals: dict[str, np.ndarray] = {v: np.zeros(8, dtype=np.int64) for v in distinct}
-    units = []
-    for v, unit, first, user, session_id, c, carts, p, rev, *counts in unit_rows:
-        units.append(UnitTotals(v, unit, aware(first), _buyer(user, session_id),
-                                int(c or 0), int(carts or 0), int(p or 0), float(rev or 0.0)))
-        totals[v] += np.array([int(x or 0) for x in (c, carts, *counts)])
+        timed = conn.execute(select(req.c.variant, req.c.latency_ms).where(
+            mine, req.c.latency_ms.is_not(None), req.c.created_at <= _naive(now))).all()
+    by_variant: dict[str, list[float]] = {v: [] for v in distinct}
+    for variant, ms in timed:
+        by_variant[variant].append(ms)
+    latencies = {v: np.array(ms, dtype=float) for v, ms in by_variant.items()}
+    units = [UnitTotals(v, unit, aware(first), _buyer(user, session_id),
+                        int(c or 0), int(carts or 0), int(p or 0), float(rev or 0.0))
+             for v, unit, first, user, session_id, c, carts, p, rev, *_ in unit_rows]
+    # per arm: clicks, carts, then the list counts (lists, degraded, errored, clicked,
+    # seen, seen and clicked) of per_unit, summed over the arm's units
+    counts = np.array([(r[5], r[6], *r[9:]) for r in unit_rows], dtype=float).reshape(-1, 8)
+    arm_of = np.array([r[0] for r in unit_rows], dtype=object)
+    totals = {v: np.nan_to_num(counts[arm_of == v]).sum(axis=0).astype(np.int64)
+              for v in distinct}
     arms = [ArmTotals(v, exposures=int(t[2]), degraded=int(t[3]), errored=int(t[4]),
                       users=distinct[v][0], sessions=distinct[v][1], clicks=int(t[0]),
                       add_to_carts=int(t[1]), exposures_clicked=int(t[5]),

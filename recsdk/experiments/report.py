@@ -33,11 +33,11 @@ from recsdk.experiments.sequential import SequentialTest, msprt, msprt_rates
 from recsdk.experiments.stats import (
     Comparison,
     Correction,
-    _plain,
     adjust_comparisons,
     compare_means,
     compare_rates,
     cuped,
+    json_safe,
     sample_ratio_mismatch,
 )
 
@@ -131,7 +131,7 @@ class ArmSummary:
             "attributed_purchases", "revenue", "any_touch_purchases", "any_touch_revenue",
             "exposures_clicked", "seen_exposures_clicked", "units_clicked",
             "units_added_to_cart", "units_converted")}
-        return _plain({"variant": self.name, "counts": counts, "metrics": self.metrics(),
+        return json_safe({"variant": self.name, "counts": counts, "metrics": self.metrics(),
                        "guardrails": self.guardrails()})
 
 
@@ -179,7 +179,7 @@ class ExperimentReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable (NaN as None)."""
-        return _plain({
+        return json_safe({
             "experiment": self.experiment, "control": self.control,
             "generated_at": self.generated_at.isoformat(),
             "attribution_days": self.attribution_days, "alpha": self.alpha,
@@ -208,7 +208,7 @@ class CupedComparison:
     comparison: Comparison
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain({"variant": self.variant, "theta": self.theta,
+        return json_safe({"variant": self.variant, "theta": self.theta,
                        "correlation": self.correlation,
                        "variance_reduction": self.variance_reduction,
                        **_comparison_dict(self.comparison)})

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from recsdk.experiments.config import HOLDOUT, ExperimentSettings
-from recsdk.experiments.stats import Comparison, _plain, compare_means
+from recsdk.experiments.stats import Comparison, compare_means, json_safe
 
 
 class _Arm(Protocol):
@@ -71,7 +71,7 @@ class Roi:
 
     def to_dict(self) -> dict[str, Any]:
         c = self.comparison
-        return _plain({
+        return json_safe({
             "treated_units": self.treated_units, "holdout_units": self.holdout_units,
             "treated_exposures": self.treated_exposures, "days": self.days,
             "revenue_per_unit_holdout": c.estimate_control,

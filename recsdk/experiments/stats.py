@@ -80,12 +80,12 @@ def _positive(name: str, value: float) -> float:
     return v
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Numpy scalars, tuples and arrays as plain JSON types."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -96,7 +96,7 @@ def _plain(value: Any) -> Any:
 class _Result:
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-serialisable values (tuples as lists, NaN as None)."""
-        return _plain(asdict(self))  # type: ignore[call-overload]
+        return json_safe(asdict(self))  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -556,7 +556,7 @@ class Cuped(_Result):
 
     def to_dict(self) -> dict[str, Any]:
         """The summary figures (the adjusted arrays are left out)."""
-        return _plain(
+        return json_safe(
             {
                 "theta": self.theta,
                 "covariate_mean": self.covariate_mean,

@@ -17,18 +17,14 @@ from typing import Any
 from sqlalchemy import func, select
 
 from recsdk.experiments.config import ExperimentSettings
+from recsdk.experiments.outcomes import aware
 from recsdk.experiments.report import ExperimentReport, experiment_report
-from recsdk.experiments.stats import Comparison, Correction, _plain
+from recsdk.experiments.stats import Comparison, Correction, json_safe
 from recsdk.storage import models
 
 #: At most this many cuts (each one a full report), evenly spaced when days are more.
 MAX_CUTS = 60
 _NAN = float("nan")
-
-
-def _aware(value: datetime) -> datetime:
-    """A naive time (SQLite gives them back so) is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ class ComparisonSeries:
     p_value_adjusted: tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: _plain(getattr(self, name)) for name in self.__dataclass_fields__}
+        return {name: json_safe(getattr(self, name)) for name in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -110,7 +106,7 @@ def first_exposure(store: Any, experiment: ExperimentSettings) -> datetime | Non
         req.c.experiment == experiment.name, req.c.forced.is_(False))
     with store.engine.connect() as conn:
         first = conn.execute(stmt).scalar()
-    return None if first is None else _aware(first)
+    return None if first is None else aware(first)
 
 
 def _check_points(points: int | None) -> None:
@@ -151,7 +147,7 @@ def cumulative_series(
     ``now``. An experiment without exposures up to ``now`` gives no cuts and the
     report's message.
     """
-    now = _aware(now or datetime.now(UTC))
+    now = aware(now or datetime.now(UTC))
     _check_points(points)  # before any query
     start = first_exposure(store, experiment)
     if start is None or start > now:

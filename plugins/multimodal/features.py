@@ -3,10 +3,11 @@
 Blocks (each row unit length, then scaled by the block's weight), from the data layer's
 :class:`recsdk.features.items.ItemFeatureBuilder` (text: MiniLM or TF-IDF; category path;
 tags; price position; image: the CNN embedding or the colour/texture fallback) plus
-``attributes``: any other catalogue columns as categorical tokens (a list, or words of a
-string; numbers go into quantile buckets). After the blocks come one "missing" flag per
-block, so the mapping network can tell "no text" from "text about nothing it knows" and
-learns what to predict for an item that lacks a block (the fallback, DropoutNet-style).
+``attributes``: any other catalogue columns as categorical tokens (a list, the words
+of a string, or key=value of a mapping; numbers go into quantile buckets). After the
+blocks come one "missing" flag per block, so the mapping network can tell "no text"
+from "text about nothing it knows" and learns what to predict for an item that lacks
+a block (the fallback, DropoutNet-style).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def _is_number(value: object) -> bool:
 
 
 def _tokens(value: object) -> list[str]:
+    if isinstance(value, Mapping):  # e.g. the shop's {"brand": ..., "colour": ...}
+        return [f"{k}={v}" for k, v in value.items() if v is not None and str(v).strip()]
     if isinstance(value, (list, tuple, set, np.ndarray)):
         return [str(v) for v in value if v is not None and str(v).strip()]
     if value is None or (isinstance(value, float) and np.isnan(value)):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from recsdk_plugins.multimodal import Multimodal
+from recsdk_plugins.multimodal.features import AttributeEncoder
 
 from recsdk import RecSDK
 from recsdk.catalog import Catalog
@@ -206,6 +207,21 @@ def test_state_round_trip_through_the_registry(tmp_path: Path) -> None:
 def test_bad_parameters_are_refused_by_name(params: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=rf"plugins\.multimodal: invalid .*'{name}'"):
         Multimodal.from_config(params, "multimodal")
+
+
+def test_attributes_are_tokens_and_numbers_are_bucketed() -> None:
+    frame = pd.DataFrame({"year": [1950, 1990, 1995, None],
+                          "genres": ["Action Comedy", ["Drama"], None, "Comedy"],
+                          "attributes": [{"brand": "Nage"}, {"brand": "Naba"}, {}, None]})
+    encoder = AttributeEncoder(["year", "genres", "attributes"], buckets=2).fit(frame)
+    vocabulary = set(encoder.vocabulary_)
+    assert {"genres=Action", "genres=Comedy", "genres=Drama", "attributes=brand=Nage",
+            "year#0", "year#1"} <= vocabulary
+    assert not any(t.startswith("year=") for t in vocabulary)  # numbers: buckets only
+    rows = encoder.transform(frame).toarray()
+    assert rows[3].sum() == 1.0  # no year, no attributes: only its genre
+    again = AttributeEncoder(["year", "genres", "attributes"], 2).load_state(encoder.state())
+    np.testing.assert_array_equal(again.transform(frame).toarray(), rows)
 
 
 def test_an_unknown_attribute_column_is_named(shop) -> None:

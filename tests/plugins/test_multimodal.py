@@ -23,7 +23,7 @@ from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Use
 
 WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0}
 #: Small and quick: a few epochs of a small mapper on a tiny shop.
-FAST = {"text_encoder": "tfidf", "factors": 8, "hidden": 32, "als_iterations": 5,
+FAST = {"text_encoder": "tfidf", "factors": 16, "hidden": 64, "als_iterations": 5,
         "max_epochs": 6, "eval_every": 2, "batch_size": 256, "negatives": 32, "learning_rate": 1e-2,
         "attributes": ["attributes"]}
 
@@ -57,11 +57,10 @@ def shop() -> dict[str, Any]:
     catalog_items = pd.concat([items, pd.DataFrame(extra)], ignore_index=True)
     catalog = Catalog.from_frames(catalog_items, data.categories)
     dataset = InteractionDataset.from_frame(events, catalog, WEIGHTS)
-    prefs = data.preferences.astype({"user_id": str})
-    prefs = prefs[prefs["user_id"].isin(set(dataset.user_ids))]  # users with events
-    weight = prefs.pivot_table(index="user_id", columns="category_id", values="weight",
-                               aggfunc="sum", fill_value=0.0)
-    fans = {leaf: str(weight[leaf].idxmax()) for leaf in (leaf_a, leaf_b)}
+    per_leaf = events.assign(leaf=events["item_id"].map(leaf_of))
+    counts = per_leaf.groupby(["user_id", "leaf"]).size().unstack(fill_value=0)
+    share = counts.div(counts.sum(axis=1), axis=0)  # of each user's events
+    fans = {leaf: str(share[leaf].idxmax()) for leaf in (leaf_a, leaf_b)}
     return {"data": data, "catalog": catalog, "dataset": dataset, "fans": fans,
             "leaves": (leaf_a, leaf_b), "like": (like_a, like_b)}
 

@@ -169,6 +169,23 @@ def test_the_installed_cli_runs_the_main_job(installed: Installed) -> None:
     assert [item["item_id"] for item in served["items"]] == listed
 
 
+#: plugins that need the torch extra, which the wheel's base install lacks
+DEEP_PLUGINS = ("multimodal",)
+
+
+@pytest.mark.parametrize("plugin", DEEP_PLUGINS)
+def test_a_deep_plugin_without_torch_stops_startup_naming_the_extra(
+        installed: Installed, plugin: str) -> None:
+    installed.run("recsdk", "db", "upgrade")
+    config = installed.work / f"{plugin}.toml"
+    config.write_text(f"[plugins.popularity]\n\n[plugins.{plugin}]\nweight = 1.0\n")
+    refused = installed.run("recsdk", "--config", str(config), "train", check=False)
+    assert refused.returncode != 0
+    assert f"plugins.{plugin}" in refused.stderr, refused.stderr
+    assert "pip install 'recsdk[torch]'" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr
+
+
 def serve_one_request(installed: Installed, path: str) -> dict[str, object]:
     """Start ``recsdk serve`` on a free port, GET ``path``, stop it with SIGTERM."""
     proc = subprocess.Popen([str(installed.venv / "bin" / "recsdk"), "serve", "--port", "0",

@@ -7,12 +7,16 @@ validation split the plugin carves from the *training* data (what the defaults w
 chosen on), the epochs run, the best epoch, the refit epochs and seconds per epoch.
 
 ``--validation-only`` skips the test split altogether (parameter search: the test
-split is never looked at). ``--fold-in`` also scores every test user through the
-request-time fold-in of the user's training row (no stored user embedding) to show
-what a user unknown to the model gets.
+split is never looked at). ``--holdout`` replaces the test split by a per-user random
+10% of the *training* split (the model trains on the other 90%, and carves its own
+validation split from those): how the training choices that are not plain parameters
+(refit or not) were measured without the test split. ``--fold-in`` also scores every
+test user through the request-time fold-in of the user's training row (no stored user
+embedding) to show what a user unknown to the model gets.
 
     PYTHONPATH=.shim:. python benchmarks/lightgcn_ml100k.py --data ../shared/data/ml-100k
-        [--param KEY=VALUE ...] [--seed 42] [--seeds 5] [--validation-only] [--fold-in]
+        [--param KEY=VALUE ...] [--seed 42] [--seeds 5] [--validation-only | --holdout]
+        [--fold-in]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from recsdk.evaluation.specs import parse_value
 from recsdk.evaluation.splits import random_split
 
 TEST_RATIO = 0.2
+HOLDOUT_RATIO = 0.1
 K = 10
 
 
@@ -56,8 +61,10 @@ def fold_in_ndcg(plugin: Any, fitted: FittedPlugin, users: list[str], truth: pd.
 
 
 def run_seed(params: dict[str, Any], frame: pd.DataFrame, items: pd.DataFrame, seed: int,
-             validation_only: bool, fold_in: bool) -> dict[str, Any]:
+             validation_only: bool, fold_in: bool, holdout: bool = False) -> dict[str, Any]:
     split = random_split(frame, TEST_RATIO, seed)
+    if holdout:
+        split = random_split(split.train, HOLDOUT_RATIO, seed)
     dataset = implicit_dataset(split.train, catalog_from_items(items))
     spec = PluginSpec("lightgcn", "lightgcn", params)
     row: dict[str, Any] = {"seed": seed}
@@ -89,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--validation-only", action="store_true")
     parser.add_argument("--fold-in", action="store_true")
+    parser.add_argument("--holdout", action="store_true")
     args = parser.parse_args(argv)
     params = {}
     for text in args.param:
@@ -101,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     for seed in range(args.seed, args.seed + args.seeds):
-        row = run_seed(params, frame, items, seed, args.validation_only, args.fold_in)
+        row = run_seed(params, frame, items, seed, args.validation_only, args.fold_in,
+                       args.holdout)
         print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
         rows.append(row)

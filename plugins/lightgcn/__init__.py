@@ -172,10 +172,10 @@ class LightGCN(Plugin):
         model = LightGCNModel(n_users, n_items, int(p.get("factors", 64)),
                               int(p.get("layers", 3)),
                               sparse_tensor(normalized_adjacency(matrix), device)).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=float(p.get("learning_rate", 5e-3)))
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(p.get("learning_rate", 1e-2)))
         sampler = TripleSampler(matrix, self._seed)
-        batch = int(p.get("batch_size", 2048))
-        reg = float(p.get("regularization", 1e-4))
+        batch = int(p.get("batch_size", 4096))
+        reg = float(p.get("regularization", 1e-3))
 
         def train_epoch(epoch: int) -> float:
             users, positives, negatives = (torch.from_numpy(a).to(device)

@@ -28,14 +28,14 @@ class LightGCNParams(DeepParams, WeightingParams, IndexParams):
         metadata={"description": "graph convolution layers K; the final embedding is the "
                   "mean of layers 0..K (0: plain BPR matrix factorisation)"})
     regularization = fields.Float(
-        load_default=1e-4, validate=validate.Range(min=0, max=10),
+        load_default=1e-3, validate=validate.Range(min=0, max=10),
         metadata={"description": "L2 penalty on the layer-0 embeddings of each "
                   "(user, positive, negative) triple"})
     learning_rate = fields.Float(
-        load_default=5e-3, validate=validate.Range(min=0, max=1, min_inclusive=False),
+        load_default=1e-2, validate=validate.Range(min=0, max=1, min_inclusive=False),
         metadata={"description": "Adam step size"})
     batch_size = fields.Integer(
-        load_default=2048, validate=validate.Range(min=1, max=1 << 22),
+        load_default=4096, validate=validate.Range(min=1, max=1 << 22),
         metadata={"description": "(user, positive, negative) triples per step; each step "
                   "propagates over the whole graph, so larger batches make epochs faster"})
     num_threads = fields.Integer(

@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "bpr": "recsdk_plugins.factorization:BPR",
     "lmf": "recsdk_plugins.factorization:LMF",
     "multimodal": "recsdk_plugins.multimodal:Multimodal",
+    "lightgcn": "recsdk_plugins.lightgcn:LightGCN",
 }
 
 

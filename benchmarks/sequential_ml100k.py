@@ -22,7 +22,7 @@ this is where the baselines' ``m``/``k`` and sasrec's defaults were chosen.
 
     PYTHONPATH=.shim:. python benchmarks/sequential_ml100k.py \
         [--data /work/shared/data/ml-100k] [--seeds 3] [--validation] \
-        [--param key=value ...] [--threads 1] [--only sasrec]
+        [--param key=value ...] [--threads 1] [--jobs 3] [--only sasrec]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import argparse
 import json
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,19 @@ def run_sasrec(train: pd.DataFrame, users: np.ndarray, items: np.ndarray, seed: 
     return scores, report
 
 
+def sasrec_row(train: pd.DataFrame, users: np.ndarray, items: np.ndarray, seed: int,
+               params: dict[str, Any], threads: int | None, seen: sp.csr_matrix,
+               target: np.ndarray) -> dict[str, float]:
+    """One seed of sasrec, its metrics printed as soon as it is done."""
+    scores, report = run_sasrec(train, users, items, seed, params, threads)
+    row = metrics(scores, seen, target)
+    print(f"sasrec seed {seed}: {row}; epochs {report.get('epochs')} best "
+          f"{report.get('best_epoch')} val {report.get('best_score')} "
+          f"{report.get('seconds_per_epoch', 0):.2f} s/epoch, fit "
+          f"{report['fit_seconds']:.0f} s; history {report.get('history')}", flush=True)
+    return row
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -148,6 +162,7 @@ def main() -> None:
                         help="score each user's second-to-last item (never the test item)")
     parser.add_argument("--param", action="append", default=[], help="sasrec key=value")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel")
     parser.add_argument("--only", choices=["baselines", "sasrec"], default=None)
     parser.add_argument("--sknn-m", type=int, default=SKNN_M)
     parser.add_argument("--sknn-k", type=int, default=SKNN_K)
@@ -182,16 +197,11 @@ def main() -> None:
             print(f"{name}: {row}", flush=True)
     if args.only != "baselines":
         params = parse_params(args.param)
-        per_seed = []
-        for seed in range(args.seed, args.seed + args.seeds):
-            scores, report = run_sasrec(train, users, items, seed, params, args.threads)
-            row = metrics(scores, seen, target)
-            per_seed.append(row)
-            print(f"sasrec seed {seed}: {row}; epochs {report.get('epochs')} best "
-                  f"{report.get('best_epoch')} val {report.get('best_score')} "
-                  f"{report.get('seconds_per_epoch', 0):.2f} s/epoch (validation run), fit "
-                  f"{report['fit_seconds']:.0f} s; history {report.get('history')}",
-                  flush=True)
+        seeds = list(range(args.seed, args.seed + args.seeds))
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            per_seed = list(pool.map(sasrec_row, *zip(*[
+                (train, users, items, seed, params, args.threads, seen, target)
+                for seed in seeds], strict=True)))
         mean = {m: float(np.mean([r[m] for r in per_seed])) for m in per_seed[0]}
         std = {m: float(np.std([r[m] for r in per_seed])) for m in per_seed[0]}
         results.append((f"sasrec {params or ''} ({len(per_seed)} seeds)", mean))

@@ -81,13 +81,13 @@ class SASRecParams(DeepParams):
         metadata={"description": "ce: softmax cross-entropy over all items; bce: the paper's "
                   "binary loss against one sampled negative per step"})
     learning_rate = fields.Float(
-        load_default=1e-3, validate=validate.Range(min=1e-6, max=1.0),
+        load_default=3e-3, validate=validate.Range(min=1e-6, max=1.0),
         metadata={"description": "Adam learning rate"})
     weight_decay = fields.Float(
         load_default=0.0, validate=validate.Range(min=0.0, max=1.0),
         metadata={"description": "Adam (decoupled) weight decay"})
     batch_size = fields.Integer(
-        load_default=128, validate=validate.Range(min=1, max=65_536),
+        load_default=256, validate=validate.Range(min=1, max=65_536),
         metadata={"description": "training windows per step"})
     event_types = fields.List(
         fields.String(), load_default=None, allow_none=True, validate=validate.Length(min=1),
@@ -97,6 +97,12 @@ class SASRecParams(DeepParams):
         load_default=1.0, validate=validate.Range(min=0.0, max=1.0),
         metadata={"description": "share of training users whose last training item is held "
                   "out for early stopping (leave-last-out; 0: no validation)"})
+    refit = fields.Boolean(
+        load_default=False,
+        metadata={"description": "after early stopping, train again on all the training "
+                  "data for the best number of epochs; off by default: the validation "
+                  "holds out one item per user, which scoring still reads as input, and a "
+                  "refit doubles the training time"})
     num_threads = fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(min=1, max=512),
         metadata={"description": "torch CPU threads while training (none: torch's default)"})
@@ -188,7 +194,7 @@ class SASRec(Plugin):
         net, report = self._run(n_items, train_ptr, train_seq, (val_users, val_items),
                                 max_epochs)
         self.report_ = report
-        if p.get("refit", True):
+        if p.get("refit", False):
             net, _ = self._run(n_items, indptr, seq, None, max(report.best_epoch, 1))
         return net
 

@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "item_knn": "recsdk_plugins.knn:ItemKNN",
     "user_knn": "recsdk_plugins.knn:UserKNN",
     "ease": "recsdk_plugins.ease:EASE",
+    "sasrec": "recsdk_plugins.sasrec:SASRec",
     "rating_mf": "recsdk_plugins.rating_mf:RatingMF",
     "als": "recsdk_plugins.factorization:ALS",
     "bpr": "recsdk_plugins.factorization:BPR",

@@ -170,7 +170,7 @@ def test_the_installed_cli_runs_the_main_job(installed: Installed) -> None:
 
 
 #: plugins that need the torch extra, which the wheel's base install lacks
-DEEP_PLUGINS = ("lightgcn", "multimodal")
+DEEP_PLUGINS = ("lightgcn", "multimodal", "sasrec")
 
 
 @pytest.mark.parametrize("plugin", DEEP_PLUGINS)

@@ -21,7 +21,9 @@ setting and the catalogue size into what is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,3 +189,26 @@ class EmbeddingRetriever:
             return None
         top, scores = self.search(query, n)
         return Retrieved(list(self.item_ids[top]), [float(s) for s in scores])
+
+
+class RequestVectors:
+    """A user's query vector computed once per request: the pipeline asks an embedding
+    plugin for it in retrieval and again in scoring, and a fold-in can cost as much as
+    the rest of the request. Keeps the last ``size`` requests' vectors (thread-safe)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, request_id: str, compute: Callable[[], np.ndarray | None]
+            ) -> np.ndarray | None:
+        with self._lock:
+            if request_id in self._vectors:
+                return self._vectors[request_id]
+        vector = compute()
+        with self._lock:
+            self._vectors[request_id] = vector
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return vector

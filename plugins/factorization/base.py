@@ -10,8 +10,6 @@ Everything else, from the weighted matrix to the ANN index, is here.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -28,6 +26,7 @@ from recsdk.retrieval import (
     AUTO_HNSW_MIN_ITEMS,
     EmbeddingRetriever,
     HnswIndex,
+    RequestVectors,
     resolve_index_kind,
 )
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 INDEX_ARTIFACT = "hnsw.faiss"
 #: user vectors kept per request id, so that retrieval and scoring of one request
 #: fold a user in once; a few dozen covers the requests in flight at once
-VECTOR_CACHE_SIZE = 64
 #: below this share of the catalogue, score the candidates' rows only, not every item
 SPARSE_SCORING_SHARE = 0.25
 
@@ -65,8 +63,7 @@ class FactorizationPlugin(Plugin):
         self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
         self._device = "cpu"
         self._seed = 0
-        self._vectors: OrderedDict[str, np.ndarray | None] = OrderedDict()
-        self._vectors_lock = threading.Lock()
+        self._vectors = RequestVectors()
 
     # ---- what a model says ------------------------------------------------------------
 
@@ -213,16 +210,7 @@ class FactorizationPlugin(Plugin):
         """:meth:`user_vector`, computed once per request: the pipeline asks for it in
         retrieval and again in scoring, and a fold-in costs as much as the rest of the
         request."""
-        key = request.request_id
-        with self._vectors_lock:
-            if key in self._vectors:
-                return self._vectors[key]
-        vector = self.user_vector(request)
-        with self._vectors_lock:
-            self._vectors[key] = vector
-            while len(self._vectors) > VECTOR_CACHE_SIZE:
-                self._vectors.popitem(last=False)
-        return vector
+        return self._vectors.get(request.request_id, lambda: self.user_vector(request))
 
     @hookimpl
     def recsdk_score(self, request: RecommendationRequest,

@@ -19,8 +19,6 @@ the trained item embeddings the way the graph propagates a user
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,7 +44,12 @@ from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.interactions import UserRows, Weighting, candidate_scores
 from recsdk.registry import ArtifactError, ArtifactReader, ArtifactWriter
-from recsdk.retrieval import EmbeddingRetriever, HnswIndex, resolve_index_kind
+from recsdk.retrieval import (
+    EmbeddingRetriever,
+    HnswIndex,
+    RequestVectors,
+    resolve_index_kind,
+)
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,6 @@ NAME = "lightgcn"
 WEIGHTS_ARTIFACT = "lightgcn.pt"
 INDEX_ARTIFACT = "hnsw.faiss"
 #: user vectors kept per request id: retrieval and scoring of one request fold in once
-VECTOR_CACHE_SIZE = 64
 #: users scored at once while validating (a users x items float32 block)
 VALIDATION_CHUNK = 1024
 #: validation NDCG cut-off (the project's protocol: NDCG@10)
@@ -101,8 +103,7 @@ class LightGCN(Plugin):
         self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
         self._device = "cpu"
         self._seed = 0
-        self._vectors: OrderedDict[str, np.ndarray | None] = OrderedDict()
-        self._vectors_lock = threading.Lock()
+        self._vectors = RequestVectors()
 
     @property
     def weighting(self) -> Weighting:
@@ -342,16 +343,7 @@ class LightGCN(Plugin):
 
     def request_vector(self, request: RecommendationRequest) -> np.ndarray | None:
         """:meth:`user_vector` once per request (retrieval and scoring both ask)."""
-        key = request.request_id
-        with self._vectors_lock:
-            if key in self._vectors:
-                return self._vectors[key]
-        vector = self.user_vector(request)
-        with self._vectors_lock:
-            self._vectors[key] = vector
-            while len(self._vectors) > VECTOR_CACHE_SIZE:
-                self._vectors.popitem(last=False)
-        return vector
+        return self._vectors.get(request.request_id, lambda: self.user_vector(request))
 
     # ---- scoring ---------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "als": "recsdk_plugins.factorization:ALS",
     "bpr": "recsdk_plugins.factorization:BPR",
     "lmf": "recsdk_plugins.factorization:LMF",
+    "two_tower": "recsdk_plugins.two_tower:TwoTower",
 }
 
 

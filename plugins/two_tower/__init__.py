@@ -83,7 +83,7 @@ def cell_times(dataset: InteractionDataset, matrix: sp.csr_matrix) -> np.ndarray
     return newest.reindex(rows * n_items + m.indices).fillna(0.0).to_numpy(np.float64)
 
 
-def _fit_width(a: np.ndarray, width: int, pad: int) -> np.ndarray:
+def fit_width(a: np.ndarray, width: int, pad: int) -> np.ndarray:
     """Index rows cut or padded (with ``pad``) to ``width`` columns."""
     if a.shape[1] >= width:
         return a[:, :width]
@@ -323,7 +323,7 @@ class TwoTower(Plugin):
                 items = item_tensors(arrays, "cpu")
                 vectors = embed_items(self.net_, items, torch.zeros(len(known), dtype=bool),
                                       "cpu")
-                cat = _fit_width(arrays.cat, self.arrays_.cat.shape[1], self.content_.n_nodes)
+                cat = fit_width(arrays.cat, self.arrays_.cat.shape[1], self.content_.n_nodes)
                 for row, item_id in enumerate(known):
                     self._cold[item_id] = (vectors[row], cat[row])
             for item_id in missing:

@@ -46,6 +46,9 @@ MAX_DEPTH = 8
 MAX_TAGS = 16
 MAX_WORDS = 32
 TEXT_ENCODERS = ("auto", "minilm", "tfidf", "none")
+#: MiniLM vectors kept per process, by text (1.5 KiB each)
+SENTENCE_CACHE_SIZE = 50_000
+_SENTENCE_CACHE: dict[str, np.ndarray] = {}
 PRICE_COLUMNS = 3
 
 
@@ -208,7 +211,7 @@ class ItemContent:
         out = ItemArrays(cat, tag, _normalised(tag_w), price)
         texts = item_texts(items, self.text_fields)
         if self._minilm is not None:
-            out.text = self._minilm.transform(texts).astype(np.float32)
+            out.text = self._sentence_vectors(texts)
         elif self.tfidf_ is not None:
             words = self.tfidf_.transform(texts).tocsr()
             word_rows, word_weights = [], []
@@ -220,6 +223,22 @@ class ItemContent:
             out.word, word_w = _padded(word_rows, MAX_WORDS, self.n_words, word_weights)
             out.word_w = _normalised(word_w)
         return out
+
+    def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
+        """MiniLM vectors of ``texts``, each distinct text encoded once per process (a
+        refit, or the next seed of a benchmark, re-reads the same catalogue)."""
+        if not texts:
+            return np.zeros((0, self.text_dim), dtype=np.float32)
+        known = {t: _SENTENCE_CACHE[t] for t in set(texts) if t in _SENTENCE_CACHE}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            encoded = self._minilm.transform(missing).astype(np.float32)
+            known.update(zip(missing, encoded, strict=True))
+            if len(_SENTENCE_CACHE) + len(missing) > SENTENCE_CACHE_SIZE:
+                _SENTENCE_CACHE.clear()
+            if len(missing) <= SENTENCE_CACHE_SIZE:
+                _SENTENCE_CACHE.update(zip(missing, encoded, strict=True))
+        return np.vstack([known[t] for t in texts])
 
     def _price(self, items: pd.DataFrame, paths: list[list[str]]) -> np.ndarray:
         price = prices(items, "price")

@@ -113,6 +113,11 @@ class TwoTowerNet(nn.Module):
         history items' vectors and their category paths (H x D node indices)."""
         pooled = torch.sparse.mm(pooling, vectors.float())
         affinity = torch.sparse.mm(pooling, self.user_cat(paths).float())
+        return self.user_pooled(ids, pooled, affinity)
+
+    def user_pooled(self, ids: torch.Tensor, pooled: torch.Tensor,
+                    affinity: torch.Tensor) -> torch.Tensor:
+        """:meth:`user` from the pooled history vector and pooled category affinity."""
         out = self.user_id(ids) + self.user_mlp(torch.cat([pooled, affinity], dim=1))
         return F.normalize(out.float(), dim=1)
 
@@ -304,10 +309,9 @@ def embed_history(net: TwoTowerNet, user_code: int | None, history: np.ndarray,
     net.eval()
     n_users = net.sizes.n_users
     ids = torch.tensor([n_users if user_code is None else user_code], device=device)
-    keep = torch.ones((1, len(history)), dtype=torch.bool, device=device)
-    pooling = pooling_matrix(keep, torch.arange(len(history), device=device)[None],
-                             len(history))
-    hist = torch.as_tensor(history, dtype=torch.float32, device=device)
+    # one user: plain means, not the sparse pooling matrix (the same values, faster)
+    pooled = torch.as_tensor(history, dtype=torch.float32, device=device).mean(dim=0)
     nodes = torch.as_tensor(paths, dtype=torch.long, device=device)
+    affinity = net.user_cat(nodes).float().mean(dim=0)
     with autocast(device):
-        return net.user(ids, pooling, hist, nodes).float().cpu().numpy()[0]
+        return net.user_pooled(ids, pooled[None], affinity[None]).float().cpu().numpy()[0]

@@ -178,7 +178,8 @@ class TwoTower(Plugin):
 
         def new_net() -> TwoTowerNet:
             seed_everything(self._seed)
-            return TwoTowerNet(sizes, self.p("dim"), self.p("hidden"))
+            return TwoTowerNet(sizes, self.p("dim"), self.p("hidden"),
+                               user_ids=self.p("user_id_dropout") < 1)
 
         common = {"name": NAME, "device": device, "eval_every": self.p("eval_every"),
                   "patience": self.p("patience"), "progress": self.p("progress")}
@@ -277,7 +278,8 @@ class TwoTower(Plugin):
                 f"plugins.{NAME}: saved state has {sizes.n_items} items and {sizes.n_users} "
                 f"users, the vocabulary {dataset.n_items} and {dataset.n_users}: the state "
                 "belongs to another training run")
-        net = TwoTowerNet(sizes, self.p("dim"), self.p("hidden"))
+        net = TwoTowerNet(sizes, self.p("dim"), self.p("hidden"),
+                          user_ids=self.p("user_id_dropout") < 1)
         net.load_state_dict(artifacts.load_torch(WEIGHTS_ARTIFACT))
         self.net_ = net.eval()
         self.content_ = self._content().load_state(state)

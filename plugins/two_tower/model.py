@@ -64,10 +64,12 @@ class Sizes:
 class TwoTowerNet(nn.Module):
     """User and item towers; both answer unit vectors of ``dim`` values."""
 
-    def __init__(self, sizes: Sizes, dim: int, hidden: int) -> None:
+    def __init__(self, sizes: Sizes, dim: int, hidden: int, user_ids: bool = True) -> None:
         super().__init__()
         self.sizes = sizes
-        self.user_id = nn.Embedding(sizes.n_users + 1, dim, padding_idx=sizes.n_users)
+        # without user ids (user_id_dropout = 1) the table would never be trained
+        self.user_id = nn.Embedding(sizes.n_users + 1, dim, padding_idx=sizes.n_users) \
+            if user_ids else None
         self.item_id = nn.Embedding(sizes.n_items + 1, dim, padding_idx=sizes.n_items)
         self.item_cat = nn.EmbeddingBag(sizes.n_nodes + 1, dim, mode="mean",
                                         padding_idx=sizes.n_nodes)
@@ -90,6 +92,8 @@ class TwoTowerNet(nn.Module):
         self.user_mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(),
                                       nn.Linear(hidden, dim))
         for table in (self.user_id, self.item_id):
+            if table is None:
+                continue
             nn.init.normal_(table.weight, std=0.1)
             with torch.no_grad():
                 table.weight[table.padding_idx].zero_()
@@ -118,7 +122,9 @@ class TwoTowerNet(nn.Module):
     def user_pooled(self, ids: torch.Tensor, pooled: torch.Tensor,
                     affinity: torch.Tensor) -> torch.Tensor:
         """:meth:`user` from the pooled history vector and pooled category affinity."""
-        out = self.user_id(ids) + self.user_mlp(torch.cat([pooled, affinity], dim=1))
+        out = self.user_mlp(torch.cat([pooled, affinity], dim=1))
+        if self.user_id is not None:
+            out = out + self.user_id(ids)
         return F.normalize(out.float(), dim=1)
 
 

@@ -92,7 +92,7 @@ def test_ranker_reorders_the_depth_and_the_rest_keeps_blend_order(make_sdk):
     assert np.isnan(scores["silent"]).all()  # abstained: all NaN
     assert np.all(np.diff(scores["popularity"]) <= 0)  # raw answers, in blend order
     # scores stay ordered: the ranker's on top, the rest below
-    assert all(a.score >= b.score for a, b in zip(result.items, result.items[1:]))
+    assert all(a.score >= b.score for a, b in zip(result.items, result.items[1:], strict=False))
 
 
 def test_candidates_the_ranker_leaves_nan_follow_the_ones_it_scored(make_sdk):

@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "als": "recsdk_plugins.factorization:ALS",
     "bpr": "recsdk_plugins.factorization:BPR",
     "lmf": "recsdk_plugins.factorization:LMF",
+    "ltr": "recsdk_plugins.ltr:LearningToRank",
 }
 
 

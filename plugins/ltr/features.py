@@ -1,0 +1,207 @@
+"""The ranker's features: the scorers' answers on a request's candidates, and what the
+training data says about each candidate and the user.
+
+One function, :func:`feature_matrix`, builds the rows at training time (from the
+stacked scorers fitted on the sub-split) and at serving (from ``recsdk_rank``'s
+``scores``), so the model never sees a feature computed two ways. Per scorer: its raw
+score, its rank among the candidates and its score min-max scaled over them (raw
+scales differ by user; rank and scaled score do not). Then the candidate's position in
+the blend, item statistics (:class:`ItemStats`), user statistics (:class:`UserStats`)
+and how well the item matches the user's interests (:class:`InterestMatch`, on
+:class:`recsdk.features.interest.UserInterestModel`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recsdk.dataset import InteractionDataset
+from recsdk.features.activity import SECONDS_PER_DAY, reference_time
+from recsdk.features.interest import UserInterestModel
+from recsdk.types import RecommendationRequest
+
+SCORER_FEATURES = ("score", "rank", "scaled")
+ITEM_FEATURES = ("log_users", "mean_value", "days_since_first", "days_since_last", "price")
+USER_FEATURES = ("log_events", "mean_value")
+INTEREST_FEATURES = ("category", "tags")
+
+
+def feature_names(scorers: Sequence[str], attributes: Sequence[str]) -> list[str]:
+    """Column names, in :func:`feature_matrix`'s order."""
+    return ([f"{s}.{f}" for s in scorers for f in SCORER_FEATURES] + ["blend.position"]
+            + [f"item.{f}" for f in ITEM_FEATURES] + [f"item.{a}" for a in attributes]
+            + [f"user.{f}" for f in USER_FEATURES]
+            + [f"interest.{f}" for f in INTEREST_FEATURES])
+
+
+def _rank(scores: np.ndarray) -> np.ndarray:
+    """0 for the best finite score, NaN where the score is NaN (ties: candidate order)."""
+    out = np.full(len(scores), np.nan)
+    finite = np.flatnonzero(np.isfinite(scores))
+    order = finite[np.argsort(-scores[finite], kind="stable")]
+    out[order] = np.arange(len(order))
+    return out
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return np.full(len(scores), np.nan)
+    lo, hi = scores[finite].min(), scores[finite].max()
+    if hi <= lo:
+        return np.where(finite, 1.0, np.nan)
+    return (scores - lo) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class ItemStats:
+    """Per item code: training statistics, price and numeric catalogue attributes."""
+
+    #: (n_items, len(ITEM_FEATURES) + len(attributes))
+    values: np.ndarray
+
+    @classmethod
+    def fit(cls, dataset: InteractionDataset, attributes: Sequence[str]) -> ItemStats:
+        inter = dataset.interactions
+        n = dataset.n_items
+        item = inter["item"].to_numpy()
+        users = pd.Series(inter["user"].to_numpy()).groupby(item).nunique()
+        log_users = np.zeros(n)
+        log_users[users.index.to_numpy()] = np.log1p(users.to_numpy())
+        mean_value = _mean_by(item, inter["value"].to_numpy(float), n)
+        t = inter["timestamp"].to_numpy(float)
+        now = reference_time(inter["timestamp"]) if len(inter) else 0.0
+        first = np.full(n, np.nan)
+        last = np.full(n, np.nan)
+        seen = np.isfinite(t)
+        if seen.any():
+            by = pd.Series(t[seen]).groupby(item[seen])
+            first[by.min().index.to_numpy()] = (now - by.min().to_numpy()) / SECONDS_PER_DAY
+            last[by.max().index.to_numpy()] = (now - by.max().to_numpy()) / SECONDS_PER_DAY
+        columns = [log_users, mean_value, first, last, _catalog_column(dataset, "price")]
+        columns += [_catalog_attribute(dataset, a) for a in attributes]
+        return cls(np.column_stack(columns).astype(np.float64))
+
+    def rows(self, codes: np.ndarray) -> np.ndarray:
+        """Rows of ``codes``; NaN for -1 (an item unknown at fit time)."""
+        out = np.full((len(codes), self.values.shape[1]), np.nan)
+        known = codes >= 0
+        out[known] = self.values[codes[known]]
+        return out
+
+
+@dataclass(frozen=True)
+class UserStats:
+    """Per user code: how many training events, mean event value (a rating)."""
+
+    values: np.ndarray
+
+    @classmethod
+    def fit(cls, dataset: InteractionDataset) -> UserStats:
+        inter = dataset.interactions
+        user = inter["user"].to_numpy()
+        counts = np.bincount(user, minlength=dataset.n_users).astype(np.float64)
+        mean_value = _mean_by(user, inter["value"].to_numpy(float), dataset.n_users)
+        return cls(np.column_stack([np.log1p(counts), mean_value]))
+
+    def row(self, code: int | None) -> np.ndarray:
+        if code is None or code < 0:
+            return np.full(self.values.shape[1], np.nan)
+        return self.values[code]
+
+
+class InterestMatch:
+    """How the user's interest profile matches each candidate: the affinity of the
+    item's own category and the mean affinity of its tags, each relative to the user's
+    strongest (so 1 is the favourite); NaN without a profile or item categories/tags."""
+
+    def __init__(self, model: UserInterestModel) -> None:
+        self.model = model
+
+    def of(self, request: RecommendationRequest, item_ids: Sequence[str]) -> np.ndarray:
+        profile = None
+        user = request.user_id
+        if user is not None and user in self.model:
+            profile = self.model.profile(user)
+        elif request.history.item_ids:
+            profile = self.model.profile_from_history(request.history.item_ids,
+                                                      request.history.types)
+        out = np.full((len(item_ids), len(INTEREST_FEATURES)), np.nan)
+        if profile is None:
+            return out
+        categories, tags = profile.category_affinity, profile.tag_affinity
+        top_category = max(categories.values(), default=0.0)
+        top_tag = max(tags.values(), default=0.0)
+        for row, item_id in enumerate(item_ids):
+            info = self.model.item_info(str(item_id))
+            if info is None:
+                continue
+            if info.path and top_category > 0:
+                out[row, 0] = categories.get(info.path[-1], 0.0) / top_category
+            if info.tags and top_tag > 0:
+                out[row, 1] = np.mean([tags.get(t, 0.0) for t in info.tags]) / top_tag
+        return out
+
+
+def feature_matrix(scores: Mapping[str, np.ndarray], scorers: Sequence[str],
+                   codes: np.ndarray, items: ItemStats, user: np.ndarray,
+                   interest: np.ndarray) -> np.ndarray:
+    """One row per candidate (in blend order), columns as :func:`feature_names`; a
+    scorer missing from ``scores`` gives NaN columns."""
+    n = len(codes)
+    columns: list[np.ndarray] = []
+    for name in scorers:
+        raw = np.asarray(scores.get(name, np.full(n, np.nan)), dtype=np.float64)
+        raw = np.where(np.isfinite(raw), raw, np.nan)
+        columns += [raw, _rank(raw), _scaled(raw)]
+    columns.append(np.arange(n, dtype=np.float64))
+    parts = [np.column_stack(columns), items.rows(codes),
+             np.broadcast_to(user, (n, len(user))), interest]
+    return np.hstack(parts)
+
+
+def _mean_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Mean of finite ``values`` per ``index`` code; NaN where none."""
+    ok = np.isfinite(values)
+    total = np.bincount(index[ok], weights=values[ok], minlength=n)
+    count = np.bincount(index[ok], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _catalog_column(dataset: InteractionDataset, name: str) -> np.ndarray:
+    """A numeric catalogue column per item code (NaN where the catalogue lacks it)."""
+    catalog = dataset.catalog
+    out = np.full(dataset.n_items, np.nan)
+    if not len(catalog):
+        return out
+    pos = catalog.positions(dataset.item_ids)
+    known = pos >= 0
+    out[known] = np.asarray(getattr(catalog, name), dtype=np.float64)[pos[known]]
+    return out
+
+
+def _catalog_attribute(dataset: InteractionDataset, name: str) -> np.ndarray:
+    """A numeric item attribute (``attributes[name]`` in the catalogue) per item code."""
+    catalog = dataset.catalog
+    out = np.full(dataset.n_items, np.nan)
+    frame = catalog.frame
+    if not len(catalog) or frame is None or "attributes" not in frame:
+        return out
+    values = np.array([_number((a or {}).get(name)) if isinstance(a, dict) else np.nan
+                       for a in frame["attributes"]], dtype=np.float64)
+    pos = catalog.positions(dataset.item_ids)
+    known = pos >= 0
+    out[known] = values[pos[known]]
+    return out
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan

@@ -29,6 +29,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from recsdk_plugins.ltr.features import (
     InterestMatch,
     ItemStats,
+    Timing,
     UserStats,
     feature_matrix,
     feature_names,
@@ -47,6 +48,7 @@ NAME = "ltr"
 #: NDCG cut-off of early stopping and of the report's validation comparison
 EVAL_AT = 10
 INTEREST_PREFIX = "interest."
+TIMING_ARRAYS = ("item_bins", "user_bins", "item_mean", "user_mean")
 
 
 class LtrParams(Schema):
@@ -61,6 +63,10 @@ class LtrParams(Schema):
         load_default="random", validate=validate.OneOf(SPLITS),
         metadata={"description": "random: a random share of each user's items; time: "
                   "each user's latest share"})
+    folds = fields.Integer(
+        load_default=1, validate=validate.Range(min=1, max=10),
+        metadata={"description": "validation splits carved (each with its own seed, the "
+                  "scorers refitted on each): more ranker training lists, more fit time"})
     stop_share = fields.Float(
         load_default=0.2, validate=validate.Range(min=0.05, max=0.5),
         metadata={"description": "share of the validation users whose lists stop the "
@@ -175,27 +181,10 @@ class LearningToRank(Plugin):
         lgb = _lightgbm()
         seed = int(context.seed)
         depth = int(context.settings.pipeline["rank_depth"])
-        rest, held = carve(dataset, float(self._param("validation_share")),
-                           str(self._param("validation_split")), seed)
-        truth = held.groupby("user")["item"].agg(lambda s: np.sort(s.to_numpy()))
-        users = truth.index.to_numpy()
-        limit = int(self._param("max_users"))
-        if len(users) > limit:
-            users = np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
-        items, user_stats = ItemStats.fit(rest, self._attributes()), UserStats.fit(rest)
-        interest = InterestMatch(self._interest().fit(rest))
-        lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        with StackedScorers(context, rest, self.name) as stack:
-            scorers = stack.names
-            for user, top, scores in stack.candidates_of(list(dataset.user_ids[users]), depth):
-                code = dataset.user_index[user]
-                labels = np.isin(top, truth[code]).astype(np.float64)
-                if not labels.any():
-                    continue  # nothing to learn from a list without a held-out item
-                request = RecommendationRequest(user_id=user, k=depth)
-                x = feature_matrix(scores, scorers, top, items, user_stats.row(code),
-                                   interest.of(request, dataset.item_ids[top]))
-                lists[code] = (x, labels)
+        lists: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        scorers: list[str] = []
+        for fold in range(int(self._param("folds"))):
+            scorers = self._stack(dataset, context, depth, seed + fold, lists)
         if len(lists) < 2:
             raise ConfigurationError(
                 f"plugins.{self.name}: only {len(lists)} validation user(s) have a held-out "
@@ -203,16 +192,16 @@ class LearningToRank(Plugin):
                 "larger [pipeline] rank_depth)")
         names = feature_names(scorers, self._attributes())
         split = split_users(np.array(sorted(lists)), float(self._param("stop_share")), seed)
-        booster, best = self._train(lgb, names, [lists[u] for u in split.fit],
-                                    [lists[u] for u in split.stop], seed)
-        report = LtrReport(scorers, depth, len(lists), sum(len(v[1]) for v in lists.values()),
-                           best)
-        stop = [lists[u] for u in split.stop]
+        fit = [g for u in split.fit for g in lists[u]]
+        stop = [g for u in split.stop for g in lists[u]]
+        booster, best = self._train(lgb, names, fit, stop, seed)
+        report = LtrReport(scorers, depth, len(lists),
+                           sum(len(y) for groups in lists.values() for _, y in groups), best)
         report.ndcg_blend = ndcg_at([y for _, y in stop], [-np.arange(len(y)) for _, y in stop])
         report.ndcg_ranker = ndcg_at([y for _, y in stop], [booster.predict(x) for x, _ in stop])
         self._serve(booster.model_to_string(), scorers, names, dataset,
                     ItemStats.fit(dataset, self._attributes()), UserStats.fit(dataset),
-                    self._interest().fit(dataset))
+                    Timing.fit(dataset), self._interest().fit(dataset))
         report.importances = self._importances()
         report.seconds = round(time.perf_counter() - start, 3)
         self.report_ = report
@@ -221,6 +210,33 @@ class LearningToRank(Plugin):
                  self.name, report.users, report.rows, depth, best, EVAL_AT,
                  report.ndcg_ranker, report.ndcg_blend,
                  ", ".join(f"{n} {v:.3f}" for n, v in list(report.importances.items())[:8]))
+
+    def _stack(self, dataset: InteractionDataset, context: PluginContext, depth: int,
+               seed: int, lists: dict[int, list[tuple[np.ndarray, np.ndarray]]]) -> list[str]:
+        """One carved split: scorers refitted on the rest, each validation user's
+        candidates with features and labels added to ``lists``; returns the scorers."""
+        rest, held = carve(dataset, float(self._param("validation_share")),
+                           str(self._param("validation_split")), seed)
+        truth = held.groupby("user")["item"].agg(lambda s: np.sort(s.to_numpy()))
+        users = truth.index.to_numpy()
+        limit = int(self._param("max_users"))
+        if len(users) > limit:
+            users = np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
+        items, user_stats = ItemStats.fit(rest, self._attributes()), UserStats.fit(rest)
+        timing = Timing.fit(rest)
+        interest = InterestMatch(self._interest().fit(rest))
+        with StackedScorers(context, rest, self.name) as stack:
+            for user, top, scores in stack.candidates_of(list(dataset.user_ids[users]), depth):
+                code = dataset.user_index[user]
+                labels = np.isin(top, truth[code]).astype(np.float64)
+                if not labels.any():
+                    continue  # nothing to learn from a list without a held-out item
+                request = RecommendationRequest(user_id=user, k=depth)
+                x = feature_matrix(scores, stack.names, top, items, user_stats.row(code),
+                                   timing.of(code, top),
+                                   interest.of(request, dataset.item_ids[top]))
+                lists.setdefault(code, []).append((x, labels))
+            return stack.names
 
     def _train(self, lgb: Any, names: list[str], fit: list[tuple[np.ndarray, np.ndarray]],
                stop: list[tuple[np.ndarray, np.ndarray]], seed: int) -> tuple[Any, int]:
@@ -249,12 +265,12 @@ class LearningToRank(Plugin):
 
     def _serve(self, model: str, scorers: list[str], names: list[str],
                dataset: InteractionDataset, items: ItemStats, users: UserStats,
-               interest: UserInterestModel) -> None:
+               timing: Timing, interest: UserInterestModel) -> None:
         """Everything ``recsdk_rank`` reads, from the model text and fitted statistics."""
         self.model_text_ = model
         self.booster_ = _lightgbm().Booster(model_str=model)
         self.scorers_, self.features_ = list(scorers), list(names)
-        self.items_, self.users_ = items, users
+        self.items_, self.users_, self.timing_ = items, users, timing
         self.interest_model_ = interest
         self.interest_ = InterestMatch(interest)
         self.user_index_ = dataset.user_index
@@ -277,6 +293,7 @@ class LearningToRank(Plugin):
             "scorers": np.array(self.scorers_, dtype=str),
             "features": np.array(self.features_, dtype=str),
             "items": self.items_.values, "users": self.users_.values,
+            **{f"timing.{n}": getattr(self.timing_, n) for n in TIMING_ARRAYS},
             "importance.features": np.array(names, dtype=str),
             "importance.gain": np.array([self._importances()[n] for n in names]),
             **{INTEREST_PREFIX + k: v for k, v in self.interest_model_.state().items()},
@@ -297,6 +314,7 @@ class LearningToRank(Plugin):
         self._serve(bytes(np.asarray(state["model"], dtype=np.uint8)).decode("utf-8"),
                     [str(s) for s in state["scorers"]], features, dataset,
                     ItemStats(np.asarray(state["items"])), UserStats(np.asarray(state["users"])),
+                    Timing(*(np.asarray(state[f"timing.{n}"]) for n in TIMING_ARRAYS)),
                     interest)
 
     # ---- serving ---------------------------------------------------------------------
@@ -308,6 +326,7 @@ class LearningToRank(Plugin):
             return None
         code = self.user_index_.get(request.user_id, -1) if request.user_id else -1
         x = feature_matrix(scores, self.scorers_, np.asarray(candidates.codes), self.items_,
-                           self.users_.row(code), self.interest_.of(request, candidates.ids))
+                           self.users_.row(code), self.timing_.of(code, candidates.codes),
+                           self.interest_.of(request, candidates.ids))
         return np.asarray(self.booster_.predict(x, num_threads=int(self._param("n_jobs"))),
                           dtype=np.float64)

@@ -27,6 +27,9 @@ from recsdk.types import RecommendationRequest
 SCORER_FEATURES = ("score", "rank", "scaled")
 ITEM_FEATURES = ("log_users", "mean_value", "days_since_first", "days_since_last", "price")
 USER_FEATURES = ("log_events", "mean_value")
+TIME_FEATURES = ("log_users_when_active", "gap_days")
+#: equal-width time bins of :class:`Timing` over the training data's span
+TIME_BINS = 32
 INTEREST_FEATURES = ("category", "tags")
 
 
@@ -34,7 +37,7 @@ def feature_names(scorers: Sequence[str], attributes: Sequence[str]) -> list[str
     """Column names, in :func:`feature_matrix`'s order."""
     return ([f"{s}.{f}" for s in scorers for f in SCORER_FEATURES] + ["blend.position"]
             + [f"item.{f}" for f in ITEM_FEATURES] + [f"item.{a}" for a in attributes]
-            + [f"user.{f}" for f in USER_FEATURES]
+            + [f"user.{f}" for f in USER_FEATURES] + [f"time.{f}" for f in TIME_FEATURES]
             + [f"interest.{f}" for f in INTEREST_FEATURES])
 
 
@@ -114,6 +117,49 @@ class UserStats:
         return self.values[code]
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When items were popular and when users were active, in ``TIME_BINS`` equal
+    bins over the training span: an item's events per bin, each user's share of events
+    per bin and both mean times. Candidates that were popular while the user was active
+    (what their peers then chose), and how far an item's time is from the user's, are
+    strong signals in logged data, where what one sees depends on when one looks."""
+
+    item_bins: np.ndarray  # (n_items, TIME_BINS) event counts
+    user_bins: np.ndarray  # (n_users, TIME_BINS) shares, rows sum to 1 (0 without events)
+    item_mean: np.ndarray  # (n_items,) mean event time, days; NaN without events
+    user_mean: np.ndarray  # (n_users,)
+
+    @classmethod
+    def fit(cls, dataset: InteractionDataset) -> Timing:
+        inter = dataset.interactions
+        t = inter["timestamp"].to_numpy(float) / SECONDS_PER_DAY
+        ok = np.isfinite(t)
+        user, item, t = inter["user"].to_numpy()[ok], inter["item"].to_numpy()[ok], t[ok]
+        lo, hi = (t.min(), t.max()) if len(t) else (0.0, 0.0)
+        b = np.clip(((t - lo) / max(hi - lo, 1e-9) * TIME_BINS).astype(np.int64), 0,
+                    TIME_BINS - 1)
+        item_bins = np.zeros((dataset.n_items, TIME_BINS))
+        np.add.at(item_bins, (item, b), 1.0)
+        user_bins = np.zeros((dataset.n_users, TIME_BINS))
+        np.add.at(user_bins, (user, b), 1.0)
+        total = user_bins.sum(axis=1, keepdims=True)
+        user_bins = np.divide(user_bins, total, out=np.zeros_like(user_bins), where=total > 0)
+        return cls(item_bins, user_bins, _mean_by(item, t, dataset.n_items),
+                   _mean_by(user, t, dataset.n_users))
+
+    def of(self, user: int, codes: np.ndarray) -> np.ndarray:
+        """(len(codes), len(TIME_FEATURES)); NaN for an unknown user or item."""
+        out = np.full((len(codes), len(TIME_FEATURES)), np.nan)
+        known = codes >= 0
+        if user < 0 or not known.any():
+            return out
+        items = codes[known]
+        out[known, 0] = np.log1p(self.item_bins[items] @ self.user_bins[user])
+        out[known, 1] = self.item_mean[items] - self.user_mean[user]
+        return out
+
+
 class InterestMatch:
     """How the user's interest profile matches each candidate: the affinity of the
     item's own category and the mean affinity of its tags, each relative to the user's
@@ -148,7 +194,7 @@ class InterestMatch:
 
 
 def feature_matrix(scores: Mapping[str, np.ndarray], scorers: Sequence[str],
-                   codes: np.ndarray, items: ItemStats, user: np.ndarray,
+                   codes: np.ndarray, items: ItemStats, user: np.ndarray, timing: np.ndarray,
                    interest: np.ndarray) -> np.ndarray:
     """One row per candidate (in blend order), columns as :func:`feature_names`; a
     scorer missing from ``scores`` gives NaN columns."""
@@ -160,7 +206,7 @@ def feature_matrix(scores: Mapping[str, np.ndarray], scorers: Sequence[str],
         columns += [raw, _rank(raw), _scaled(raw)]
     columns.append(np.arange(n, dtype=np.float64))
     parts = [np.column_stack(columns), items.rows(codes),
-             np.broadcast_to(user, (n, len(user))), interest]
+             np.broadcast_to(user, (n, len(user))), timing, interest]
     return np.hstack(parts)
 
 

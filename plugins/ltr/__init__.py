@@ -64,7 +64,7 @@ class LtrParams(Schema):
         metadata={"description": "random: a random share of each user's items; time: "
                   "each user's latest share"})
     folds = fields.Integer(
-        load_default=1, validate=validate.Range(min=1, max=10),
+        load_default=3, validate=validate.Range(min=1, max=10),
         metadata={"description": "validation splits carved (each with its own seed, the "
                   "scorers refitted on each): more ranker training lists, more fit time"})
     stop_share = fields.Float(
@@ -83,9 +83,9 @@ class LtrParams(Schema):
                   f"validation NDCG@{EVAL_AT}"})
     learning_rate = fields.Float(
         load_default=0.05, validate=validate.Range(min=1e-4, max=1.0))
-    num_leaves = fields.Integer(load_default=31, validate=validate.Range(min=2, max=4096))
+    num_leaves = fields.Integer(load_default=7, validate=validate.Range(min=2, max=4096))
     min_child_samples = fields.Integer(
-        load_default=50, validate=validate.Range(min=1, max=1_000_000))
+        load_default=100, validate=validate.Range(min=1, max=1_000_000))
     feature_fraction = fields.Float(
         load_default=0.8, validate=validate.Range(min=0.05, max=1.0))
     item_attributes = fields.List(

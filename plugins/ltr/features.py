@@ -25,9 +25,9 @@ from recsdk.features.interest import UserInterestModel
 from recsdk.types import RecommendationRequest
 
 SCORER_FEATURES = ("score", "rank", "scaled")
-ITEM_FEATURES = ("log_users", "mean_value", "days_since_first", "days_since_last", "price")
-USER_FEATURES = ("log_events", "mean_value")
-TIME_FEATURES = ("log_users_when_active", "gap_days")
+ITEM_FEATURES = ("popularity", "mean_value", "days_since_first", "days_since_last", "price")
+USER_FEATURES = ("activity", "mean_value")
+TIME_FEATURES = ("share_when_active", "gap_days")
 #: equal-width time bins of :class:`Timing` over the training data's span
 TIME_BINS = 32
 INTEREST_FEATURES = ("category", "tags")
@@ -73,8 +73,8 @@ class ItemStats:
         n = dataset.n_items
         item = inter["item"].to_numpy()
         users = pd.Series(inter["user"].to_numpy()).groupby(item).nunique()
-        log_users = np.zeros(n)
-        log_users[users.index.to_numpy()] = np.log1p(users.to_numpy())
+        counts = np.zeros(n)
+        counts[users.index.to_numpy()] = users.to_numpy()
         mean_value = _mean_by(item, inter["value"].to_numpy(float), n)
         t = inter["timestamp"].to_numpy(float)
         now = reference_time(inter["timestamp"]) if len(inter) else 0.0
@@ -85,7 +85,7 @@ class ItemStats:
             by = pd.Series(t[seen]).groupby(item[seen])
             first[by.min().index.to_numpy()] = (now - by.min().to_numpy()) / SECONDS_PER_DAY
             last[by.max().index.to_numpy()] = (now - by.max().to_numpy()) / SECONDS_PER_DAY
-        columns = [log_users, mean_value, first, last, _catalog_column(dataset, "price")]
+        columns = [quantile(counts), mean_value, first, last, _catalog_column(dataset, "price")]
         columns += [_catalog_attribute(dataset, a) for a in attributes]
         return cls(np.column_stack(columns).astype(np.float64))
 
@@ -109,7 +109,7 @@ class UserStats:
         user = inter["user"].to_numpy()
         counts = np.bincount(user, minlength=dataset.n_users).astype(np.float64)
         mean_value = _mean_by(user, inter["value"].to_numpy(float), dataset.n_users)
-        return cls(np.column_stack([np.log1p(counts), mean_value]))
+        return cls(np.column_stack([quantile(counts), mean_value]))
 
     def row(self, code: int | None) -> np.ndarray:
         if code is None or code < 0:
@@ -123,12 +123,18 @@ class Timing:
     bins over the training span: an item's events per bin, each user's share of events
     per bin and both mean times. Candidates that were popular while the user was active
     (what their peers then chose), and how far an item's time is from the user's, are
-    strong signals in logged data, where what one sees depends on when one looks."""
+    strong signals in logged data, where what one sees depends on when one looks.
+    The first is the user's activity-weighted mean of the item's share of each bin's
+    events (scale-free, so the same on the stacking split and at serving)."""
 
     item_bins: np.ndarray  # (n_items, TIME_BINS) event counts
     user_bins: np.ndarray  # (n_users, TIME_BINS) shares, rows sum to 1 (0 without events)
     item_mean: np.ndarray  # (n_items,) mean event time, days; NaN without events
     user_mean: np.ndarray  # (n_users,)
+
+    @property
+    def bin_totals(self) -> np.ndarray:
+        return self.item_bins.sum(axis=0)
 
     @classmethod
     def fit(cls, dataset: InteractionDataset) -> Timing:
@@ -155,7 +161,9 @@ class Timing:
         if user < 0 or not known.any():
             return out
         items = codes[known]
-        out[known, 0] = np.log1p(self.item_bins[items] @ self.user_bins[user])
+        share = np.divide(self.item_bins[items], self.bin_totals,
+                          out=np.zeros((len(items), TIME_BINS)), where=self.bin_totals > 0)
+        out[known, 0] = share @ self.user_bins[user]
         out[known, 1] = self.item_mean[items] - self.user_mean[user]
         return out
 
@@ -208,6 +216,18 @@ def feature_matrix(scores: Mapping[str, np.ndarray], scorers: Sequence[str],
     parts = [np.column_stack(columns), items.rows(codes),
              np.broadcast_to(user, (n, len(user))), timing, interest]
     return np.hstack(parts)
+
+
+def quantile(values: np.ndarray) -> np.ndarray:
+    """Each value's share of values below it (ties: mid-rank), in [0, 1]: counts that
+    grow with the data (popularity, activity) mean the same on the stacking split, which
+    holds a share of the interactions out, and at serving."""
+    if len(values) < 2:
+        return np.full(len(values), 0.5)
+    order = np.sort(values)
+    below = np.searchsorted(order, values, side="left")
+    upto = np.searchsorted(order, values, side="right")
+    return (below + upto - 1) / (2.0 * (len(values) - 1))
 
 
 def _mean_by(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

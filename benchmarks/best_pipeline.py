@@ -144,6 +144,8 @@ def ml100k(args: argparse.Namespace, config: dict[str, Any]) -> None:
                 reports.append(report)
             print(f"seed {seed} {label}: ndcg@{args.k} {ndcg:.4f} ({seconds:.0f} s, "
                   f"{degraded} degraded lists)", file=sys.stderr, flush=True)
+            if report is not None:  # a long run's figures survive an interruption
+                print(f"seed {seed} ltr: {json.dumps(report)}", file=sys.stderr, flush=True)
     where = "inner split of the training part" if args.tune else "test part"
     print(f"MovieLens-100K, per-user random 80/20, scored on the {where}, full ranking, "
           f"training items filtered; config {args.config}"

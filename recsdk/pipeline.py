@@ -8,6 +8,7 @@ result says it was degraded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -399,7 +400,7 @@ def _above_blend(order_scores: np.ndarray, top: np.ndarray, ranked: np.ndarray) 
     The blend is min-max scaled to [0, 1] and shifted under the ranker's lowest score:
     ``top`` items the ranker left NaN into [lo - 0.75, lo - 0.25], the others into
     [lo - 2, lo - 1]."""
-    ranked = np.where(np.isfinite(ranked), ranked, np.nan)
+    ranked = _untied(np.where(np.isfinite(ranked), ranked, np.nan))
     lo = float(np.nanmin(ranked))
     scaled = np.nan_to_num(normalise(np.where(np.isfinite(order_scores), order_scores,
                                               np.nan)), nan=0.0)
@@ -407,6 +408,19 @@ def _above_blend(order_scores: np.ndarray, top: np.ndarray, ranked: np.ndarray) 
     unscored = np.isnan(ranked)
     out[top[unscored]] = lo - 0.75 + 0.5 * scaled[top[unscored]]
     out[top[~unscored]] = ranked[~unscored]
+    return out
+
+
+def _untied(ranked: np.ndarray) -> np.ndarray:
+    """``ranked`` with ties among finite scores broken by position (the blend's order),
+    each tied score lowered by the smallest float steps, so that the final sort, whose
+    ties go by item id, keeps the blend's order among candidates the ranker tied."""
+    out = ranked.copy()
+    scored = np.flatnonzero(np.isfinite(out))
+    order = scored[np.lexsort((scored, -out[scored]))]
+    for previous, current in itertools.pairwise(order):
+        if out[current] >= out[previous]:
+            out[current] = np.nextafter(out[previous], -np.inf)
     return out
 
 

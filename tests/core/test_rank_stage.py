@@ -35,6 +35,16 @@ class HalfBlind(Plugin):
         return out
 
 
+class Tying(Plugin):
+    """Gives the 3rd and 5th candidate the top score, the rest one lower score."""
+
+    @hookimpl
+    def recsdk_rank(self, candidates):
+        out = np.zeros(len(candidates))
+        out[[2, 4]] = 1.0
+        return out
+
+
 class Abstaining(Plugin):
     @hookimpl
     def recsdk_rank(self, candidates):
@@ -100,6 +110,15 @@ def test_candidates_the_ranker_leaves_nan_follow_the_ones_it_scored(make_sdk):
     result = served(make_sdk, HalfBlind).recommend("stranger", k=8)
     top = expected[:DEPTH]
     assert result.item_ids == [top[3], top[1], top[0], top[2], top[4], *expected[DEPTH:8]]
+
+
+def test_ties_in_the_ranker_s_scores_keep_the_blend_order(make_sdk):
+    expected = blend_order(make_sdk)
+    # without the two most popular, the blend's order is not the ids' order
+    result = served(make_sdk, Tying).recommend("stranger", k=DEPTH, exclude=expected[:2])
+    top = expected[2:2 + DEPTH]
+    assert sorted(top) != top
+    assert result.item_ids == [top[2], top[4], top[0], top[1], top[3]]
 
 
 def test_abstaining_ranker_leaves_the_blend(make_sdk):

@@ -226,11 +226,10 @@ def recsdk_rank(request: RecommendationRequest, candidates: CandidateSet,
     items left out; the retrievers' scores on them in ``candidates.retrieval``) and
     ``scores`` each scoring plugin's own answer on them: its name to a float array,
     not normalised, NaN where it gave none (a plugin that abstained for the whole
-    request, or failed, is all NaN). Return one float per candidate,
-    higher better: these candidates are ordered by it, above every candidate beyond
-    the depth, which keep their blend order (as do candidates it ties). NaN: the
-    ranker cannot place that
-    candidate; it keeps its blend order below the ones the ranker scored. None:
+    request, or failed, is all NaN). Return one float per candidate, higher better:
+    these candidates are ordered by it, above every candidate beyond the depth, which
+    keep their blend order (as do candidates it ties). NaN: the ranker cannot place
+    that candidate; it keeps its blend order below the ones the ranker scored. None:
     abstain, the blend's order stands.
 
     First answer: implementations are asked in order and the first one that answers

@@ -69,6 +69,11 @@ def load_config(path: Path, sets: list[str]) -> dict[str, Any]:
     return config
 
 
+def label_of(config: dict[str, Any]) -> str:
+    ranked = any(t.get("plugin", n) == RANKER for n, t in config.get("plugins", {}).items())
+    return "pipeline with ltr" if ranked else "pipeline (no ranker)"
+
+
 def without_ranker(config: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(config)
     out["plugins"] = {n: t for n, t in out["plugins"].items()
@@ -134,7 +139,7 @@ def ml100k(args: argparse.Namespace, config: dict[str, Any]) -> None:
         if args.tune:  # score on a part of the training data, never on test
             inner = random_split(train, TEST_RATIO, seed)
             train, test = inner.train, inner.test
-        runs = [("pipeline with ltr", config)]
+        runs = [(label_of(config), config)]
         if args.blend:
             runs.append(("blend alone", without_ranker(config)))
         for label, cfg in runs:
@@ -172,7 +177,7 @@ def shop(args: argparse.Namespace, config: dict[str, Any]) -> None:
                                       k=args.k, items=items, seed=seed,
                                       extra_plugins={"oracle": s.oracle}).main["ndcg"])
         catalogue = shop_catalogue(s.items)
-        runs = [("pipeline with ltr", config)]
+        runs = [(label_of(config), config)]
         if args.blend:
             runs.append(("blend alone", without_ranker(config)))
         for label, cfg in runs:

@@ -62,6 +62,8 @@ class PipelineSchema(Schema):
     timeout_ms = fields.Float(load_default=250.0, validate=validate.Range(min=1))
     fallback = fields.String(load_default="popularity")
     candidate_limit = fields.Integer(load_default=1000, validate=validate.Range(min=1))
+    # candidates a final ranker (recsdk_rank) reorders: the blend's best rank_depth
+    rank_depth = fields.Integer(load_default=100, validate=validate.Range(1, 100_000))
     # each plugin's default max_concurrency (calls of it running at once)
     max_workers = fields.Integer(load_default=16, validate=validate.Range(1, 256))
     breaker_failures = fields.Integer(load_default=5, validate=validate.Range(1, 1000))

@@ -216,6 +216,30 @@ def recsdk_predict_ratings(
     """
 
 
+@hookspec
+def recsdk_rank(request: RecommendationRequest, candidates: CandidateSet,
+                scores: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Stage 3b, the final ranker: score the blend's best candidates anew, or None.
+
+    Called once per request after the blend, with ``candidates`` the best
+    ``[pipeline] rank_depth`` candidates by the blended score (best first, excluded
+    items left out; the retrievers' scores on them in ``candidates.retrieval``) and
+    ``scores`` each scoring plugin's own answer on them: its name to a float array,
+    not normalised, NaN where it gave none (a plugin that abstained for the whole
+    request, or failed, is all NaN). Return one float per candidate, higher better:
+    these candidates are ordered by it, above every candidate beyond the depth, which
+    keep their blend order (as do candidates it ties). NaN: the ranker cannot place
+    that candidate; it keeps its blend order below the ones the ranker scored. None:
+    abstain, the blend's order stands.
+
+    First answer: implementations are asked in order and the first one that answers
+    is used. A ranker that raises, overruns its budget or answers the wrong shape is
+    skipped and the result is marked degraded; the blend's order then stands. The
+    rerank chain (stage 4) runs after it. Learning-to-rank stacking (the ``ltr``
+    plugin) is the use: a model over the scorers' answers.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Stage 4: rerank
 # --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The request path: features, candidates, blended scores, the rerank chain, fallback.
+"""The request path: features, candidates, blended scores, the final ranker, the rerank
+chain, fallback.
 
 One failing or slow plugin never fails a request: its answer is dropped for that
 request, the failure is logged and counted, the fallback plugin fills the list and the
@@ -7,6 +8,7 @@ result says it was degraded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +59,8 @@ class _Blend:
     failures: list[str] = field(default_factory=list)
     #: per candidate, the plugin whose weighted score contributed most (None: none)
     sources: np.ndarray | None = None
+    #: each asked plugin's own (not normalised) answer; all NaN where it gave none
+    answers: dict[str, np.ndarray] = field(default_factory=dict)
 
     def source_of(self, position: int) -> str | None:
         return None if self.sources is None else self.sources[position]
@@ -177,6 +181,8 @@ class Pipeline:
             elif value is not None:
                 answers.append((value, names[r.plugin]))
                 out.used.append(r.plugin)
+            out.answers[r.plugin] = (value if isinstance(value, np.ndarray)
+                                     else np.full(n, np.nan))
         out.scores, winner = blend(answers, n)
         if winner is not None:
             out.sources = np.asarray(out.used, dtype=object)[winner]
@@ -217,25 +223,42 @@ class Pipeline:
             ranking = r.value
         return ranking
 
+    def _rank(self, request: RecommendationRequest, candidates: CandidateSet,
+              blended: _Blend, used: list[str], failures: list[str]) -> np.ndarray:
+        """Stage 3b: the first final ranker's order over the blend's best
+        ``rank_depth`` candidates, placed above the rest (see ``recsdk_rank``)."""
+        names = self.plugins.implementers("recsdk_rank")
+        order_scores = _order_scores(request, candidates, blended.scores, set())
+        m = min(int(self.settings.pipeline["rank_depth"]),
+                int(np.isfinite(order_scores).sum()))
+        if not names or m == 0:
+            return blended.scores
+        top = _best(order_scores, candidates.ids, m)
+        ranked = CandidateSet(candidates.ids[top], candidates.codes[top],
+                              {n: s[top] for n, s in candidates.retrieval.items()})
+        scores = {n: s[top] for n, s in blended.answers.items()}
+        for r in self.plugins.call_each("recsdk_rank", timeout_ms=self.timeout_ms, only=names,
+                                        request=request, candidates=ranked, scores=scores):
+            value = self._checked_scores(r, m, "recsdk_rank")
+            if isinstance(value, str):
+                failures.append(value)
+            elif value is not None and np.isfinite(value).any():
+                used.append(r.plugin)
+                return _above_blend(order_scores, top, value)
+        return blended.scores
+
     def _top(self, request: RecommendationRequest, candidates: CandidateSet,
              scores: np.ndarray, exclude: set[str], failures: list[str],
              positions: dict[str, int] | None = None) -> Ranking:
         """Best ``k`` after reranking; see ``recsdk_rerank`` for when the chain runs."""
-        order_scores = np.where(np.isfinite(scores), scores, -np.inf)
-        exclude = exclude | request.exclude
-        if exclude:
-            hit = np.fromiter((i in exclude for i in candidates.ids), bool, len(candidates))
-            order_scores[hit] = -np.inf
+        order_scores = _order_scores(request, candidates, scores, exclude)
         valid = int(np.isfinite(order_scores).sum())
         k = request.k
         m = min(valid, 4 * k + len(request.history.item_ids) + 50)
         while True:
             if m <= 0:
                 return Ranking([], [])
-            top = np.argpartition(-order_scores, m - 1)[:m] if m < len(scores) else np.arange(
-                len(scores))
-            top = top[np.lexsort((candidates.ids[top].astype(str), -order_scores[top]))]
-            top = top[np.isfinite(order_scores[top])]
+            top = _best(order_scores, candidates.ids, m)
             ranking = Ranking(list(candidates.ids[top]), order_scores[top].tolist())
             if positions is not None:
                 positions.update(zip(ranking.item_ids, top.tolist(), strict=True))
@@ -256,10 +279,11 @@ class Pipeline:
         blended = self._score("recsdk_score", weights, len(candidates), request=request,
                               candidates=candidates)
         failures += blended.failures
-        positions: dict[str, int] = {}
-        ranking = self._top(request, candidates, blended.scores, set(), failures, positions)
-        sources = {i: blended.source_of(positions[i]) for i in ranking.item_ids}
         used = list(blended.used)
+        final = self._rank(request, candidates, blended, used, failures)
+        positions: dict[str, int] = {}
+        ranking = self._top(request, candidates, final, set(), failures, positions)
+        sources = {i: blended.source_of(positions[i]) for i in ranking.item_ids}
         if len(ranking) < request.k:
             ranking, used = self._fill(request, candidates, ranking, used, failures,
                                        sources=sources)
@@ -343,6 +367,61 @@ class Pipeline:
             variant=request.variant, plugins=used, config_hash=config_hash,
             degraded=bool(failures), failures=failures,
         )
+
+
+def _order_scores(request: RecommendationRequest, candidates: CandidateSet,
+                  scores: np.ndarray, exclude: set[str]) -> np.ndarray:
+    """``scores`` with -inf for NaN and for the request's (and ``exclude``'s) items."""
+    order_scores = np.where(np.isfinite(scores), scores, -np.inf)
+    exclude = exclude | request.exclude
+    if exclude:
+        hit = np.fromiter((i in exclude for i in candidates.ids), bool, len(candidates))
+        order_scores[hit] = -np.inf
+    return order_scores
+
+
+def _best(order_scores: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
+    """Positions of the best ``m`` finite scores, best first, ties by item id (also at
+    the cut: every candidate tied with the m-th is sorted before cutting)."""
+    n = len(order_scores)
+    if m < n:
+        kth = order_scores[np.argpartition(-order_scores, m - 1)[m - 1]]
+        top = np.flatnonzero(order_scores >= kth)
+    else:
+        top = np.arange(n)
+    top = top[np.lexsort((ids[top].astype(str), -order_scores[top]))][:m]
+    return top[np.isfinite(order_scores[top])]
+
+
+def _above_blend(order_scores: np.ndarray, top: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """Final scores: the ranker's on ``top`` (where finite), then the rest of ``top`` and
+    then every other candidate, both in blend order; -inf stays -inf (never listed).
+
+    The blend is min-max scaled to [0, 1] and shifted under the ranker's lowest score:
+    ``top`` items the ranker left NaN into [lo - 0.75, lo - 0.25], the others into
+    [lo - 2, lo - 1]."""
+    ranked = _untied(np.where(np.isfinite(ranked), ranked, np.nan))
+    lo = float(np.nanmin(ranked))
+    scaled = np.nan_to_num(normalise(np.where(np.isfinite(order_scores), order_scores,
+                                              np.nan)), nan=0.0)
+    out = np.where(np.isfinite(order_scores), lo - 2.0 + scaled, -np.inf)
+    unscored = np.isnan(ranked)
+    out[top[unscored]] = lo - 0.75 + 0.5 * scaled[top[unscored]]
+    out[top[~unscored]] = ranked[~unscored]
+    return out
+
+
+def _untied(ranked: np.ndarray) -> np.ndarray:
+    """``ranked`` with ties among finite scores broken by position (the blend's order),
+    each tied score lowered by the smallest float steps, so that the final sort, whose
+    ties go by item id, keeps the blend's order among candidates the ranker tied."""
+    out = ranked.copy()
+    scored = np.flatnonzero(np.isfinite(out))
+    order = scored[np.lexsort((scored, -out[scored]))]
+    for previous, current in itertools.pairwise(order):
+        if out[current] >= out[previous]:
+            out[current] = np.nextafter(out[previous], -np.inf)
+    return out
 
 
 def _fields(request: RecommendationRequest) -> dict[str, object]:

@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "multimodal": "recsdk_plugins.multimodal:Multimodal",
     "lightgcn": "recsdk_plugins.lightgcn:LightGCN",
     "two_tower": "recsdk_plugins.two_tower:TwoTower",
+    "ltr": "recsdk_plugins.ltr:LearningToRank",
 }
 
 

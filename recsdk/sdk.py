@@ -36,6 +36,7 @@ from recsdk.experiments.config import record as record_of
 from recsdk.experiments.pipelines import VariantPipelines, enabled_plugins
 from recsdk.experiments.sticky import ThompsonAssigner
 from recsdk.isolation import PluginRunner
+from recsdk.jsonable import json_safe
 from recsdk.lifecycle import ModelWatcher, TrainingJobs
 from recsdk.monitoring_gauges import register_monitoring_gauges
 from recsdk.pipeline import ModelState, Pipeline
@@ -438,7 +439,8 @@ class RecSDK:
                     stats={"users": dataset.n_users, "items": dataset.n_items,
                            "interactions": len(dataset.interactions), "bytes": sizes,
                            "seconds": round(time.perf_counter() - start, 3),
-                           **({"offline": offline} if offline is not None else {})},
+                           **({"offline": offline} if offline is not None else {}),
+                           **training_reports(plugins)},
                     activate=activate)
         except BaseException as exc:
             if save:
@@ -791,3 +793,18 @@ def _history_entry(item: str, kind: str, ts: datetime | float | None, value: flo
     """One cached history event as JSON, so ids may hold any character."""
     seconds = ts.timestamp() if isinstance(ts, datetime) else ts
     return json.dumps([item, kind, seconds, value, session])
+
+
+def training_reports(plugins: PluginManager) -> dict[str, Any]:
+    """``{"training": {plugin: report}}`` for plugins that keep a training report.
+
+    A plugin's ``report_`` attribute with an ``as_dict()`` method (the deep plugins'
+    epochs, seconds per epoch and validation scores; ``ltr``'s feature importances) is
+    kept in the run's stats, so ``recsdk models list --json`` shows how a run trained.
+    """
+    reports: dict[str, Any] = {}
+    for name in plugins.names():
+        as_dict = getattr(getattr(plugins.get(name), "report_", None), "as_dict", None)
+        if callable(as_dict):
+            reports[name] = json_safe(as_dict())
+    return {"training": reports} if reports else {}

@@ -7,7 +7,6 @@ The commands only parse arguments, read files and print; the work is done by
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ import click
 from click.core import ParameterSource
 
 from recsdk.errors import RecSDKError, ValidationFailed
+from recsdk.jsonable import json_safe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,16 +37,6 @@ def _run(action: Callable[[], None]) -> None:
         action()
     except (RecSDKError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(_describe(exc)) from exc
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _ks(text: str) -> list[int]:
@@ -285,7 +275,7 @@ def _evaluate_file(recs_path: str, truth_path: str | None, train_path: str | Non
         embeddings=read_embeddings(embeddings_path) if embeddings_path else None,
     )
     if output_format == "json":
-        click.echo(json.dumps(_jsonable(dict(result.main))))
+        click.echo(json.dumps(json_safe(dict(result.main))))
     else:
         click.echo(text_table([result]))
     if report_dir:
@@ -343,7 +333,7 @@ def _print_results(results: Sequence[Any], output_format: str, report_dir: str |
     from recsdk.evaluation.tables import text_table
 
     if output_format == "json":
-        click.echo(json.dumps({r.label: _jsonable({**r.main, "fit_seconds": r.fit_seconds,
+        click.echo(json.dumps({r.label: json_safe({**r.main, "fit_seconds": r.fit_seconds,
                                                    "score_seconds": r.score_seconds,
                                                    **(extra or {}).get(r.label, {})})
                                for r in results}))
@@ -558,7 +548,7 @@ def tune(train_path: str, plugin: str, grid: Sequence[str], n_random: int | None
                         folds=folds, metric=metric, k=k, seed=seed, progress=True,
                         items=_read_items(items_path, category_column))
         if output_format == "json":
-            click.echo(json.dumps(_jsonable(result.to_dict())))
+            click.echo(json.dumps(json_safe(result.to_dict())))
             return
         for row in result.table.itertuples():
             click.echo(f"{metric}@{k} {row.mean:.4f} ± {row.std:.4f}  {json.dumps(row.params)}")

@@ -37,9 +37,9 @@ from recsdk.experiments.stats import (
     compare_means,
     compare_rates,
     cuped,
-    json_safe,
     sample_ratio_mismatch,
 )
+from recsdk.jsonable import json_safe
 
 #: The metric a winner must improve (adjusted p below alpha, positive lift).
 PRIMARY_METRIC = "conversion_rate"

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from recsdk.experiments.config import HOLDOUT, ExperimentSettings
-from recsdk.experiments.stats import Comparison, compare_means, json_safe
+from recsdk.experiments.stats import Comparison, compare_means
+from recsdk.jsonable import json_safe
 
 
 class _Arm(Protocol):

@@ -26,6 +26,8 @@ from statsmodels.stats.proportion import (
     proportions_ztest,
 )
 
+from recsdk.jsonable import json_safe
+
 RateTest = Literal["z", "chi2"]
 Correction = Literal["holm", "fdr_bh", "bonferroni"]
 CORRECTIONS: dict[str, str] = {"holm": "holm", "fdr_bh": "fdr_bh", "bonferroni": "bonferroni"}
@@ -78,19 +80,6 @@ def _positive(name: str, value: float) -> float:
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return v
-
-
-def json_safe(value: Any) -> Any:
-    """Numpy scalars, tuples and arrays as plain JSON types."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class _Result:

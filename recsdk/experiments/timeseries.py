@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from recsdk.experiments.config import ExperimentSettings
 from recsdk.experiments.outcomes import aware
 from recsdk.experiments.report import ExperimentReport, experiment_report
-from recsdk.experiments.stats import Comparison, Correction, json_safe
+from recsdk.experiments.stats import Comparison, Correction
+from recsdk.jsonable import json_safe
 from recsdk.storage import models
 
 #: At most this many cuts (each one a full report), evenly spaced when days are more.

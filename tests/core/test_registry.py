@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -295,3 +296,30 @@ def test_a_server_whose_active_run_is_broken_still_starts_degraded(make_sdk):
     assert not server.trained
     answer = server.recommend("u1", k=3)
     assert answer.degraded and any("no trained model" in f for f in answer.failures)
+
+
+class Reporting(Plugin):
+    """Keeps a training report, as the deep plugins and ltr do."""
+
+    @dataclass
+    class Report:
+        epochs: int
+        score: float
+
+        def as_dict(self):
+            return {"epochs": np.int64(self.epochs), "score": self.score,
+                    "history": np.array([0.5, 0.25])}
+
+    @hookimpl
+    def recsdk_fit(self, dataset):
+        self.report_ = self.Report(dataset.n_items, float("nan"))
+
+
+def test_plugins_training_reports_are_kept_in_the_runs_stats(make_sdk):
+    sdk = make_sdk({"plugins": {**POP, "reporting": {}}}, plugins={"reporting": Reporting})
+    fill(sdk)
+    run = sdk.registry.get(sdk.fit().run_id)
+    n_items = sdk.registry.get(run.id).stats["items"]
+    # plain JSON: numpy values converted, NaN as null; plugins without a report absent
+    assert run.stats["training"] == {
+        "reporting": {"epochs": n_items, "score": None, "history": [0.5, 0.25]}}

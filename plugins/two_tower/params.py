@@ -41,7 +41,7 @@ class TwoTowerParams(WeightingParams, IndexParams, DeepParams):
         metadata={"description": "HNSW candidate list while searching (raised to n when "
                   "n is larger): more is more accurate and slower per request"})
     dim = fields.Integer(
-        load_default=64, validate=validate.Range(min=2, max=1024),
+        load_default=128, validate=validate.Range(min=2, max=1024),
         metadata={"description": "length of the user and item vectors (and of the index)"})
     hidden = fields.Integer(
         load_default=128, validate=validate.Range(min=1, max=8192),

@@ -14,7 +14,7 @@ validation split from those): how the training choices that are not plain parame
 test user through the request-time fold-in of the user's training row (no stored user
 embedding) to show what a user unknown to the model gets.
 
-    PYTHONPATH=.shim:. python benchmarks/lightgcn_ml100k.py --data ../shared/data/ml-100k
+    PYTHONPATH=. python benchmarks/lightgcn_ml100k.py --data ../shared/data/ml-100k
         [--param KEY=VALUE ...] [--seed 42] [--seeds 5] [--validation-only | --holdout]
         [--fold-in]
 """

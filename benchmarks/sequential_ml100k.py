@@ -20,8 +20,8 @@ Rows, all in one run on the same split:
 the target and the training data lose their last item (the test item is never read);
 this is where the baselines' ``m``/``k`` and sasrec's defaults were chosen.
 
-    PYTHONPATH=.shim:. python benchmarks/sequential_ml100k.py \
-        [--data /work/shared/data/ml-100k] [--seeds 3] [--validation] \
+    PYTHONPATH=. python benchmarks/sequential_ml100k.py \
+        [--data ../shared/data/ml-100k] [--seeds 3] [--validation] \
         [--param key=value ...] [--threads 1] [--jobs 3] [--only sasrec]
 """
 

@@ -17,13 +17,16 @@ without looking at test data.
 
 ``--shop``: the synthetic shop of benchmarks/evaluate_shop.py (temporal 80/20 split,
 oracle NDCG from the planted preferences), the pipeline's NDCG as a share of the
-oracle's.
+oracle's. With ``--tune`` the shop's *training* pairs are split again the same way
+(the newest 20% of them as pseudo-test, users without earlier pairs dropped) and the
+pipeline and the oracle are scored there: how ``config/shop-best.toml`` was chosen
+without looking at the test weeks.
 
     PYTHONPATH=. python benchmarks/best_pipeline.py [--data ../shared/data/ml-100k]
         [--config config/ml100k-best.toml] [--items] [--seed 42] [--seeds 5] [--blend]
         [--tune] [--set PLUGIN.KEY=VALUE ...]
     PYTHONPATH=. python benchmarks/best_pipeline.py --shop [--config config/shop-best.toml]
-        [--events 100000] [--seeds 3]
+        [--events 100000] [--seeds 3] [--blend] [--tune] [--set PLUGIN.KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -163,7 +166,10 @@ def ml100k(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 def shop(args: argparse.Namespace, config: dict[str, Any]) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
+    from evaluate_shop import TEST_RATIO as SHOP_TEST_RATIO
     from evaluate_shop import make_shop
+
+    from recsdk.evaluation.splits import temporal_split
 
     seeds = list(range(args.seed, args.seed + args.seeds))
     rows: dict[str, list[float]] = {}
@@ -171,9 +177,14 @@ def shop(args: argparse.Namespace, config: dict[str, Any]) -> None:
     reports = []
     for seed in seeds:
         s = make_shop(args.events, seed)
+        train, test = s.train, s.test
+        if args.tune:  # the newest pairs of the training weeks, never the test weeks
+            inner = temporal_split(train, SHOP_TEST_RATIO)
+            train = inner.train
+            test = inner.test[inner.test["user"].isin(set(train["user"]))]
         items = s.items.rename(columns={"category": "categories"})
         items["categories"] = items["categories"].map(lambda c: [c])
-        oracle.append(evaluate_plugin(PluginSpec("oracle", "oracle", {}), s.train, s.test,
+        oracle.append(evaluate_plugin(PluginSpec("oracle", "oracle", {}), train, test,
                                       k=args.k, items=items, seed=seed,
                                       extra_plugins={"oracle": s.oracle}).main["ndcg"])
         catalogue = shop_catalogue(s.items)
@@ -181,7 +192,7 @@ def shop(args: argparse.Namespace, config: dict[str, Any]) -> None:
         if args.blend:
             runs.append(("blend alone", without_ranker(config)))
         for label, cfg in runs:
-            ndcg, report, degraded, seconds = served_ndcg(cfg, s.train, s.test, args.k,
+            ndcg, report, degraded, seconds = served_ndcg(cfg, train, test, args.k,
                                                           catalogue)
             rows.setdefault(label, []).append(ndcg)
             if report is not None:
@@ -189,8 +200,11 @@ def shop(args: argparse.Namespace, config: dict[str, Any]) -> None:
             print(f"shop {seed} {label}: ndcg@{args.k} {ndcg:.4f}, oracle {oracle[-1]:.4f} "
                   f"({seconds:.0f} s, {degraded} degraded)", file=sys.stderr, flush=True)
     rows["oracle"] = oracle
-    print(f"synthetic shops, {args.events:,} events each, temporal 80/20; config "
-          f"{args.config}; python {platform.python_version()}, {platform.machine()}\n")
+    where = ("newest 20% of the training pairs (inner split; the test weeks unread)"
+             if args.tune else "test weeks")
+    print(f"synthetic shops, {args.events:,} events each, temporal 80/20, scored on the "
+          f"{where}; config {args.config}; python {platform.python_version()}, "
+          f"{platform.machine()}\n")
     print(table(rows, seeds, args.k, reference=float(np.mean(oracle))))
     if reports:
         print_importances(reports)
@@ -222,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blend", action="store_true",
                         help="also serve the configuration without its ranker")
     parser.add_argument("--tune", action="store_true",
-                        help="score on a split of the training part, not on test")
+                        help="score on a split of the training part, not on test "
+                             "(ml-100k: per-user random; --shop: the newest training pairs)")
     parser.add_argument("--shop", action="store_true", help="the synthetic shop")
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args(argv)

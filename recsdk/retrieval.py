@@ -21,9 +21,10 @@ setting and the catalogue size into what is built.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ from recsdk.types import Retrieved
 
 if TYPE_CHECKING:
     from recsdk.registry import ArtifactReader, ArtifactWriter
+
+log = logging.getLogger(__name__)
 
 INDEX_KINDS = ("none", "exact", "hnsw", "auto")
 #: ``index = "auto"`` builds HNSW from this many items up, and retrieves nothing below it
@@ -183,12 +186,56 @@ class EmbeddingRetriever:
         top = top[np.argsort(-scores[top], kind="stable")]
         return top, scores[top]
 
+    def save_index(self, artifacts: ArtifactWriter, name: str) -> None:
+        """Store the HNSW index, if there is one, with the run (``load_retriever`` reads
+        it back)."""
+        if self.index is not None:
+            self.index.save(artifacts, name)
+
     def retrieve(self, query: np.ndarray | None, n: int) -> Retrieved | None:
         """The retriever's answer for one user; None (abstain) without a query vector."""
         if query is None or not np.all(np.isfinite(query)):
             return None
         top, scores = self.search(query, n)
         return Retrieved(list(self.item_ids[top]), [float(s) for s in scores])
+
+
+def index_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A plugin's :class:`IndexParams` values, the schema's defaults where it lacks one
+    (a plugin built directly, not from settings)."""
+    defaults = {name: f.load_default for name, f in IndexParams().fields.items()}
+    return {name: params.get(name, default) for name, default in defaults.items()}
+
+
+def build_retriever(item_ids: Sequence[str], vectors: np.ndarray, params: Mapping[str, Any],
+                    index: HnswIndex | None = None) -> EmbeddingRetriever | None:
+    """The retriever a plugin's :class:`IndexParams` ask for over its item vectors: None
+    for ``none``; for ``hnsw``, ``index`` when one was loaded, else one built now."""
+    p = index_settings(params)
+    kind = resolve_index_kind(p["index"], len(vectors), p["index_min_items"])
+    if kind == "none":
+        return None
+    if kind == "hnsw" and index is None:
+        index = HnswIndex.build(vectors, p["hnsw_m"], p["hnsw_ef_construction"],
+                                p["hnsw_ef_search"])
+    return EmbeddingRetriever(item_ids, vectors, index if kind == "hnsw" else None)
+
+
+def load_retriever(item_ids: Sequence[str], vectors: np.ndarray, params: Mapping[str, Any],
+                   artifacts: ArtifactReader, name: str, plugin: str
+                   ) -> EmbeddingRetriever | None:
+    """:func:`build_retriever` with the run's saved HNSW index ``name`` when it has a
+    usable one; a run trained with another index setting has none, and one is built."""
+    from recsdk.registry import ArtifactError
+
+    p = index_settings(params)
+    index = None
+    if resolve_index_kind(p["index"], len(vectors), p["index_min_items"]) == "hnsw":
+        try:
+            index = HnswIndex.load(artifacts, name, p["hnsw_ef_search"])
+        except ArtifactError as exc:
+            log.warning("plugins.%s: no usable HNSW index (%s); building one", plugin, exc)
+    return build_retriever(item_ids, vectors, p, index)
 
 
 class RequestVectors:

@@ -21,14 +21,8 @@ from recsdk.catalog import Catalog
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.interactions import UserRows, Weighting, candidate_scores
-from recsdk.registry import ArtifactError, ArtifactReader, ArtifactWriter
-from recsdk.retrieval import (
-    AUTO_HNSW_MIN_ITEMS,
-    EmbeddingRetriever,
-    HnswIndex,
-    RequestVectors,
-    resolve_index_kind,
-)
+from recsdk.registry import ArtifactReader, ArtifactWriter
+from recsdk.retrieval import RequestVectors, build_retriever, load_retriever
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
 
 log = logging.getLogger(__name__)
@@ -116,7 +110,7 @@ class FactorizationPlugin(Plugin):
         if self.params.get("refit_users"):
             self._refit_users(rows.matrix)
         self._after_factors()
-        self._build_retriever(dataset.item_ids, None)
+        self.retriever_ = build_retriever(dataset.item_ids, self.item_factors_, self.params)
 
     def train(self, matrix: sp.csr_matrix, gpu: bool,
               seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,31 +140,12 @@ class FactorizationPlugin(Plugin):
         self.item_unit_ = np.divide(latent, norms, out=np.zeros_like(latent),
                                     where=norms > 0)
 
-    def index_kind(self) -> str:
-        return resolve_index_kind(self.params.get("index", "auto"),
-                                  len(self.item_factors_),
-                                  self.params.get("index_min_items", AUTO_HNSW_MIN_ITEMS))
-
-    def _build_retriever(self, item_ids: np.ndarray, index: HnswIndex | None) -> None:
-        kind = self.index_kind()
-        if kind == "none":
-            self.retriever_ = None
-            return
-        if kind == "hnsw" and index is None:
-            p = self.params
-            index = HnswIndex.build(self.item_factors_, p.get("hnsw_m", 32),
-                                    p.get("hnsw_ef_construction", 200),
-                                    p.get("hnsw_ef_search", 256))
-        self.retriever_ = EmbeddingRetriever(item_ids, self.item_factors_,
-                                             index if kind == "hnsw" else None)
-
     @hookimpl
     def recsdk_save_state(self, artifacts: ArtifactWriter) -> Mapping[str, np.ndarray] | None:
         if not hasattr(self, "item_factors_"):
             return None
-        retriever = getattr(self, "retriever_", None)
-        if retriever is not None and retriever.index is not None:
-            retriever.index.save(artifacts, INDEX_ARTIFACT)
+        if getattr(self, "retriever_", None) is not None:
+            self.retriever_.save_index(artifacts, INDEX_ARTIFACT)
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
                 **self.rows_.state()}
 
@@ -181,15 +156,8 @@ class FactorizationPlugin(Plugin):
         self.user_factors_ = np.asarray(state["user_factors"], dtype=np.float32)
         self.item_factors_ = np.asarray(state["item_factors"], dtype=np.float32)
         self._after_factors()
-        index = None
-        if self.index_kind() == "hnsw":
-            try:
-                index = HnswIndex.load(artifacts, INDEX_ARTIFACT,
-                                       self.params.get("hnsw_ef_search", 256))
-            except ArtifactError as exc:  # a run trained with another index setting
-                log.warning("plugin %s: no usable HNSW index (%s); building one", self.NAME,
-                            exc)
-        self._build_retriever(dataset.item_ids, index)
+        self.retriever_ = load_retriever(dataset.item_ids, self.item_factors_, self.params,
+                                         artifacts, INDEX_ARTIFACT, self.NAME)
 
     # ---- users -------------------------------------------------------------------------
 

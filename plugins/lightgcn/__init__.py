@@ -43,13 +43,8 @@ from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.interactions import UserRows, Weighting, candidate_scores
-from recsdk.registry import ArtifactError, ArtifactReader, ArtifactWriter
-from recsdk.retrieval import (
-    EmbeddingRetriever,
-    HnswIndex,
-    RequestVectors,
-    resolve_index_kind,
-)
+from recsdk.registry import ArtifactReader, ArtifactWriter
+from recsdk.retrieval import RequestVectors, build_retriever, load_retriever
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
 
 log = logging.getLogger(__name__)
@@ -132,7 +127,7 @@ class LightGCN(Plugin):
                  "epoch %d", NAME, report.seconds_per_epoch, report.epochs,
                  f" + {refit.epochs} epochs refitted on all the training data"
                  if refit else "", VALIDATION_K, report.best_score, report.best_epoch)
-        self._build_retriever(dataset.item_ids, None)
+        self.retriever_ = build_retriever(dataset.item_ids, self.item_embeddings_, self.params)
 
     def _train_with_validation(self, matrix: sp.csr_matrix) -> tuple[
             Any, TrainingReport, TrainingReport | None]:
@@ -254,24 +249,6 @@ class LightGCN(Plugin):
                                     out=np.zeros_like(self.item_embeddings_),
                                     where=norms > 0)
 
-    def index_kind(self) -> str:
-        p = self.params
-        return resolve_index_kind(p.get("index", "auto"), len(self.item_embeddings_),
-                                  p.get("index_min_items", 100_000))
-
-    def _build_retriever(self, item_ids: np.ndarray, index: HnswIndex | None) -> None:
-        kind = self.index_kind()
-        if kind == "none":
-            self.retriever_ = None
-            return
-        if kind == "hnsw" and index is None:
-            p = self.params
-            index = HnswIndex.build(self.item_embeddings_, p.get("hnsw_m", 32),
-                                    p.get("hnsw_ef_construction", 200),
-                                    p.get("hnsw_ef_search", 256))
-        self.retriever_ = EmbeddingRetriever(item_ids, self.item_embeddings_,
-                                             index if kind == "hnsw" else None)
-
     @hookimpl
     def recsdk_save_state(self, artifacts: ArtifactWriter) -> Mapping[str, np.ndarray] | None:
         """Final embeddings and the items' layers as arrays (serving needs no torch
@@ -279,9 +256,8 @@ class LightGCN(Plugin):
         if not hasattr(self, "item_embeddings_"):
             return None
         artifacts.save_torch(WEIGHTS_ARTIFACT, self.weights_)
-        retriever = getattr(self, "retriever_", None)
-        if retriever is not None and retriever.index is not None:
-            retriever.index.save(artifacts, INDEX_ARTIFACT)
+        if getattr(self, "retriever_", None) is not None:
+            self.retriever_.save_index(artifacts, INDEX_ARTIFACT)
         return {"user_embeddings": self.user_embeddings_,
                 "item_embeddings": self.item_embeddings_,
                 "item_layers": self.item_layers_, **self.rows_.state()}
@@ -302,14 +278,8 @@ class LightGCN(Plugin):
                 f"plugins.{NAME}: the stored weights {shapes} do not match the stored "
                 f"embeddings {expected}; the run's artifacts are inconsistent")
         self._after_embeddings()
-        index = None
-        if self.index_kind() == "hnsw":
-            try:
-                index = HnswIndex.load(artifacts, INDEX_ARTIFACT,
-                                       self.params.get("hnsw_ef_search", 256))
-            except ArtifactError as exc:  # a run trained with another index setting
-                log.warning("plugins.%s: no usable HNSW index (%s); building one", NAME, exc)
-        self._build_retriever(dataset.item_ids, index)
+        self.retriever_ = load_retriever(dataset.item_ids, self.item_embeddings_, self.params,
+                                         artifacts, INDEX_ARTIFACT, NAME)
 
     # ---- users -----------------------------------------------------------------------
 

@@ -53,8 +53,8 @@ from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.features.content import aligned_items
 from recsdk.interactions import Weighting, weighted_matrix
-from recsdk.registry import ArtifactError, ArtifactReader, ArtifactWriter
-from recsdk.retrieval import AUTO_HNSW_MIN_ITEMS, EmbeddingRetriever, HnswIndex, resolve_index_kind
+from recsdk.registry import ArtifactReader, ArtifactWriter
+from recsdk.retrieval import IndexParams, build_retriever, load_retriever
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
 
 if TYPE_CHECKING:
@@ -106,6 +106,11 @@ class TwoTower(Plugin):
         self._cold_catalog: object = None
         self._lock = threading.Lock()
 
+    def _index_params(self) -> dict[str, Any]:
+        """The retrieval index's parameters, with this plugin's defaults (its
+        ``hnsw_ef_search`` default differs from :class:`IndexParams`')."""
+        return {name: self.p(name) for name in IndexParams().fields}
+
     def p(self, key: str) -> Any:
         """A parameter, with its schema default when the plugin was built directly."""
         if key in self.params:
@@ -147,7 +152,8 @@ class TwoTower(Plugin):
         self._user_index, self._item_index = dataset.user_index, dataset.item_index
         self._item_ids = np.asarray(dataset.item_ids, dtype=object)
         self._install(net, content, arrays, matrix, times, data_end, report)
-        self._build_retriever(dataset.item_ids, None)
+        self.retriever_ = build_retriever(dataset.item_ids, self.item_vectors_,
+                                          self._index_params())
 
     def _train(self, dataset: InteractionDataset, matrix: sp.csr_matrix, times: np.ndarray,
                content: ItemContent, arrays: ItemArrays) -> tuple[TwoTowerNet, TrainingReport]:
@@ -236,21 +242,6 @@ class TwoTower(Plugin):
 
     # ---- retrieval index -------------------------------------------------------------
 
-    def index_kind(self) -> str:
-        return resolve_index_kind(self.p("index"), len(self.item_vectors_),
-                                  self.p("index_min_items") or AUTO_HNSW_MIN_ITEMS)
-
-    def _build_retriever(self, item_ids: np.ndarray, index: HnswIndex | None) -> None:
-        kind = self.index_kind()
-        if kind == "none":
-            self.retriever_ = None
-            return
-        if kind == "hnsw" and index is None:
-            index = HnswIndex.build(self.item_vectors_, self.p("hnsw_m"),
-                                    self.p("hnsw_ef_construction"), self.p("hnsw_ef_search"))
-        self.retriever_ = EmbeddingRetriever(item_ids, self.item_vectors_,
-                                             index if kind == "hnsw" else None)
-
     # ---- state -----------------------------------------------------------------------
 
     @hookimpl
@@ -258,9 +249,8 @@ class TwoTower(Plugin):
         if not hasattr(self, "net_"):
             return None
         artifacts.save_torch(WEIGHTS_ARTIFACT, self.net_.state_dict())
-        retriever = getattr(self, "retriever_", None)
-        if retriever is not None and retriever.index is not None:
-            retriever.index.save(artifacts, INDEX_ARTIFACT)
+        if getattr(self, "retriever_", None) is not None:
+            self.retriever_.save_index(artifacts, INDEX_ARTIFACT)
         return {"sizes": self.net_.sizes.to_array(), **self.content_.state(),
                 **self.arrays_.to_state("item."), "has_id": self.has_id_,
                 "windows": self.windows_, "data_end": np.array([self.data_end_]),
@@ -296,13 +286,8 @@ class TwoTower(Plugin):
         self._item_ids = np.asarray(dataset.item_ids, dtype=object)
         self._vectors.clear()
         self._cold, self._cold_catalog = {}, None
-        index = None
-        if self.index_kind() == "hnsw":
-            try:
-                index = HnswIndex.load(artifacts, INDEX_ARTIFACT, self.p("hnsw_ef_search"))
-            except ArtifactError as exc:  # a run trained with another index setting
-                log.warning("plugins.%s: no usable HNSW index (%s); building one", NAME, exc)
-        self._build_retriever(dataset.item_ids, index)
+        self.retriever_ = load_retriever(dataset.item_ids, self.item_vectors_, self._index_params(),
+                                         artifacts, INDEX_ARTIFACT, NAME)
         if dataset.catalog is not None and len(dataset.catalog):
             self._catalog = dataset.catalog
 

@@ -13,7 +13,7 @@ Serving is ``recsdk_rerank``: the upstream plugins retrieve and score as usual; 
 first ``pool`` items of the ranking it receives are reordered by ``Q(s, a)``, ``s``
 the request's state (history, session, the ``interest`` plugin's affinities) and
 ``a`` each item (:mod:`.features`); ``blend`` mixes the upstream score back in.
-Items the simulator did not know (new since training) get the pool's median Q.
+Items the simulator did not know (new since training) keep their positions.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from recsdk_plugins.qlearning.policy import (
     QPolicy,
     TabularLearner,
     TrainingLog,
+    order_pool,
     position_weights,
     train_policy,
 )
@@ -131,8 +132,7 @@ class QLearning(Plugin):
             seed=self._seed, device=self._device, embedding=int(p.get("embedding", 16)),
             hidden=int(p.get("hidden", 64)), replay_size=int(p.get("replay_size", 10_000)),
             batch_size=int(p.get("batch_size", 64)), train_every=int(p.get("train_every", 2)),
-            target_update=int(p.get("target_update", 200)), pool=int(p.get("pool", 100)),
-            reward_scale=reward_scale(sim))
+            target_update=int(p.get("target_update", 200)), reward_scale=reward_scale(sim))
 
     @hookimpl
     def recsdk_save_state(self, artifacts: ArtifactWriter) -> Mapping[str, np.ndarray] | None:
@@ -172,52 +172,49 @@ class QLearning(Plugin):
                 encoder, weights, gamma=float(p.get("gamma", 0.9)),
                 learning_rate=self.learning_rate, seed=self._seed, device="cpu",
                 embedding=int(p.get("embedding", 16)), hidden=int(p.get("hidden", 64)),
-                replay_size=1, batch_size=1, pool=1,
+                replay_size=1, batch_size=1,
                 reward_scale=float(np.asarray(state["reward_scale"])[0]))
             learner.load(artifacts.load_torch(WEIGHTS_ARTIFACT))
         self.encoder_, self.learner_, self.weights_ = encoder, learner, weights
 
     # ---- serving ---------------------------------------------------------------------
 
-    def request_q(self, request: RecommendationRequest,
-                  item_ids: list[str]) -> np.ndarray:
-        """Q of each item for the request's state; NaN for items the model lacks."""
+    def request_order(self, request: RecommendationRequest, codes: np.ndarray,
+                      upstream: np.ndarray) -> np.ndarray:
+        """The Q policy's order of items ``codes`` (the encoder's) for the request's
+        state: positions into ``codes``."""
         enc = self.encoder_
         interest = request.features.get("interest") or {}
         history = request.history
         state = enc.request_state(history.item_ids, history.types, history.session_ids,
                                   request.session_id, interest.get("category_affinity"))
-        codes = np.array([enc.item_index.get(str(i), -1) for i in item_ids], dtype=np.int64)
-        out = np.full(len(item_ids), np.nan)
-        known = codes >= 0
-        if known.any():
-            out[known] = self.learner_.q(state, codes[known])
-        return out
+        return order_pool(self.learner_, enc, state, codes, _minmax(upstream),
+                          int(request.k), float(self.params.get("blend", 0.0)))
 
     @hookimpl
     def recsdk_rerank(self, request: RecommendationRequest,
                       ranking: Ranking) -> Ranking | None:
+        """The first ``pool`` items reordered by the Q policy; items the model does not
+        know keep their positions, and each position keeps its upstream score."""
         if not hasattr(self, "learner_") or len(ranking) < 2:
             return None
         depth = min(int(self.params.get("pool", 100)), len(ranking))
         head = list(ranking.item_ids[:depth])
-        q = self.request_q(request, head)
-        if np.isnan(q).all():
+        codes = np.array([self.encoder_.item_index.get(str(i), -1) for i in head],
+                         dtype=np.int64)
+        known = np.flatnonzero(codes >= 0)
+        if len(known) < 2:
             return None
-        q = np.where(np.isnan(q), np.nanmedian(q), q)
-        upstream = np.asarray(ranking.scores[:depth], dtype=np.float64)
-        blend = float(self.params.get("blend", 0.0))
-        score = (1 - blend) * _minmax(q) + blend * _minmax(upstream)
-        # best score first; ties keep the upstream order
-        order = np.lexsort((np.arange(depth), -score))
-        # items beyond the pool keep their order below it (scores under the pool's 0..1)
-        tail = len(ranking) - depth
-        return Ranking([head[i] for i in order] + list(ranking.item_ids[depth:]),
-                       [float(score[i]) for i in order]
-                       + [-1.0 - i / max(tail, 1) for i in range(tail)])
+        upstream = np.asarray(ranking.scores[:depth], dtype=np.float64)[known]
+        order = self.request_order(request, codes[known], upstream)
+        reordered = list(head)
+        for slot, pick in zip(known, known[order], strict=True):
+            reordered[slot] = head[pick]
+        return Ranking(reordered + list(ranking.item_ids[depth:]), list(ranking.scores))
 
 
 def _minmax(values: np.ndarray) -> np.ndarray:
+    """Finite values scaled to [0, 1]; NaN and infinities count as 0."""
     finite = np.where(np.isfinite(values), values, np.nan)
     if np.isnan(finite).all():
         return np.zeros(len(values))

@@ -12,11 +12,17 @@ department, price, popularity) and turns a state and candidate items into
 
 * tabular indices: a state class (visit bucket, engagement in this visit, whether the
   recent engagement is focused on one leaf, whether the user has interests at all) and
-  an action class per item (the item leaf's relation to the user's interests, whether
-  its leaf was engaged with recently, whether the user already engaged with the item,
-  its price band and popularity band);
+  an action class per item (the item leaf's relation to the user's interests, how many
+  items of its leaf the list already shows above it, whether its leaf was engaged with
+  recently, whether the user already engaged with the item, its price band and
+  popularity band);
 * DQN inputs: a state vector, and per item a feature vector plus its leaf code (the
   network learns leaf embeddings).
+
+An item's action depends on the items placed above it (``above``, their leaf codes):
+a second or third item of one leaf is worth less than the first to a user who tires
+of repetition, which an item-by-item value could not express otherwise. Lists are
+therefore built position by position (:func:`.policy.build_list`).
 """
 
 from __future__ import annotations
@@ -39,12 +45,13 @@ VISIT_BUCKETS = 4      # visit 0, 1, 2, 3+
 CLICK_BUCKETS = 3      # 0, 1, 2+ items engaged with in this visit
 N_STATES = VISIT_BUCKETS * CLICK_BUCKETS * 2 * 2
 RELATIONS = 4          # other department, same department, weak leaf, strong leaf
+ABOVE = 3              # 0, 1, 2+ items of the same leaf above in the list
 BANDS = 3              # price and popularity tertiles
-N_ACTIONS = RELATIONS * 2 * 2 * BANDS * BANDS
+N_ACTIONS = RELATIONS * ABOVE * 2 * 2 * BANDS * BANDS
 #: DQN state vector: visit one-hot, click-bucket one-hot, focus, has-interest
 STATE_DIM = VISIT_BUCKETS + CLICK_BUCKETS + 2
 #: DQN item features (see :meth:`ShopEncoder.item_features`)
-ITEM_DIM = 7
+ITEM_DIM = 9
 
 
 @dataclass(frozen=True)
@@ -111,16 +118,9 @@ class ShopEncoder:
 
     @classmethod
     def from_simulator(cls, sim: Any, catalog: Any) -> ShopEncoder:
-        """The simulator's item order and leaf codes, with leaf ids and departments
-        (the leaf's root ancestor) from the catalogue of the shop it was built from."""
-        n_leaves = int(sim.n_leaves)
-        leaf_ids = np.array([""] * n_leaves, dtype=object)
-        positions = catalog.positions(list(map(str, sim.item_ids)))
-        for item, leaf in enumerate(np.asarray(sim.item_leaf)):
-            if positions[item] >= 0 and not leaf_ids[leaf]:
-                leaf_ids[leaf] = str(catalog.category[positions[item]])
-        for leaf in range(n_leaves):
-            leaf_ids[leaf] = leaf_ids[leaf] or f"leaf-{leaf}"
+        """The simulator's item order and leaf codes, with departments (the leaf's root
+        ancestor) from the catalogue of the shop it was built from."""
+        leaf_ids = np.asarray(sim.leaf_ids).astype(str)
         roots: dict[str, int] = {}
         dept = np.array([roots.setdefault((catalog.tree.path(c) or [c])[0], len(roots))
                          for c in leaf_ids], dtype=np.int64)
@@ -177,6 +177,20 @@ class ShopEncoder:
         return ((visit * CLICK_BUCKETS + clicks) * 2 + int(state.focused)) * 2 \
             + int(state.has_interest)
 
+    def above_counts(self, items: np.ndarray, above: np.ndarray) -> np.ndarray:
+        """How many of the leaves placed above (``above``) each item's leaf is."""
+        leaf = self.item_leaf[items]
+        if len(above) == 0:
+            return np.zeros(len(leaf), dtype=np.int64)
+        counts = np.bincount(np.asarray(above, dtype=np.int64), minlength=self.n_leaves)
+        return counts[leaf]
+
+    def list_above(self, slate: np.ndarray) -> np.ndarray:
+        """Per position of a shown list, the same-leaf items above it."""
+        leaf = self.item_leaf[np.asarray(slate, dtype=np.int64)]
+        same = leaf[:, None] == leaf[None, :]
+        return np.tril(same, -1).sum(axis=1).astype(np.int64)
+
     def relation(self, state: UserState, items: np.ndarray) -> np.ndarray:
         """0 other department, 1 same department but a leaf without interest, 2 a weak
         leaf, 3 a strong leaf (interest >= STRONG_INTEREST)."""
@@ -187,12 +201,15 @@ class ShopEncoder:
         return np.where(affinity >= STRONG_INTEREST, 3, np.where(
             affinity > 0, 2, np.where(dept_interest[self.item_dept[items]] > 0, 1, 0)))
 
-    def action_index(self, state: UserState, items: np.ndarray) -> np.ndarray:
+    def action_index(self, state: UserState, items: np.ndarray,
+                     above: np.ndarray) -> np.ndarray:
+        """Action class of each item; ``above`` per item: same-leaf items above it."""
         items = np.asarray(items, dtype=np.int64)
         recent = np.isin(self.item_leaf[items], state.recent)
         seen = np.isin(items, state.seen)
-        return ((((self.relation(state, items) * 2 + recent) * 2 + seen) * BANDS
-                 + self.price_band[items]) * BANDS + self.popularity_band[items])
+        repeat = np.minimum(np.asarray(above, dtype=np.int64), ABOVE - 1)
+        return (((((self.relation(state, items) * ABOVE + repeat) * 2 + recent) * 2 + seen)
+                 * BANDS + self.price_band[items]) * BANDS + self.popularity_band[items])
 
     # ---- DQN coding ------------------------------------------------------------------
 
@@ -204,18 +221,22 @@ class ShopEncoder:
         out[-1] = float(state.has_interest)
         return out
 
-    def item_features(self, state: UserState, items: np.ndarray) -> np.ndarray:
+    def item_features(self, state: UserState, items: np.ndarray,
+                      above: np.ndarray) -> np.ndarray:
         """Per item: the user's interest in its leaf and department, how many of the
         recent engagements share its leaf, whether the user engaged with it, its
-        standardised log price and log popularity, its price band centred."""
+        standardised log price and log popularity, its price band centred, and the
+        same-leaf items above it (``above``, per item) as a count and as a flag."""
         items = np.asarray(items, dtype=np.int64)
+        above = np.asarray(above, dtype=np.float64)
         leaf = self.item_leaf[items]
         dept_interest = np.bincount(self.leaf_dept, weights=state.interest,
                                     minlength=self.n_depts)
         recent = (leaf[:, None] == state.recent[None, :]).sum(axis=1) / RECENT
         return np.stack([state.interest[leaf], dept_interest[self.item_dept[items]], recent,
                          np.isin(items, state.seen).astype(float), self.log_price[items],
-                         self.log_popularity[items], self.price_band[items] - 1.0],
+                         self.log_popularity[items], self.price_band[items] - 1.0,
+                         above / ABOVE, (above > 0).astype(float)],
                         axis=1).astype(np.float32)
 
     # ---- the stand-in for upstream retrieval in training -----------------------------

@@ -4,12 +4,15 @@
 item can be scored: the state is the user's session stage (visit bucket, engagement
 in this visit, focus, has-interest), the interest-weighted sum of learned leaf
 embeddings and the mean embedding of the recently engaged leaves; the action is the
-item's leaf embedding and its features (:meth:`ShopEncoder.item_features`). A list's
-value decomposes over positions as in the tabular model (:mod:`.tabular`), and the
-loss is the squared error of each position's share of the target
-``r + gamma max_list' Q_target(s', list')``, with the two stabilisers of the paper:
-an experience replay buffer sampled uniformly, and a target network copied from the
-online one every ``target_update`` gradient steps.
+item's leaf embedding and its features (:meth:`ShopEncoder.item_features`, which
+include the same-leaf items above it in the list). A list's value decomposes over
+positions as in the tabular model (:mod:`.tabular`), and the loss is the squared error
+of each position's share of the target ``r + gamma Q_target(s', list')``, with the two
+stabilisers of the paper: an experience replay buffer sampled uniformly, and a target
+network copied from the online one every ``target_update`` gradient steps. ``list'``
+is the list the online network would show in ``s'`` when the transition was stored
+(chosen by the online network, valued by the target one, as in double DQN, van
+Hasselt et al. 2016).
 
 Rewards are divided by ``reward_scale`` (purchases are worth the item's price), so
 the network's outputs stay near one; Q values are reported in reward units.
@@ -56,12 +59,13 @@ class QNetwork(nn.Module):
 class ReplayBuffer:
     """A ring of transitions as fixed-size arrays (no Python objects, no pickle)."""
 
-    def __init__(self, capacity: int, n_leaves: int, k: int, pool: int) -> None:
+    def __init__(self, capacity: int, n_leaves: int, k: int) -> None:
         self.capacity, self.size, self.cursor = capacity, 0, 0
-        self.n_leaves, self.k, self.pool = n_leaves, k, pool
+        self.n_leaves, self.k = n_leaves, k
         z = np.zeros
         self.arrays: dict[str, np.ndarray] = {}
-        for prefix, width in (("", k), ("next_", pool)):
+        for prefix in ("", "next_"):
+            width = k
             self.arrays[prefix + "state"] = z((capacity, STATE_DIM), np.float32)
             self.arrays[prefix + "interest"] = z((capacity, n_leaves), np.float32)
             self.arrays[prefix + "recent"] = z((capacity, RECENT), np.int64)
@@ -94,7 +98,7 @@ class DQNLearner:
     def __init__(self, encoder: ShopEncoder, weights: np.ndarray, *, gamma: float,
                  learning_rate: float, seed: int, device: str = "cpu", embedding: int = 16,
                  hidden: int = 64, replay_size: int = 10_000, batch_size: int = 64,
-                 train_every: int = 2, target_update: int = 200, pool: int = 100,
+                 train_every: int = 2, target_update: int = 200,
                  reward_scale: float = 1.0) -> None:
         self.encoder = encoder
         self.weights = torch.as_tensor(np.asarray(weights, np.float32), device=device)
@@ -108,7 +112,7 @@ class DQNLearner:
         self.target.load_state_dict(self.net.state_dict())
         self.target.eval()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate)
-        self.buffer = ReplayBuffer(replay_size, encoder.n_leaves, self.k, pool)
+        self.buffer = ReplayBuffer(replay_size, encoder.n_leaves, self.k)
         self.rng = np.random.default_rng([seed, 2])
         self.pushed = 0
         self.updates = 0
@@ -116,13 +120,14 @@ class DQNLearner:
 
     # ---- encoding --------------------------------------------------------------------
 
-    def _row(self, prefix: str, state: UserState, items: np.ndarray) -> dict[str, np.ndarray]:
+    def _row(self, prefix: str, state: UserState, items: np.ndarray,
+             above: np.ndarray) -> dict[str, np.ndarray]:
         enc = self.encoder
         return {prefix + "state": enc.state_vector(state),
                 prefix + "interest": state.interest.astype(np.float32),
                 prefix + "recent": state.recent,
                 prefix + "leaf": enc.item_leaf[items],
-                prefix + "features": enc.item_features(state, items),
+                prefix + "features": enc.item_features(state, items, above),
                 prefix + "mask": np.ones(len(items), dtype=bool)}
 
     def _tensors(self, batch: dict[str, np.ndarray], prefix: str) -> list[torch.Tensor]:
@@ -131,8 +136,8 @@ class DQNLearner:
 
     # ---- the learner protocol --------------------------------------------------------
 
-    def q(self, state: UserState, items: np.ndarray) -> np.ndarray:
-        row = self._row("", state, np.asarray(items, dtype=np.int64))
+    def q(self, state: UserState, items: np.ndarray, above: np.ndarray) -> np.ndarray:
+        row = self._row("", state, np.asarray(items, dtype=np.int64), above)
         batch = {key: value[None] for key, value in row.items()}
         recent = np.full((1, RECENT), self.encoder.n_leaves, dtype=np.int64)
         recent[0, :len(state.recent)] = state.recent
@@ -143,13 +148,15 @@ class DQNLearner:
         return out.float().cpu().numpy().astype(np.float64) * self.reward_scale
 
     def learn(self, state: UserState, slate: np.ndarray, rewards: np.ndarray,
-              next_state: UserState | None, next_items: np.ndarray | None) -> None:
-        row = self._row("", state, np.asarray(slate, dtype=np.int64))
+              next_state: UserState | None, next_slate: np.ndarray | None) -> None:
+        slate = np.asarray(slate, dtype=np.int64)
+        row = self._row("", state, slate, self.encoder.list_above(slate))
         row["rewards"] = np.asarray(rewards, np.float32) / self.reward_scale
-        row["alive"] = np.float32(next_state is not None and next_items is not None
-                                  and len(next_items) > 0)
+        row["alive"] = np.float32(next_state is not None and next_slate is not None
+                                  and len(next_slate) > 0)
         if row["alive"]:
-            row.update(self._row("next_", next_state, np.asarray(next_items, np.int64)))
+            nxt = np.asarray(next_slate, dtype=np.int64)
+            row.update(self._row("next_", next_state, nxt, self.encoder.list_above(nxt)))
         else:
             row.update({"next_state": np.zeros(0, np.float32),
                         "next_interest": np.zeros(0, np.float32),
@@ -169,11 +176,8 @@ class DQNLearner:
         w = self.weights
         with torch.no_grad():
             q_next = self.target(*self._tensors(batch, "next_"))
-            mask = torch.as_tensor(batch["next_mask"], device=self.device)
-            q_next = q_next.masked_fill(~mask, float("-inf"))
-            top = torch.topk(q_next, min(self.k, q_next.shape[1]), dim=1).values
-            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-            next_value = top @ w[:top.shape[1]]
+            mask = torch.as_tensor(batch["next_mask"], device=self.device).float()
+            next_value = (q_next * mask) @ w[:q_next.shape[1]]
             alive = torch.as_tensor(batch["alive"], device=self.device)
         self.net.train()
         q = self.net(*self._tensors(batch, ""))                        # B x k

@@ -7,8 +7,9 @@ learner's ``Q(s, a)``: in training the pool is the ``pool`` best items by
 candidates when the plugin serves), and exploration is epsilon-greedy per position.
 
 A learner (:class:`TabularLearner` here, :class:`~.model.DQNLearner` for the DQN) has
-two methods: ``q(state, items)`` and ``learn(state, slate, rewards, next_state,
-next_items)`` (``next_state`` None when the episode ended).
+two methods (:class:`Learner`): ``q(state, items, above)`` and ``learn(state, slate,
+rewards, next_state, next_slate)``; the target's ``max_list' Q(s', list')`` is the value
+of the list :func:`build_list` would show in the next state.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from recsdk_plugins.qlearning.tabular import QTable
 
 
 class Learner(Protocol):
-    def q(self, state: UserState, items: np.ndarray) -> np.ndarray: ...
+    def q(self, state: UserState, items: np.ndarray, above: np.ndarray) -> np.ndarray:
+        """Q of each item placed below items whose leaves repeat its own ``above`` times."""
 
     def learn(self, state: UserState, slate: np.ndarray, rewards: np.ndarray,
-              next_state: UserState | None, next_items: np.ndarray | None) -> None: ...
+              next_state: UserState | None, next_slate: np.ndarray | None) -> None:
+        """One shown list, its per-position rewards, and the next state with the greedy
+        list there (None when the episode ended)."""
 
 
 def position_weights(k: int, position_bias: float) -> np.ndarray:
@@ -45,30 +49,84 @@ class TabularLearner:
             learning_rate: float) -> TabularLearner:
         return cls(encoder, QTable(N_STATES, N_ACTIONS, weights, gamma, learning_rate))
 
-    def q(self, state: UserState, items: np.ndarray) -> np.ndarray:
+    def q(self, state: UserState, items: np.ndarray, above: np.ndarray) -> np.ndarray:
         s = self.encoder.state_index(state)
-        return self.table.q[s, self.encoder.action_index(state, items)]
+        return self.table.q[s, self.encoder.action_index(state, items, above)]
+
+    def _list(self, state: UserState, slate: np.ndarray) -> tuple[int, np.ndarray]:
+        enc = self.encoder
+        return enc.state_index(state), enc.action_index(state, slate, enc.list_above(slate))
 
     def learn(self, state: UserState, slate: np.ndarray, rewards: np.ndarray,
-              next_state: UserState | None, next_items: np.ndarray | None) -> None:
-        enc = self.encoder
+              next_state: UserState | None, next_slate: np.ndarray | None) -> None:
         next_value = 0.0
-        if next_state is not None and next_items is not None:
-            next_value = self.table.list_value(enc.state_index(next_state),
-                                               enc.action_index(next_state, next_items))
-        self.table.update(enc.state_index(state), enc.action_index(state, slate), rewards,
-                          next_value)
+        if next_state is not None and next_slate is not None and len(next_slate):
+            s, actions = self._list(next_state, next_slate)
+            next_value = float(self.table.weights[:len(actions)] @ self.table.q[s, actions])
+        s, actions = self._list(state, slate)
+        self.table.update(s, actions, rewards, next_value)
 
 
-def greedy_order(q: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
-    """Positions of ``q`` best first; equal Q values in ``tie_break`` order (higher
-    first), then by position."""
-    return np.lexsort((np.arange(len(q)), -tie_break, -q))
+def _minmax(values: np.ndarray) -> np.ndarray:
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros(len(values))
+
+
+def build_list(learner: Learner, encoder: ShopEncoder, state: UserState, items: np.ndarray,
+               upstream: np.ndarray, k: int, *, blend: float = 0.0, epsilon: float = 0.0,
+               rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` of ``items`` chosen position by position, and each one's propensity.
+
+    Each position takes the remaining item with the best ``Q`` given the items above
+    it (min-max scaled over the remaining items and mixed with ``blend`` of the
+    ``upstream`` score, itself in [0, 1]; ties by ``upstream``, then by order); with
+    probability ``epsilon`` it takes a uniformly random remaining item instead. The
+    propensity is the probability of that item at that position given the items
+    above it (1.0 when ``epsilon`` is 0).
+    """
+    items = np.asarray(items, dtype=np.int64)
+    upstream = np.asarray(upstream, dtype=np.float64)
+    left = np.ones(len(items), dtype=bool)
+    counts = np.zeros(encoder.n_leaves, dtype=np.int64)
+    leaf = encoder.item_leaf[items]
+    chosen: list[int] = []
+    propensity: list[float] = []
+    for _ in range(min(k, len(items))):
+        idx = np.flatnonzero(left)
+        q = learner.q(state, items[idx], counts[leaf[idx]])
+        key = (1.0 - blend) * _minmax(q) + blend * upstream[idx] if blend > 0 else q
+        best = int(np.lexsort((idx, -upstream[idx], -key))[0])
+        pick = best
+        if epsilon > 0 and rng is not None and rng.random() < epsilon:
+            pick = int(rng.integers(len(idx)))
+        propensity.append(epsilon / len(idx) + (1.0 - epsilon) * (pick == best))
+        chosen.append(int(idx[pick]))
+        left[idx[pick]] = False
+        counts[leaf[idx[pick]]] += 1
+    return np.asarray(chosen, dtype=np.int64), np.asarray(propensity)
+
+
+def order_pool(learner: Learner, encoder: ShopEncoder, state: UserState, items: np.ndarray,
+               upstream: np.ndarray, k: int, blend: float = 0.0) -> np.ndarray:
+    """A permutation of ``items`` (positions into it): the greedy list of ``k`` first
+    (:func:`build_list`), then the others by Q below that list, ties by ``upstream``."""
+    items = np.asarray(items, dtype=np.int64)
+    upstream = np.asarray(upstream, dtype=np.float64)
+    head, _ = build_list(learner, encoder, state, items, upstream, k, blend=blend)
+    position = {int(item): p for p, item in enumerate(items)}
+    first = np.array([position[int(i)] for i in head], dtype=np.int64)
+    rest = np.setdiff1d(np.arange(len(items)), first)
+    if len(rest) == 0:
+        return first
+    counts = np.bincount(encoder.item_leaf[head], minlength=encoder.n_leaves)
+    q = learner.q(state, items[rest], counts[encoder.item_leaf[items[rest]]])
+    key = (1.0 - blend) * _minmax(q) + blend * upstream[rest] if blend > 0 else q
+    return np.concatenate([first, rest[np.lexsort((rest, -upstream[rest], -key))]])
 
 
 @dataclass
 class QPolicy:
-    """Lists ranked by a learner's Q values; epsilon-greedy while it trains."""
+    """Lists built by a learner's Q values; epsilon-greedy while it trains."""
 
     encoder: ShopEncoder
     learner: Learner
@@ -76,42 +134,35 @@ class QPolicy:
     epsilon: float = 0.0
     #: ``reward_of(items) -> (click values, purchase values)``, set by :func:`train_policy`
     reward_of: Any = None
-    _visit_start: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: (user, visit, history length when the visit began) of the current visit
+    _visit: tuple[int, int, int] = (-1, -1, 0)
 
     def state_of(self, obs: Any) -> UserState:
         """The observation's state; the first list of a visit fixes its start."""
-        key = (int(obs.user), int(obs.visit))
-        start = self._visit_start.setdefault(key, len(obs.history))
-        if obs.step == 0:
-            self._visit_start[key] = start = len(obs.history)
+        user, visit, start = self._visit
+        if obs.step == 0 or (user, visit) != (int(obs.user), int(obs.visit)):
+            start = len(obs.history)
+            self._visit = (int(obs.user), int(obs.visit), start)
         return UserState.from_observation(obs, self.encoder.item_leaf, start)
 
-    def candidates(self, state: UserState, obs: Any) -> np.ndarray:
-        """The pool: the ``pool`` candidates the upstream stand-in ranks highest."""
+    def candidates(self, state: UserState, obs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The pool (the ``pool`` candidates the upstream stand-in ranks highest) and
+        its stand-in upstream score, min-max scaled."""
         items = np.asarray(obs.candidates, dtype=np.int64)
-        if len(items) <= self.pool:
-            return items
         prior = self.encoder.prior(state, items)
-        return items[np.argpartition(-prior, self.pool - 1)[:self.pool]]
+        if len(items) > self.pool:
+            keep = np.argpartition(-prior, self.pool - 1)[:self.pool]
+            items, prior = items[keep], prior[keep]
+        return items, _minmax(prior)
 
     def select(self, obs: Any, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
                                                                           np.ndarray]:
         """``k`` items and, per position, the probability of that item there given the
         items above it (1.0 for the greedy policy)."""
         state = self.state_of(obs)
-        items = self.candidates(state, obs)
-        order = greedy_order(self.learner.q(state, items), self.encoder.prior(state, items))
-        ranked = list(items[order])
-        k = min(k, len(ranked))
-        if self.epsilon <= 0:
-            return np.asarray(ranked[:k], dtype=np.int64), np.ones(k)
-        slate, propensity = [], []
-        for _ in range(k):
-            n = len(ranked)
-            pick = int(rng.integers(n)) if rng.random() < self.epsilon else 0
-            propensity.append(self.epsilon / n + (1 - self.epsilon) * (pick == 0))
-            slate.append(ranked.pop(pick))
-        return np.asarray(slate, dtype=np.int64), np.asarray(propensity)
+        items, upstream = self.candidates(state, obs)
+        return build_list(self.learner, self.encoder, state, items, upstream, k,
+                          epsilon=self.epsilon, rng=rng)
 
     def update(self, obs: Any, slate: np.ndarray, outcome: Any) -> None:
         state = self.state_of(obs)
@@ -121,7 +172,10 @@ class QPolicy:
             self.learner.learn(state, slate, rewards, None, None)
             return
         next_state = self.state_of(nxt)
-        self.learner.learn(state, slate, rewards, next_state, self.candidates(next_state, nxt))
+        items, upstream = self.candidates(next_state, nxt)
+        greedy, _ = build_list(self.learner, self.encoder, next_state, items, upstream,
+                               len(slate))
+        self.learner.learn(state, slate, rewards, next_state, greedy)
 
 
 def item_rewards(outcome: Any, slate: np.ndarray, reward_of: Any) -> np.ndarray:
@@ -189,7 +243,6 @@ def train_policy(sim: Any, policy: QPolicy, episodes: int, seed: int,
     for episode in tqdm(range(episodes), desc=name, disable=not progress, unit="user"):
         policy.epsilon = epsilon_at(episode, episodes, *epsilon)
         obs = sim.reset()
-        policy._visit_start.clear()
         while obs is not None:
             slate, _ = policy.select(obs, k, rng)
             outcome = sim.step(slate)

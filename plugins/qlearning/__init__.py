@@ -122,7 +122,8 @@ class QLearning(Plugin):
         p = self.params
         gamma = float(p.get("gamma", 0.9))
         if self.model == "tabular":
-            return TabularLearner.new(encoder, weights, gamma, self.learning_rate)
+            return TabularLearner.new(encoder, weights, gamma, self.learning_rate,
+                                      float(p.get("shrinkage", 20.0)))
         from recsdk_plugins.deep_training import seed_everything
         from recsdk_plugins.qlearning.model import DQNLearner
 

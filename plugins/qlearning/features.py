@@ -10,12 +10,12 @@ request (:meth:`ShopEncoder.request_state`).
 :class:`ShopEncoder` holds the catalogue as the simulator indexes it (item leaf,
 department, price, popularity) and turns a state and candidate items into
 
-* tabular indices: a state class (visit bucket, engagement in this visit, whether the
-  recent engagement is focused on one leaf, whether the user has interests at all) and
-  an action class per item (the item leaf's relation to the user's interests, how many
-  items of its leaf the list already shows above it, whether its leaf was engaged with
-  recently, whether the user already engaged with the item, its price band and
-  popularity band);
+* tabular indices: a state class (visit bucket, engagement in this visit) and an
+  action class per item (the item leaf's relation to the user's interests, how many
+  items of its leaf the list already shows above it, its price band). The table is
+  kept that small on purpose: 12 x 36 cells, each seen often enough in a few thousand
+  simulated users for its mean to settle; items of one class are ordered by the
+  upstream score;
 * DQN inputs: a state vector, and per item a feature vector plus its leaf code (the
   network learns leaf embeddings).
 
@@ -43,11 +43,11 @@ ENGAGED_TYPES = ("click", "add_to_cart", "purchase")
 
 VISIT_BUCKETS = 4      # visit 0, 1, 2, 3+
 CLICK_BUCKETS = 3      # 0, 1, 2+ items engaged with in this visit
-N_STATES = VISIT_BUCKETS * CLICK_BUCKETS * 2 * 2
+N_STATES = VISIT_BUCKETS * CLICK_BUCKETS
 RELATIONS = 4          # other department, same department, weak leaf, strong leaf
 ABOVE = 3              # 0, 1, 2+ items of the same leaf above in the list
 BANDS = 3              # price and popularity tertiles
-N_ACTIONS = RELATIONS * ABOVE * 2 * 2 * BANDS * BANDS
+N_ACTIONS = RELATIONS * ABOVE * BANDS
 #: DQN state vector: visit one-hot, click-bucket one-hot, focus, has-interest
 STATE_DIM = VISIT_BUCKETS + CLICK_BUCKETS + 2
 #: DQN item features (see :meth:`ShopEncoder.item_features`)
@@ -173,9 +173,7 @@ class ShopEncoder:
 
     def state_index(self, state: UserState) -> int:
         visit = min(state.visit, VISIT_BUCKETS - 1)
-        clicks = min(state.visit_clicks, CLICK_BUCKETS - 1)
-        return ((visit * CLICK_BUCKETS + clicks) * 2 + int(state.focused)) * 2 \
-            + int(state.has_interest)
+        return visit * CLICK_BUCKETS + min(state.visit_clicks, CLICK_BUCKETS - 1)
 
     def above_counts(self, items: np.ndarray, above: np.ndarray) -> np.ndarray:
         """How many of the leaves placed above (``above``) each item's leaf is."""
@@ -205,11 +203,8 @@ class ShopEncoder:
                      above: np.ndarray) -> np.ndarray:
         """Action class of each item; ``above`` per item: same-leaf items above it."""
         items = np.asarray(items, dtype=np.int64)
-        recent = np.isin(self.item_leaf[items], state.recent)
-        seen = np.isin(items, state.seen)
         repeat = np.minimum(np.asarray(above, dtype=np.int64), ABOVE - 1)
-        return (((((self.relation(state, items) * ABOVE + repeat) * 2 + recent) * 2 + seen)
-                 * BANDS + self.price_band[items]) * BANDS + self.popularity_band[items])
+        return (self.relation(state, items) * ABOVE + repeat) * BANDS + self.price_band[items]
 
     # ---- DQN coding ------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ class QLearningParams(Schema):
         metadata={"description": "tabular: Q-learning over state and action classes; "
                   "dqn: a deep Q-network over a learned state (needs torch)"})
     episodes = fields.Integer(
-        load_default=3000, validate=validate.Range(min=1, max=10_000_000),
+        load_default=5000, validate=validate.Range(min=1, max=10_000_000),
         metadata={"description": "simulated users (episodes) to train on"})
     gamma = fields.Float(
         load_default=0.9, validate=validate.Range(min=0.0, max=1.0, max_inclusive=False),
@@ -32,6 +32,10 @@ class QLearningParams(Schema):
         validate=validate.Range(min=0.0, max=1.0, min_inclusive=False),
         metadata={"description": "tabular: the floor of a cell's step size (default "
                   "0.05); dqn: Adam's step (default 0.001)"})
+    shrinkage = fields.Float(
+        load_default=20.0, validate=validate.Range(min=0.0, max=1e6),
+        metadata={"description": "tabular: examination mass with which a state's Q value "
+                  "is pulled towards the action's mean over states (0: the raw table)"})
     epsilon_start = fields.Float(
         load_default=1.0, validate=validate.Range(min=0.0, max=1.0),
         metadata={"description": "exploration at the first episode (chance that a position "

@@ -15,7 +15,7 @@ of the list :func:`build_list` would show in the next state.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,12 +46,13 @@ class TabularLearner:
 
     @classmethod
     def new(cls, encoder: ShopEncoder, weights: np.ndarray, gamma: float,
-            learning_rate: float) -> TabularLearner:
-        return cls(encoder, QTable(N_STATES, N_ACTIONS, weights, gamma, learning_rate))
+            learning_rate: float, shrinkage: float) -> TabularLearner:
+        return cls(encoder, QTable(N_STATES, N_ACTIONS, weights, gamma, learning_rate,
+                                   shrinkage))
 
     def q(self, state: UserState, items: np.ndarray, above: np.ndarray) -> np.ndarray:
         s = self.encoder.state_index(state)
-        return self.table.q[s, self.encoder.action_index(state, items, above)]
+        return self.table.values(s, self.encoder.action_index(state, items, above))
 
     def _list(self, state: UserState, slate: np.ndarray) -> tuple[int, np.ndarray]:
         enc = self.encoder
@@ -62,7 +63,8 @@ class TabularLearner:
         next_value = 0.0
         if next_state is not None and next_slate is not None and len(next_slate):
             s, actions = self._list(next_state, next_slate)
-            next_value = float(self.table.weights[:len(actions)] @ self.table.q[s, actions])
+            next_value = float(self.table.weights[:len(actions)]
+                               @ self.table.values(s, actions))
         s, actions = self._list(state, slate)
         self.table.update(s, actions, rewards, next_value)
 
@@ -103,7 +105,7 @@ def build_list(learner: Learner, encoder: ShopEncoder, state: UserState, items: 
         chosen.append(int(idx[pick]))
         left[idx[pick]] = False
         counts[leaf[idx[pick]]] += 1
-    return np.asarray(chosen, dtype=np.int64), np.asarray(propensity)
+    return items[np.asarray(chosen, dtype=np.int64)], np.asarray(propensity)
 
 
 def order_pool(learner: Learner, encoder: ShopEncoder, state: UserState, items: np.ndarray,
@@ -176,6 +178,39 @@ class QPolicy:
         greedy, _ = build_list(self.learner, self.encoder, next_state, items, upstream,
                                len(slate))
         self.learner.learn(state, slate, rewards, next_state, greedy)
+
+
+class MatchedPolicy:
+    """A trained :class:`QPolicy` acting, frozen, in another simulator of the same shop
+    (one built from the planted truth, say): items and leaves are matched by id, items
+    the policy does not know are never shown."""
+
+    def __init__(self, policy: QPolicy, sim: Any) -> None:
+        enc = policy.encoder
+        self.policy = policy
+        self.to_policy = np.array([enc.item_index.get(str(i), -1) for i in sim.item_ids],
+                                  dtype=np.int64)
+        known = np.flatnonzero(self.to_policy >= 0)
+        self.to_sim = np.full(len(enc.item_ids), -1, dtype=np.int64)
+        self.to_sim[self.to_policy[known]] = known
+        self.leaf = np.array([enc.leaf_index.get(str(c), -1) for c in sim.leaf_ids],
+                             dtype=np.int64)
+        self.n_leaves = enc.n_leaves
+
+    def select(self, obs: Any, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+        history = self.to_policy[np.asarray(obs.history, dtype=np.int64)]
+        candidates = self.to_policy[np.asarray(obs.candidates, dtype=np.int64)]
+        interest = np.zeros(self.n_leaves)
+        mapped = self.leaf >= 0
+        np.add.at(interest, self.leaf[mapped], np.asarray(obs.interest)[mapped])
+        seen = replace(obs, history=history[history >= 0],
+                       candidates=candidates[candidates >= 0], interest=interest)
+        slate, propensity = self.policy.select(seen, k, rng)
+        return self.to_sim[slate], propensity
+
+    def update(self, obs: Any, slate: np.ndarray, outcome: Any) -> None:
+        return None
 
 
 def item_rewards(outcome: Any, slate: np.ndarray, reward_of: Any) -> np.ndarray:

@@ -9,12 +9,21 @@ the target of one shown list is Watkins's ``r + gamma * max_list' Q(s', list')``
 
 Each position gets its own share of that target: its item's own reward ``r_p`` plus
 ``w_p / sum(w)`` of the discounted next value, so that the shares add up to the list's
-target; ``Q(s, a_p)`` then moves by ``alpha * w_p * (share_p - w_p Q(s, a_p))``, the
-gradient step on the squared error of the decomposed value. With one position
-(``w = [1]``) this is exactly Watkins's update ``Q += alpha (r + gamma max Q' - Q)``.
+target. A cell's value is the weighted least-squares fit of ``w_p Q(s, a_p) = share_p``
+over the lists it was shown in: the mean of ``share_p / w_p`` (the share as if the
+item had been looked at for sure) weighted by ``w_p**2``, so that an item shown low,
+whose outcome says little, moves its cell little. Kept as a running mean, a cell with
+examination mass ``m`` (the sum of its ``w_p**2``) moves by
+``w_p**2 / min(m, 1 / learning_rate)`` of the way to ``share_p / w_p``: an exact mean of
+its first targets, then a constant rate that keeps tracking the improving policy. With
+one position (``w = [1]``) this is Watkins's update ``Q += alpha (r + gamma max Q' - Q)``
+with ``alpha = max(learning_rate, 1 / visits)``.
 
-The step size of a cell is ``max(learning_rate, 1 / visits)``: a running mean of its
-first targets, then a constant rate that keeps tracking the improving policy.
+Rewards are heavy-tailed (a purchase pays the item's price) and a state sees some
+actions rarely, so a cell's mean is noisy; :meth:`QTable.values` shrinks it towards the
+action's mean over all states, by ``shrinkage`` units of examination mass
+(``(m Q(s, a) + c Qbar(a)) / (m + c)``, empirical-Bayes style pooling). ``shrinkage = 0``
+reads the raw table (what the convergence tests check).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ class QTable:
     """Q(s, a) over state and action classes, learned one shown list at a time."""
 
     def __init__(self, n_states: int, n_actions: int, weights: np.ndarray, gamma: float,
-                 learning_rate: float) -> None:
+                 learning_rate: float, shrinkage: float = 0.0) -> None:
         if n_states < 1 or n_actions < 1:
             raise ValueError("a Q table needs at least one state and one action")
         if not 0.0 <= gamma < 1.0:
@@ -36,17 +45,34 @@ class QTable:
         self.weights = np.asarray(weights, dtype=np.float64)
         if self.weights.ndim != 1 or len(self.weights) == 0 or (self.weights <= 0).any():
             raise ValueError("weights must be positive position weights, one per slot")
+        if shrinkage < 0:
+            raise ValueError(f"shrinkage must be >= 0, got {shrinkage}")
+        self.shrinkage = float(shrinkage)
         self.gamma = float(gamma)
         self.learning_rate = float(learning_rate)
         self.q = np.zeros((n_states, n_actions), dtype=np.float64)
-        self.visits = np.zeros((n_states, n_actions), dtype=np.int64)
+        #: examination mass of each cell: the sum of w_p**2 over its updates
+        self.mass = np.zeros((n_states, n_actions), dtype=np.float64)
+
+    def values(self, state: int, actions: np.ndarray) -> np.ndarray:
+        """Q(s, a) of each action, shrunk towards the action's mean over states."""
+        actions = np.asarray(actions, dtype=np.int64)
+        q = self.q[state, actions]
+        if self.shrinkage <= 0:
+            return q
+        mass = self.mass[:, actions]
+        total = mass.sum(axis=0)
+        pooled = np.divide((self.q[:, actions] * mass).sum(axis=0), total,
+                           out=np.zeros(len(actions)), where=total > 0)
+        own = self.mass[state, actions]
+        return (own * q + self.shrinkage * pooled) / (own + self.shrinkage)
 
     def list_value(self, state: int, actions: np.ndarray) -> float:
         """``max_list Q(s, list)`` over lists drawn from items of ``actions`` classes
         (one entry per candidate item): the best values on the best positions."""
         if len(actions) == 0:
             return 0.0
-        values = np.sort(self.q[state, np.asarray(actions, dtype=np.int64)])[::-1]
+        values = np.sort(self.values(state, actions))[::-1]
         k = min(len(values), len(self.weights))
         return float(self.weights[:k] @ values[:k])
 
@@ -63,20 +89,22 @@ class QTable:
                              f"{len(self.weights)} position weights do not fit together")
         w = self.weights[:k]
         shares = rewards + w / w.sum() * self.gamma * float(next_value)
-        errors = shares - w * self.q[state, actions]
-        np.add.at(self.visits, (state, actions), 1)
-        steps = np.maximum(self.learning_rate, 1.0 / self.visits[state, actions])
-        np.add.at(self.q, (state, actions), steps * w * errors)
+        # one item at a time: a class shown twice in one list takes both in turn
+        for p in range(k):
+            a = actions[p]
+            self.mass[state, a] += w[p] ** 2
+            step = w[p] ** 2 / min(self.mass[state, a], 1.0 / self.learning_rate)
+            self.q[state, a] += step * (shares[p] / w[p] - self.q[state, a])
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"q": self.q, "visits": self.visits, "weights": self.weights,
-                "hyper": np.array([self.gamma, self.learning_rate])}
+        return {"q": self.q, "mass": self.mass, "weights": self.weights,
+                "hyper": np.array([self.gamma, self.learning_rate, self.shrinkage])}
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> QTable:
         q = np.asarray(state["q"], dtype=np.float64)
-        gamma, rate = (float(x) for x in state["hyper"])
-        table = cls(q.shape[0], q.shape[1], state["weights"], gamma, rate)
+        gamma, rate, shrinkage = (float(x) for x in state["hyper"])
+        table = cls(q.shape[0], q.shape[1], state["weights"], gamma, rate, shrinkage)
         table.q = q.copy()
-        table.visits = np.asarray(state["visits"], dtype=np.int64).copy()
+        table.mass = np.asarray(state["mass"], dtype=np.float64).copy()
         return table

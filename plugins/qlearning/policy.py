@@ -22,6 +22,9 @@ import numpy as np
 from recsdk_plugins.qlearning.features import N_ACTIONS, N_STATES, ShopEncoder, UserState
 from recsdk_plugins.qlearning.tabular import QTable
 
+#: blocks of episodes in a training run's learning curve
+CURVE_BLOCKS = 20
+
 
 class Learner(Protocol):
     def q(self, state: UserState, items: np.ndarray, above: np.ndarray) -> np.ndarray:
@@ -273,7 +276,8 @@ def train_policy(sim: Any, policy: QPolicy, episodes: int, seed: int,
     k = int(sim.params.slate_size)
     log = TrainingLog()
     start = time.perf_counter()
-    block = max(episodes // 20, 1)
+    # the learning curve: mean reward per user over (up to) twenty equal blocks
+    ends = np.linspace(0, episodes, min(CURVE_BLOCKS, episodes) + 1).round().astype(int)
     running = 0.0
     for episode in tqdm(range(episodes), desc=name, disable=not progress, unit="user"):
         policy.epsilon = epsilon_at(episode, episodes, *epsilon)
@@ -286,8 +290,8 @@ def train_policy(sim: Any, policy: QPolicy, episodes: int, seed: int,
             log.steps += 1
             obs = None if outcome.churned else outcome.observation
         log.episodes += 1
-        if log.episodes % block == 0:
-            log.curve.append(running / block)
+        if log.episodes == ends[len(log.curve) + 1]:
+            log.curve.append(running / (ends[len(log.curve) + 1] - ends[len(log.curve)]))
             running = 0.0
     policy.epsilon = 0.0
     log.seconds = time.perf_counter() - start

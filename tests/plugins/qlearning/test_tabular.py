@@ -78,11 +78,29 @@ def test_a_list_update_splits_the_target_over_positions() -> None:
     assert table.list_value(1, np.array([0, 1, 2])) == pytest.approx(3.0 + 0.5 * 2.0)
     assert table.list_value(1, np.array([0])) == pytest.approx(1.0)
     table.update(0, np.array([0, 2]), np.array([1.0, 0.0]), next_value=4.0)
-    # first visits: step 1, so each cell moves w_p * share_p with shares summing to
-    # the list's target r + gamma V' = 1 + 3.2
+    # first visits: each cell takes its share over its examination weight, and the
+    # decomposed list value is the list's target r + gamma V' = 1 + 3.2
     share = np.array([1.0, 0.0]) + weights / weights.sum() * 0.8 * 4.0
-    np.testing.assert_allclose(table.q[0, [0, 2]], weights * share)
-    assert (share).sum() == pytest.approx(1.0 + 0.8 * 4.0)
+    np.testing.assert_allclose(table.q[0, [0, 2]], share / weights)
+    assert weights @ table.q[0, [0, 2]] == pytest.approx(1.0 + 0.8 * 4.0)
+    np.testing.assert_allclose(table.mass[0], [1.0, 0.0, 0.25])
+    # a low position moves its cell by w**2 of the way (here the step floor 0.5 binds
+    # once the mass passes 2)
+    before = table.q[0, 2]
+    table.update(0, np.array([1, 2]), np.array([0.0, 0.0]), next_value=0.0)
+    assert table.q[0, 2] == pytest.approx(before + 0.25 / 0.5 * (0.0 - before))
+
+
+def test_shrinkage_pulls_rare_cells_towards_the_action_mean() -> None:
+    table = QTable(3, 1, np.ones(1), gamma=0.5, learning_rate=0.1, shrinkage=4.0)
+    for _ in range(12):
+        table.update(0, np.array([0]), np.array([1.0]), 0.0)
+    table.update(1, np.array([0]), np.array([9.0]), 0.0)          # one lucky draw
+    assert table.q[1, 0] == pytest.approx(9.0)
+    pooled = (12 * 1.0 + 9.0) / 13
+    assert table.values(1, np.array([0]))[0] == pytest.approx((9.0 + 4 * pooled) / 5)
+    assert table.values(2, np.array([0]))[0] == pytest.approx(pooled)   # never seen
+    assert table.values(0, np.array([0]))[0] == pytest.approx((12 + 4 * pooled) / 16)
 
 
 #: Bait and switch: action 0 ("bait") earns 1.0 at once and the user churns; action 1
@@ -128,7 +146,7 @@ def test_learning_beats_the_myopic_policy_when_the_long_term_differs() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"gamma": 1.0}, "gamma"), ({"learning_rate": 0.0}, "learning_rate"),
-    ({"weights": np.array([1.0, -1.0])}, "weights")])
+    ({"weights": np.array([1.0, -1.0])}, "weights"), ({"shrinkage": -1.0}, "shrinkage")])
 def test_bad_table_settings_are_named(kwargs: dict, message: str) -> None:
     args = {"n_states": 2, "n_actions": 2, "weights": np.ones(1), "gamma": 0.9,
             "learning_rate": 0.1, **kwargs}
@@ -137,9 +155,10 @@ def test_bad_table_settings_are_named(kwargs: dict, message: str) -> None:
 
 
 def test_state_round_trip() -> None:
-    table = QTable(2, 2, np.array([1.0, 0.5]), gamma=0.7, learning_rate=0.2)
+    table = QTable(2, 2, np.array([1.0, 0.5]), gamma=0.7, learning_rate=0.2, shrinkage=3.0)
     table.update(1, np.array([0, 1]), np.array([1.0, 2.0]), 3.0)
     again = QTable.from_state(table.state())
+    assert again.shrinkage == 3.0
     np.testing.assert_array_equal(again.q, table.q)
-    np.testing.assert_array_equal(again.visits, table.visits)
+    np.testing.assert_array_equal(again.mass, table.mass)
     assert (again.gamma, again.learning_rate) == (0.7, 0.2)

@@ -46,7 +46,7 @@ CLICK_BUCKETS = 3      # 0, 1, 2+ items engaged with in this visit
 N_STATES = VISIT_BUCKETS * CLICK_BUCKETS
 RELATIONS = 4          # other department, same department, weak leaf, strong leaf
 ABOVE = 3              # 0, 1, 2+ items of the same leaf above in the list
-BANDS = 3              # price and popularity tertiles
+BANDS = 3              # price tertiles
 N_ACTIONS = RELATIONS * ABOVE * BANDS
 #: DQN state vector: visit one-hot, click-bucket one-hot, focus, has-interest
 STATE_DIM = VISIT_BUCKETS + CLICK_BUCKETS + 2
@@ -112,7 +112,6 @@ class ShopEncoder:
         price = np.where(np.isfinite(self.item_price), self.item_price,
                          np.nanmedian(self.item_price) if n else 0.0)
         self.price_band = _bands(price)
-        self.popularity_band = _bands(self.item_popularity)
         self.log_price = _standardised(np.log1p(np.maximum(price, 0.0)))
         self.log_popularity = _standardised(np.log(self.item_popularity + 1e-6))
 

@@ -62,12 +62,12 @@ class SimulatorParams:
     # -- boredom: lists off the user's interests, or of one leaf, make the user leave
     leave_bias: float = -2.5        # leave logit after a list, with no boredom and no click
     boredom_weight: float = 1.2     # + boredom_weight * boredom
-    repetition_weight: float = 1.0  # boredom gained by a one-leaf list (0 for all-distinct)
+    repetition_weight: float = 2.0  # boredom gained by a one-leaf list (0 for all-distinct)
     click_relief: float = 0.5       # - click_relief * clicks on this list
     boredom_decay: float = 0.6      # boredom kept from one list to the next
     boredom_recovery: float = 0.5   # boredom kept from one visit to the next
     # -- return or churn after each visit
-    return_bias: float = 1.0        # return logit of a visit with no click and no boredom
+    return_bias: float = 2.0        # return logit of a visit with no click and no boredom
     satisfaction_weight: float = 1.0  # + this * log1p(clicks + purchase_satisfaction * purchases)
     purchase_satisfaction: float = 2.0
     boredom_churn_weight: float = 0.8  # - this * boredom at the end of the visit

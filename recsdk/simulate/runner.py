@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsdk.simulate.policies import Policy
+from recsdk.simulate.policies import Policy, top_k_positions
 from recsdk.simulate.simulator import ShopSimulator
 
 
@@ -94,7 +94,7 @@ def run_policy(sim: ShopSimulator, policy: Policy, n_episodes: int, seed: int = 
                                  f"shape {propensities.shape}, expected ({k},)")
             if oracle:
                 rewards = sim.item_rewards(obs, obs.candidates)
-                best = float(exam @ -np.sort(-rewards)[:k])
+                best = float(exam @ rewards[top_k_positions(rewards, k)])
                 shown = sim.expected_reward(obs, slate)
             else:
                 best = shown = np.nan

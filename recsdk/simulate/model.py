@@ -95,16 +95,23 @@ def truth_from_shop(shop: SyntheticShop) -> ShopTruth:
     preferences = _normalised_rows(rows[keep], cols[keep],
                                    prefs["weight"].to_numpy(float)[keep],
                                    len(user_ids), len(leaf_ids))
-    events = shop.events
     item_index = pd.Index(item_ids)
-    ev_item = item_index.get_indexer(events["item_id"].astype(str))
-    ev_user = user_index.get_indexer(events["user_id"].astype(str))
-    popularity = _shares(ev_item[ev_item >= 0], len(item_ids))
-    types = events["type"].astype(str).to_numpy()
-    chosen = _chosen(types, np.ones(len(types), bool)) & (ev_item >= 0) & (ev_user >= 0)
-    seconds = events["timestamp"].astype("int64").to_numpy()
-    history, ptr = _histories(ev_user[chosen], ev_item[chosen], seconds[chosen],
-                              len(user_ids))
+    counts = np.zeros(len(item_ids))
+    kept: list[tuple[np.ndarray, ...]] = []
+    for events in shop.iter_events(1_000_000):  # streamed when the shop was not materialised
+        ev_item = item_index.get_indexer(events["item_id"].astype(str))
+        ev_user = user_index.get_indexer(events["user_id"].astype(str))
+        counts += np.bincount(ev_item[ev_item >= 0], minlength=len(item_ids))
+        types = events["type"].astype(str).to_numpy()
+        keep = (ev_item >= 0) & (ev_user >= 0) & np.isin(types, sum(HISTORY_TYPES, ()))
+        seconds = events["timestamp"].astype("int64").to_numpy()
+        kept.append((ev_user[keep], ev_item[keep], seconds[keep], types[keep]))
+    popularity = counts / counts.sum() if counts.sum() > 0 else np.full(len(item_ids),
+                                                                          1.0 / len(item_ids))
+    user, item, seconds, types = (np.concatenate(a) for a in zip(*kept, strict=True)) \
+        if kept else (np.zeros(0, np.int64),) * 3 + (np.zeros(0, str),)
+    chosen = _chosen(types, np.ones(len(types), bool))
+    history, ptr = _histories(user[chosen], item[chosen], seconds[chosen], len(user_ids))
     return ShopTruth(user_ids=user_ids, item_ids=item_ids, leaf_ids=leaf_ids,
                      item_leaf=item_leaf.astype(np.int64),
                      item_price=items["price"].to_numpy(float),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsdk.data.synthetic import SyntheticShop
+from recsdk.data.synthetic import SyntheticShop, generate_shop
 from recsdk.simulate import (
     Observation,
     OraclePolicy,
@@ -135,3 +135,12 @@ def test_misuse_is_refused(shop: SyntheticShop, sim: ShopSimulator) -> None:
         ShopSimulator(shop.events)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n_episodes must be a positive integer"):
         run_policy(sim, RandomPolicy(), 0, seed=0)
+
+
+def test_a_streamed_shop_gives_the_same_truth() -> None:
+    streamed = ShopSimulator(generate_shop(8_000, seed=4, materialize=False)).truth
+    held = ShopSimulator(generate_shop(8_000, seed=4)).truth
+    assert len(held.history) > 0
+    assert np.array_equal(streamed.history, held.history)
+    assert np.array_equal(streamed.history_ptr, held.history_ptr)
+    assert np.allclose(streamed.popularity, held.popularity)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -144,3 +146,14 @@ def test_a_streamed_shop_gives_the_same_truth() -> None:
     assert np.array_equal(streamed.history, held.history)
     assert np.array_equal(streamed.history_ptr, held.history_ptr)
     assert np.allclose(streamed.popularity, held.popularity)
+
+
+def test_a_policy_with_bad_propensities_is_named(sim: ShopSimulator) -> None:
+    class Broken(RandomPolicy):
+        def select(self, obs: Observation, k: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            return super().select(obs, k, rng)[0], np.ones(k - 1)
+
+    with pytest.raises(ValueError, match=re.escape(
+            "Broken.select returned propensities of shape (9,), expected (10,)")):
+        run_policy(sim, Broken(), 1, seed=0)

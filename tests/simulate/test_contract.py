@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from recsdk.simulate import (
     OraclePolicy,
     Outcome,
     RandomPolicy,
+    RunLog,
     ShopSimulator,
     SimulatorParams,
     run_policy,
@@ -157,3 +160,20 @@ def test_a_policy_with_bad_propensities_is_named(sim: ShopSimulator) -> None:
     with pytest.raises(ValueError, match=re.escape(
             "Broken.select returned propensities of shape (9,), expected (10,)")):
         run_policy(sim, Broken(), 1, seed=0)
+
+
+def test_a_run_log_saves_loads_and_lists_impressions(sim: ShopSimulator,
+                                                     tmp_path: Path) -> None:
+    log = run_policy(sim, RandomPolicy(), 5, seed=3)
+    log.save(tmp_path / "run.npz")
+    again = RunLog.load(tmp_path / "run.npz")
+    for f in fields(RunLog):
+        assert np.array_equal(getattr(again, f.name), getattr(log, f.name), equal_nan=True)
+    frame = log.impressions()
+    assert len(frame) == log.n_steps * sim.params.slate_size
+    assert frame["click"].sum() == log.clicks.sum()
+    row = frame.iloc[sim.params.slate_size + 2]  # second list, third position
+    assert (row["request"], row["position"], row["item"]) == (1, 3, log.slate[1, 2])
+    np.savez(tmp_path / "other.npz", reward=np.zeros(3))
+    with pytest.raises(ValueError, match="is not a RunLog: missing"):
+        RunLog.load(tmp_path / "other.npz")

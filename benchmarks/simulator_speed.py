@@ -30,6 +30,7 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from recsdk.simulate import (
     GreedyPolicy,
     MyopicPolicy,
     OraclePolicy,
+    Policy,
     PopularityPolicy,
     RandomPolicy,
     ShopSimulator,
@@ -61,7 +63,8 @@ def step_only(sim: ShopSimulator, n_episodes: int) -> tuple[int, float]:
     return steps, time.perf_counter() - start
 
 
-def timed_run(sim: ShopSimulator, make_policy, n_episodes: int, seed: int,
+def timed_run(sim: ShopSimulator, make_policy: Callable[[ShopSimulator], Policy],
+              n_episodes: int, seed: int,
               oracle: bool) -> tuple[int, float]:
     policy = make_policy(sim)
     start = time.perf_counter()

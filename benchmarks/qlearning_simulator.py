@@ -112,6 +112,8 @@ def main() -> None:
     grid = {"tabular": {"model": "tabular", "episodes": args.episodes},
             "tabular gamma=0.5": {"model": "tabular", "episodes": args.episodes,
                                   "gamma": 0.5},
+            # gamma 0: a learned immediate-reward (myopic) table, the ablation
+            "tabular gamma=0": {"model": "tabular", "episodes": args.episodes, "gamma": 0.0},
             "dqn": {"model": "dqn", "episodes": args.dqn_episodes, "num_threads": 1}}
     models = {m: p for m, p in grid.items() if p["model"] in args.models.split(",")}
 

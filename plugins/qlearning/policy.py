@@ -184,9 +184,10 @@ class QPolicy:
 
 
 class MatchedPolicy:
-    """A trained :class:`QPolicy` acting, frozen, in another simulator of the same shop
-    (one built from the planted truth, say): items and leaves are matched by id, items
-    the policy does not know are never shown."""
+    """A trained :class:`QPolicy` acting in another simulator of the same shop (one built
+    from the planted truth, say): items and leaves are matched by id, items the policy
+    does not know are never shown. It does not learn there (the plugin does not learn
+    between training runs either)."""
 
     def __init__(self, policy: QPolicy, sim: Any) -> None:
         enc = policy.encoder
@@ -200,16 +201,19 @@ class MatchedPolicy:
                              dtype=np.int64)
         self.n_leaves = enc.n_leaves
 
-    def select(self, obs: Any, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
-                                                                          np.ndarray]:
+    def translate(self, obs: Any) -> Any:
+        """``obs`` in the policy's item and leaf codes."""
         history = self.to_policy[np.asarray(obs.history, dtype=np.int64)]
         candidates = self.to_policy[np.asarray(obs.candidates, dtype=np.int64)]
         interest = np.zeros(self.n_leaves)
         mapped = self.leaf >= 0
         np.add.at(interest, self.leaf[mapped], np.asarray(obs.interest)[mapped])
-        seen = replace(obs, history=history[history >= 0],
+        return replace(obs, history=history[history >= 0],
                        candidates=candidates[candidates >= 0], interest=interest)
-        slate, propensity = self.policy.select(seen, k, rng)
+
+    def select(self, obs: Any, k: int, rng: np.random.Generator) -> tuple[np.ndarray,
+                                                                          np.ndarray]:
+        slate, propensity = self.policy.select(self.translate(obs), k, rng)
         return self.to_sim[slate], propensity
 
     def update(self, obs: Any, slate: np.ndarray, outcome: Any) -> None:

@@ -51,6 +51,10 @@ class QTable:
         self.gamma = float(gamma)
         self.learning_rate = float(learning_rate)
         self.q = np.zeros((n_states, n_actions), dtype=np.float64)
+        #: Q = reward + future: an item's own expected reward (as if examined), and its
+        #: share of the discounted value of the next state
+        self.reward = np.zeros((n_states, n_actions), dtype=np.float64)
+        self.future = np.zeros((n_states, n_actions), dtype=np.float64)
         #: examination mass of each cell: the sum of w_p**2 over its updates
         self.mass = np.zeros((n_states, n_actions), dtype=np.float64)
 
@@ -88,16 +92,22 @@ class QTable:
             raise ValueError(f"{k} actions, {len(rewards)} rewards and "
                              f"{len(self.weights)} position weights do not fit together")
         w = self.weights[:k]
-        shares = rewards + w / w.sum() * self.gamma * float(next_value)
-        # one item at a time: a class shown twice in one list takes both in turn
+        # the future: one list-level error, shared by least mean squares (normalised):
+        # an action's share follows how lists holding it fare against the others
+        future_error = self.gamma * float(next_value) - w @ self.future[state, actions]
+        np.add.at(self.future, (state, actions),
+                  self.learning_rate * w * future_error / (w @ w))
+        # the present: each item's own reward, an examination-weighted running mean
         for p in range(k):
             a = actions[p]
             self.mass[state, a] += w[p] ** 2
             step = w[p] ** 2 / min(self.mass[state, a], 1.0 / self.learning_rate)
-            self.q[state, a] += step * (shares[p] / w[p] - self.q[state, a])
+            self.reward[state, a] += step * (rewards[p] / w[p] - self.reward[state, a])
+        self.q[state, actions] = self.reward[state, actions] + self.future[state, actions]
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"q": self.q, "mass": self.mass, "weights": self.weights,
+        return {"q": self.q, "reward": self.reward, "future": self.future,
+                "mass": self.mass, "weights": self.weights,
                 "hyper": np.array([self.gamma, self.learning_rate, self.shrinkage])}
 
     @classmethod
@@ -106,5 +116,7 @@ class QTable:
         gamma, rate, shrinkage = (float(x) for x in state["hyper"])
         table = cls(q.shape[0], q.shape[1], state["weights"], gamma, rate, shrinkage)
         table.q = q.copy()
+        table.reward = np.asarray(state["reward"], dtype=np.float64).copy()
+        table.future = np.asarray(state["future"], dtype=np.float64).copy()
         table.mass = np.asarray(state["mass"], dtype=np.float64).copy()
         return table

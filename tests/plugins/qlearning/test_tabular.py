@@ -33,21 +33,24 @@ def chain_optimum() -> np.ndarray:
     return q
 
 
-def test_one_update_is_watkins_rule() -> None:
+def test_one_update_moves_the_reward_mean_and_the_future_towards_the_target() -> None:
     table = QTable(2, 2, np.ones(1), gamma=0.5, learning_rate=0.1)
     table.q[1] = [2.0, 4.0]
     next_value = table.list_value(1, np.array([0, 1]))
     assert next_value == 4.0
     table.update(0, np.array([1]), np.array([1.0]), next_value)
-    assert table.q[0, 1] == pytest.approx(1.0 + 0.5 * 4.0)   # first visit: step 1
+    assert table.reward[0, 1] == pytest.approx(1.0)                 # first visit: the reward
+    assert table.future[0, 1] == pytest.approx(0.1 * 0.5 * 4.0)     # alpha (gamma V' - F)
+    assert table.q[0, 1] == pytest.approx(1.0 + 0.2)
     table.update(0, np.array([1]), np.array([0.0]), 0.0)
-    assert table.q[0, 1] == pytest.approx(3.0 + 0.5 * (0.0 - 3.0))  # step 1/2
+    assert table.reward[0, 1] == pytest.approx(0.5)                 # a running mean
+    assert table.future[0, 1] == pytest.approx(0.2 * 0.9)
     for _ in range(30):
         table.update(0, np.array([1]), np.array([0.0]), 0.0)
-    # beyond 1 / visits < learning_rate the step stays at learning_rate
-    before = table.q[0, 1]
+    # beyond 1 / visits < learning_rate the reward's step stays at learning_rate
+    before = table.reward[0, 1]
     table.update(0, np.array([1]), np.array([0.0]), 0.0)
-    assert table.q[0, 1] == pytest.approx(before * (1 - 0.1))
+    assert table.reward[0, 1] == pytest.approx(before * (1 - 0.1))
 
 
 def test_q_learning_reaches_the_known_optimum_of_a_hand_made_mdp() -> None:
@@ -78,17 +81,18 @@ def test_a_list_update_splits_the_target_over_positions() -> None:
     assert table.list_value(1, np.array([0, 1, 2])) == pytest.approx(3.0 + 0.5 * 2.0)
     assert table.list_value(1, np.array([0])) == pytest.approx(1.0)
     table.update(0, np.array([0, 2]), np.array([1.0, 0.0]), next_value=4.0)
-    # first visits: each cell takes its share over its examination weight, and the
-    # decomposed list value is the list's target r + gamma V' = 1 + 3.2
-    share = np.array([1.0, 0.0]) + weights / weights.sum() * 0.8 * 4.0
-    np.testing.assert_allclose(table.q[0, [0, 2]], share / weights)
-    assert weights @ table.q[0, [0, 2]] == pytest.approx(1.0 + 0.8 * 4.0)
+    # the present: each item's reward over its examination weight (first visits)
+    np.testing.assert_allclose(table.reward[0, [0, 2]], [1.0, 0.0])
     np.testing.assert_allclose(table.mass[0], [1.0, 0.0, 0.25])
-    # a low position moves its cell by w**2 of the way (here the step floor 0.5 binds
-    # once the mass passes 2)
-    before = table.q[0, 2]
-    table.update(0, np.array([1, 2]), np.array([0.0, 0.0]), next_value=0.0)
-    assert table.q[0, 2] == pytest.approx(before + 0.25 / 0.5 * (0.0 - before))
+    # the future: one list error gamma V' - w.F = 3.2, shared as alpha w_p / (w.w)
+    np.testing.assert_allclose(table.future[0, [0, 2]], 0.5 * weights * 3.2 / 1.25)
+    np.testing.assert_allclose(table.q[0], table.reward[0] + table.future[0])
+    # the decomposed list value moved half way (alpha) towards the target's future part
+    assert weights @ table.future[0, [0, 2]] == pytest.approx(0.5 * 3.2)
+    # a low position moves its reward cell by w**2 of the way (the floor 0.5 binds once
+    # the mass passes 2)
+    table.update(0, np.array([1, 2]), np.array([0.0, 0.5]), next_value=0.0)
+    assert table.reward[0, 2] == pytest.approx(0.0 + 0.25 / 0.5 * (0.5 / 0.5 - 0.0))
 
 
 def test_shrinkage_pulls_rare_cells_towards_the_action_mean() -> None:
@@ -104,7 +108,7 @@ def test_shrinkage_pulls_rare_cells_towards_the_action_mean() -> None:
 
 
 #: Bait and switch: action 0 ("bait") earns 1.0 at once and the user churns; action 1
-#: earns 0.4 and the user comes back, up to HORIZON visits. Myopic takes the bait.
+#: earns 0.4 and the user comes back, up to HORIZON visits. Myopic takes the bait at once.
 HORIZON = 8
 
 
@@ -122,12 +126,10 @@ def episode_return(policy: np.ndarray) -> float:
     return total
 
 
-def test_learning_beats_the_myopic_policy_when_the_long_term_differs() -> None:
-    table = QTable(HORIZON, 2, np.ones(1), gamma=0.95, learning_rate=0.1)
-    immediate = QTable(HORIZON, 2, np.ones(1), gamma=0.0, learning_rate=0.1)
-    rng = np.random.default_rng(1)
-    for episode in range(300):
-        epsilon = max(0.05, 1.0 - episode / 150)
+def run_bait(table: QTable, rng: np.random.Generator, episodes: int = 1000) -> None:
+    """Epsilon-greedy episodes on the bait MDP, each acting on its own table."""
+    for episode in range(episodes):
+        epsilon = max(0.1, 1.0 - episode / 500)
         t: int | None = 0
         while t is not None:
             greedy = int(table.q[t].argmax())
@@ -135,13 +137,22 @@ def test_learning_beats_the_myopic_policy_when_the_long_term_differs() -> None:
             reward, nxt = bait_step(t, action)
             value = 0.0 if nxt is None else table.list_value(nxt, np.array([0, 1]))
             table.update(t, np.array([action]), np.array([reward]), value)
-            immediate.update(t, np.array([action]), np.array([reward]), 0.0)
             t = nxt
+
+
+def test_learning_beats_the_myopic_policy_when_the_long_term_differs() -> None:
+    table = QTable(HORIZON, 2, np.ones(1), gamma=0.95, learning_rate=0.2)
+    immediate = QTable(HORIZON, 2, np.ones(1), gamma=0.0, learning_rate=0.2)
+    run_bait(table, np.random.default_rng(1))
+    run_bait(immediate, np.random.default_rng(1))
     learned = table.q.argmax(axis=1)
     myopic = immediate.q.argmax(axis=1)
-    assert (myopic == 0).all()                       # the bait pays more at once
-    assert episode_return(learned) > episode_return(myopic) + 1.0
-    assert episode_return(learned) == pytest.approx(episode_return(np.ones(HORIZON)), abs=0.7)
+    assert myopic[0] == 0                            # the bait pays more at once
+    assert episode_return(myopic) == 1.0
+    # the optimum stays until the last visit and takes the bait there: 7 x 0.4 + 1.0
+    optimal = np.r_[np.ones(HORIZON - 1, dtype=int), 0]
+    np.testing.assert_array_equal(learned, optimal)
+    assert episode_return(learned) == pytest.approx(0.4 * (HORIZON - 1) + 1.0)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -161,4 +172,6 @@ def test_state_round_trip() -> None:
     assert again.shrinkage == 3.0
     np.testing.assert_array_equal(again.q, table.q)
     np.testing.assert_array_equal(again.mass, table.mass)
+    np.testing.assert_array_equal(again.reward, table.reward)
+    np.testing.assert_array_equal(again.future, table.future)
     assert (again.gamma, again.learning_rate) == (0.7, 0.2)

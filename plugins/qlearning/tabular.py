@@ -3,21 +3,31 @@
 A list of ``k`` items is too large an action for a table, so its value is decomposed
 over positions: ``Q(s, list) = sum_p w_p Q(s, a_p)``, with ``w_p`` the chance that
 position ``p`` is looked at (``1 / p**position_bias``, the simulator's examination
-model) and ``a_p`` the action class of the item there. The greedy list sorts the
-candidates by ``Q(s, a)`` (by the rearrangement inequality this maximises the sum), and
-the target of one shown list is Watkins's ``r + gamma * max_list' Q(s', list')``.
+model) and ``a_p`` the action class of the item there (which counts the same-leaf
+items above it). The greedy list (:func:`.policy.build_list`) takes, position by
+position, the item with the best ``Q`` given the items above it, and the target of one
+shown list is Watkins's ``r + gamma * max_list' Q(s', list')``.
 
-Each position gets its own share of that target: its item's own reward ``r_p`` plus
-``w_p / sum(w)`` of the discounted next value, so that the shares add up to the list's
-target. A cell's value is the weighted least-squares fit of ``w_p Q(s, a_p) = share_p``
-over the lists it was shown in: the mean of ``share_p / w_p`` (the share as if the
-item had been looked at for sure) weighted by ``w_p**2``, so that an item shown low,
-whose outcome says little, moves its cell little. Kept as a running mean, a cell with
-examination mass ``m`` (the sum of its ``w_p**2``) moves by
-``w_p**2 / min(m, 1 / learning_rate)`` of the way to ``share_p / w_p``: an exact mean of
-its first targets, then a constant rate that keeps tracking the improving policy. With
-one position (``w = [1]``) this is Watkins's update ``Q += alpha (r + gamma max Q' - Q)``
-with ``alpha = max(learning_rate, 1 / visits)``.
+The table keeps ``Q = R + F`` in two parts, because they are learned best in two ways:
+
+* ``R(s, a)``, the item's own reward as if it had been looked at: each position's
+  ``r_p / w_p``, averaged with weight ``w_p**2`` (the least-squares fit of
+  ``w_p R = r_p``), so an item shown low, whose outcome says little, moves its cell
+  little. A cell with examination mass ``m`` (the sum of its ``w_p**2``) moves
+  ``w_p**2 / min(m, 1 / learning_rate)`` of the way: an exact mean of its first
+  rewards, then a constant rate.
+* ``F(s, a)``, the item's share of the discounted future ``gamma max_list' Q(s',
+  list')``. The future belongs to the whole list (a user bored by a one-leaf list leaves
+  whichever item was on top), so it is one list-level error
+  ``gamma V' - sum_p w_p F(s, a_p)``, shared by normalised least mean squares
+  (``F(s, a_p) += learning_rate * w_p * error / sum(w**2)``): an action's share follows
+  how lists holding it fare against lists that do not, controlling for the other items.
+  An earlier version split ``gamma V'`` equally over the positions; the noise of the
+  future then swamped the items' own rewards and it lost to the myopic policy (docs).
+
+With one position (``w = [1]``) this is Watkins's update with step
+``max(learning_rate, 1 / visits)`` on the reward part and ``learning_rate`` on the
+future part; on a deterministic MDP both settle on ``Q*`` (tested on a hand-made one).
 
 Rewards are heavy-tailed (a purchase pays the item's price) and a state sees some
 actions rarely, so a cell's mean is noisy; :meth:`QTable.values` shrinks it towards the

@@ -109,7 +109,8 @@ def main() -> None:
     print(f"shop: {args.events} events, {len(shop.users)} users, {len(shop.items)} items, "
           f"{judge.n_leaves} leaves; {args.users} simulated users per seed")
     # the candidates the validation seeds choose from
-    grid = {"tabular": {"model": "tabular", "episodes": args.episodes},
+    grid = {"tabular gamma=0.9": {"model": "tabular", "episodes": args.episodes,
+                                  "gamma": 0.9},
             "tabular gamma=0.5": {"model": "tabular", "episodes": args.episodes,
                                   "gamma": 0.5},
             # gamma 0: a learned immediate-reward (myopic) table, the ablation

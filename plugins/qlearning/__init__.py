@@ -31,7 +31,6 @@ from recsdk_plugins.qlearning.policy import (
     TabularLearner,
     TrainingLog,
     order_pool,
-    position_weights,
     train_policy,
 )
 from recsdk_plugins.qlearning.tabular import QTable
@@ -100,7 +99,7 @@ class QLearning(Plugin):
                                      "simulator from")
         sim = ShopSimulator.from_dataset(dataset, self.simulator_params(), seed=self._seed)
         encoder = ShopEncoder.from_simulator(sim, dataset.catalog)
-        weights = position_weights(int(sim.params.slate_size), float(sim.params.position_bias))
+        weights = np.asarray(sim.params.examination(), dtype=np.float64)
         p = self.params
         with torch_threads(p.get("num_threads") or None if self.model == "dqn" else None):
             learner = self._new_learner(encoder, weights, sim)

@@ -151,10 +151,8 @@ class ShopEncoder:
                    in zip(item_ids, types, session_ids, strict=True)
                    if t in ENGAGED_TYPES and i in self.item_index]
         seen = np.array([p for p, _ in engaged], dtype=np.int64)
-        current = session_id if session_id is not None else None
-        earlier = {s for _, s in engaged if s is not None and s != current}
-        earlier |= {s for s in session_ids if s is not None and s != current}
-        clicks = sum(1 for _, s in engaged if current is not None and s == current)
+        earlier = {s for s in session_ids if s is not None and s != session_id}
+        clicks = sum(1 for _, s in engaged if session_id is not None and s == session_id)
         interest = np.zeros(self.n_leaves)
         if category_affinity:
             for category, value in category_affinity.items():

@@ -36,11 +36,6 @@ class Learner(Protocol):
         list there (None when the episode ended)."""
 
 
-def position_weights(k: int, position_bias: float) -> np.ndarray:
-    """The examination chance of positions 1..k: ``1 / p**position_bias``."""
-    return 1.0 / np.arange(1, k + 1, dtype=np.float64) ** float(position_bias)
-
-
 class TabularLearner:
     """A :class:`QTable` over the encoder's state and action classes."""
 

@@ -217,3 +217,19 @@ def test_the_dqn_trains_saves_and_loads_identically(
         out = plugin.recsdk_rerank(request=request, ranking=ranking)
         assert out is not None and sorted(out.item_ids) == sorted(ranking.item_ids)
         assert loaded.recsdk_rerank(request=request, ranking=ranking) == out
+
+
+def test_the_request_state_reads_sessions_engagement_and_interests(tabular: QLearning) -> None:
+    enc = tabular.encoder_
+    items = [str(i) for i in enc.item_ids[:4]] + ["unknown"]
+    state = enc.request_state(items, ["click", "view", "purchase", "click", "click"],
+                              ["a", "a", "b", "now", "now"], "now", None)
+    assert (state.visit, state.visit_clicks) == (2, 1)        # sessions a, b before now
+    np.testing.assert_array_equal(state.seen, [0, 2, 3])      # engaged, known items
+    leaves = enc.item_leaf[[0, 2, 3]]
+    expected = np.bincount(leaves, minlength=enc.n_leaves) / 3
+    np.testing.assert_allclose(state.interest, expected)      # the engaged leaves' shares
+    profile = {str(enc.leaf_ids[5]): 2.0, "not-a-leaf": 1.0, str(enc.leaf_ids[1]): 2.0}
+    cold = enc.request_state([], [], [], None, profile)
+    assert (cold.visit, cold.visit_clicks, len(cold.seen)) == (0, 0, 0)
+    assert cold.interest[5] == cold.interest[1] == 0.5 and cold.interest.sum() == 1.0

@@ -204,10 +204,10 @@ class DatabaseBackend:
     def seed(self, namespace: str, values: np.ndarray) -> bool:
         table = BanditStatistic.__table__
         with self.engine.begin() as conn:
-            marked = conn.execute(self._insert(table).on_conflict_do_nothing(  # type: ignore[attr-defined]
-                index_elements=["namespace", "cell"]),
-                {"namespace": namespace, "cell": SEEDED, "value": 1.0}).rowcount
-            if marked != 1:
+            marked = conn.execute(self._insert(table).values(  # type: ignore[attr-defined]
+                namespace=namespace, cell=SEEDED, value=1.0).on_conflict_do_nothing(
+                index_elements=["namespace", "cell"]).returning(table.c.cell)).first()
+            if marked is None:  # some process started this state before
                 return False
             rows = [{"namespace": namespace, "cell": int(c), "value": float(values[c])}
                     for c in np.flatnonzero(values)]

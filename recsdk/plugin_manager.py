@@ -47,6 +47,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "lightgcn": "recsdk_plugins.lightgcn:LightGCN",
     "two_tower": "recsdk_plugins.two_tower:TwoTower",
     "ltr": "recsdk_plugins.ltr:LearningToRank",
+    "linucb": "recsdk_plugins.bandits.linucb:LinUCBBandit",
+    "thompson": "recsdk_plugins.bandits.thompson:ThompsonBandit",
 }
 
 

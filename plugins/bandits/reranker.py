@@ -205,7 +205,13 @@ class BanditReranker(Plugin):
         self.popularity_ = np.asarray(state["popularity"], dtype=np.float64)
         self._dataset = dataset
         if self.shared is not None:
-            self.shared.seed(LinearStats.from_vector(state["statistics"], features.DIM))
+            saved = LinearStats.from_vector(state["statistics"], features.DIM)
+            try:
+                self.shared.seed(saved)
+            except Exception as exc:  # the store is down: serve, and sync when it is back
+                log.warning("%s: could not seed the shared state from the run (%s); it "
+                            "starts from the shared store's state once it answers",
+                            self.kind, exc)
 
     # ---- stage 4: choose the list ---------------------------------------------------
 
@@ -293,12 +299,12 @@ class BanditReranker(Plugin):
         positions = np.asarray([p for _, p in shown], dtype=np.float64)
         update = LinearStats.zeros(features.DIM)
         update.add_pulls(X, positions ** -self.params["position_discount"])
-        self.backend.put_pulls(self.namespace, result.request_id,
-                               {item: contexts[item] for item, _ in shown},
-                               self.params["pull_ttl_s"])
         self.shared.add(update)
         with self._lock:
             self.stats_["pulls"] += len(shown)
+        self.backend.put_pulls(self.namespace, result.request_id,
+                               {item: contexts[item] for item, _ in shown},
+                               self.params["pull_ttl_s"])
 
     @hookimpl
     def recsdk_log_feedback(self, feedback: list[Feedback]) -> None:

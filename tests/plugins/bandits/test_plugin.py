@@ -216,3 +216,12 @@ def test_backend_redis_without_a_redis_url_is_refused(sdks, tmp_path) -> None:
     with pytest.raises(PluginError, match="backend = 'redis' needs redis_url"):
         open_sdk(sdks, config(f"sqlite:///{tmp_path / 'shop.db'}", "thompson",
                               backend="redis"))
+
+
+def test_a_run_saved_with_other_context_features_is_refused() -> None:
+    plugin = ThompsonBandit(backend="memory", sync_s=0.0)
+    plugin.recsdk_configure(PluginContext(settings=load_settings({}, environ={})))
+    state = {"features": np.asarray(["bias", "something_else"]),
+             "popularity": np.zeros(3), "statistics": np.zeros(8)}
+    with pytest.raises(ValueError, match=r"context features .* differ .* retrain"):
+        plugin.recsdk_load_state(state, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -134,3 +135,15 @@ def test_a_failed_sync_keeps_the_update_for_the_next_one() -> None:
     assert view.stats().pulls == 1.0  # still counted locally
     view.backend = MemoryBackend()
     assert view.sync() is True and view.stats().pulls == 1.0
+
+
+def test_the_sync_thread_ends_with_its_state() -> None:
+    view = SharedStats(MemoryBackend(), "gone", 1, sync_s=0.01)
+    name = f"bandit-sync-{view.namespace}"
+    assert any(t.name == name for t in threading.enumerate())
+    del view
+    gc.collect()
+    deadline = time.monotonic() + 2.0
+    while any(t.name == name for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(t.name == name for t in threading.enumerate())

@@ -19,6 +19,8 @@ popularity     log(1 + training interactions) / log(1 + the most any item has)
 upstream_score the score the pipeline gave it, min-max scaled over the candidates
 upstream_rank  1 / log2(1 + its 1-based rank in the pipeline's order)
 known_user     1 when the user has an interest profile, else 0
+recent         0.8 ** (events since the user last touched the item); 0 when not in
+               the recent history (what a user just clicked is often not clicked again)
 ============== ===================================================================
 
 An affinity share is the decayed event weight the interest model keeps for the node
@@ -37,20 +39,24 @@ import numpy as np
 from recsdk.catalog import Catalog
 
 FEATURES: tuple[str, ...] = ("bias", "leaf", "parent", "root", "price", "price_match",
-                             "popularity", "upstream_score", "upstream_rank", "known_user")
+                             "popularity", "upstream_score", "upstream_rank", "known_user",
+                             "recent")
+#: per event since the user last touched an item, its ``recent`` feature is multiplied by
+RECENCY_DECAY = 0.8
 DIM = len(FEATURES)
 
 
 def context_matrix(*, leaf: np.ndarray, parent: np.ndarray, root: np.ndarray,
                    price: np.ndarray, price_scale: tuple[float, float],
                    user_price: float | None, popularity: np.ndarray,
-                   upstream_scores: np.ndarray, known_user: bool) -> np.ndarray:
+                   upstream_scores: np.ndarray, known_user: bool,
+                   recent: np.ndarray | None = None) -> np.ndarray:
     """The n x :data:`DIM` contexts of ``n`` candidates given in the pipeline's order.
 
     ``price`` may hold NaN (unknown price: price features 0); ``price_scale`` is the
     mean and standard deviation of ``log(1 + price)`` over the catalogue;
     ``user_price`` the user's mean order value (None: none); ``popularity`` is already
-    in [0, 1].
+    in [0, 1]; ``recent`` comes from :func:`recency` (None: zeros).
     """
     n = len(leaf)
     log_price = np.log1p(np.maximum(np.asarray(price, dtype=np.float64), 0.0))
@@ -77,7 +83,19 @@ def context_matrix(*, leaf: np.ndarray, parent: np.ndarray, root: np.ndarray,
     X[:, 7] = scaled
     X[:, 8] = 1.0 / np.log2(2.0 + np.arange(n))
     X[:, 9] = 1.0 if known_user else 0.0
+    X[:, 10] = 0.0 if recent is None else recent
     return X
+
+
+def recency(history: Sequence[object], items: Sequence[object]) -> np.ndarray:
+    """Per item, ``RECENCY_DECAY ** (events after its newest occurrence in history)``
+    (history oldest first), 0 when it does not occur."""
+    newest: dict[object, int] = {}
+    for position, item in enumerate(history):
+        newest[item] = position
+    last = len(history) - 1
+    return np.fromiter((RECENCY_DECAY ** (last - newest[i]) if i in newest else 0.0
+                        for i in items), dtype=np.float64, count=len(items))
 
 
 def price_scale(prices: np.ndarray) -> tuple[float, float]:

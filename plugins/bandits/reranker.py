@@ -264,7 +264,8 @@ class BanditReranker(Plugin):
             leaf=features.lookup(shares, leaf), parent=features.lookup(shares, parent),
             root=features.lookup(shares, root), price=price, price_scale=scale,
             user_price=user_price, popularity=self._popularity(ids),
-            upstream_scores=scores, known_user=bool(shares))
+            upstream_scores=scores, known_user=bool(shares),
+            recent=features.recency(request.history.item_ids, ids))
 
     def _popularity(self, ids: list[str]) -> np.ndarray:
         if self._dataset is None or len(self.popularity_) == 0:

@@ -196,19 +196,40 @@ def main() -> None:
     print(f"\n{args.seeds} seeds, first {horizon} lists of each run "
           f"(slate {SimulatorParams().slate_size}, {args.episodes} users per seed)\n")
     print("| policy | cumulative regret (mean ± 95% CI) | regret, 1st half | regret, "
-          "2nd half | 2nd / 1st | expected reward per list | seconds per seed |")
-    print("|---|---|---|---|---|---|---|")
-    summary = {}
-    for name in policies:
-        c = np.stack([x[:horizon] for x in curves[name]])
+          "2nd half | 2nd / 1st | growth exponent | expected reward per list | "
+          "seconds per seed |")
+    print("|---|---|---|---|---|---|---|---|")
+    summary = {name: np.stack([x[:horizon] for x in curves[name]]) for name in policies}
+    for name, c in summary.items():
         final = c[:, -1]
         half = horizon // 2
         first, second = c[:, half - 1], c[:, -1] - c[:, half - 1]
-        summary[name] = c
         print(f"| `{name}` | {final.mean():.1f} ± {_ci(final):.1f} | {first.mean():.1f} | "
               f"{second.mean():.1f} | {np.mean(second) / np.mean(first):.2f} | "
-              f"{np.mean(rewards[name]):.3f} | {seconds[name] / args.seeds:.1f} |")
-    _plot(summary, args.plot, args)
+              f"{_growth(c.mean(axis=0)):.3f} | {np.mean(rewards[name]):.3f} | "
+              f"{seconds[name] / args.seeds:.1f} |")
+    reference = "epsilon_greedy"
+    if reference in summary:
+        print(f"\npaired against `{reference}` (same seeds, same users):\n")
+        print("| policy | final regret minus epsilon-greedy's (mean ± 95% CI) | seeds lower "
+              "| paired t-test p |")
+        print("|---|---|---|---|")
+        for name, c in summary.items():
+            if name == reference:
+                continue
+            diff = c[:, -1] - summary[reference][:, -1]
+            p = scistats.ttest_rel(c[:, -1], summary[reference][:, -1]).pvalue
+            print(f"| `{name}` | {diff.mean():.1f} ± {_ci(diff):.1f} | "
+                  f"{int((diff < 0).sum())} / {len(diff)} | {p:.2g} |")
+    _plot(summary, args.plot, reference)
+
+
+def _band(ax: object, steps: np.ndarray, curves: np.ndarray, label: str) -> None:
+    mean = curves.mean(axis=0)
+    band = scistats.t.ppf(0.975, len(curves) - 1) * curves.std(axis=0, ddof=1) \
+        / np.sqrt(len(curves))
+    ax.plot(steps, mean, label=label)  # type: ignore[attr-defined]
+    ax.fill_between(steps, mean - band, mean + band, alpha=0.2)  # type: ignore[attr-defined]
 
 
 def _ci(values: np.ndarray) -> float:
@@ -218,23 +239,35 @@ def _ci(values: np.ndarray) -> float:
     return float(scistats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n))
 
 
-def _plot(summary: dict[str, np.ndarray], path: Path, args: argparse.Namespace) -> None:
+def _growth(mean_curve: np.ndarray) -> float:
+    """The slope of log(cumulative regret) against log(lists) over the second half: 1
+    for regret growing linearly, below 1 for regret that slows down (sublinear)."""
+    t = np.arange(1, len(mean_curve) + 1)
+    half = slice(len(t) // 2, None)
+    return float(np.polyfit(np.log(t[half]), np.log(np.maximum(mean_curve[half], 1e-12)),
+                            1)[0])
+
+
+def _plot(summary: dict[str, np.ndarray], path: Path, reference: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=110)
     for name, c in summary.items():
-        mean = c.mean(axis=0)
-        band = np.array([_ci(c[:, t]) for t in range(c.shape[1])])
         steps = np.arange(1, c.shape[1] + 1)
-        ax.plot(steps, mean, label=name)
-        ax.fill_between(steps, mean - band, mean + band, alpha=0.2)
-    ax.set_xlabel("lists shown")
-    ax.set_ylabel("cumulative regret (expected reward)")
-    ax.set_title(f"Regret against the oracle, {c.shape[0]} seeds (95% CI bands)")
-    ax.legend()
+        _band(left, steps, c, name)
+        if reference in summary and name != reference:
+            _band(right, steps, c - summary[reference], name)
+    n = next(iter(summary.values())).shape[0]
+    left.set_title(f"Cumulative regret against the oracle ({n} seeds, 95% CI)")
+    left.set_ylabel("cumulative regret (expected reward)")
+    right.axhline(0.0, color="grey", lw=0.8)
+    right.set_title(f"Minus {reference}'s, paired by seed (below 0: less regret)")
+    for ax in (left, right):
+        ax.set_xlabel("lists shown")
+        ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

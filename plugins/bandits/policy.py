@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 
 @dataclass
@@ -173,9 +174,12 @@ class LinearThompson:
     def sample_thetas(self, stats: LinearStats, n: int, rng: np.random.Generator
                       ) -> np.ndarray:
         """``n`` draws of theta from the posterior N(theta_hat, v^2 A^-1), one per row."""
-        theta, cov = stats.posterior(self.ridge)
-        chol = np.linalg.cholesky(cov)
-        return theta + self.v * rng.standard_normal((n, stats.dim)) @ chol.T
+        theta, _ = stats.posterior(self.ridge)
+        # A = L L^T, so L^-T z ~ N(0, A^-1): factor A (well conditioned: ridge > 0)
+        # rather than its inverse, which loses precision once pulls are many
+        lower = np.linalg.cholesky(stats.xx + self.ridge * np.eye(stats.dim))
+        z = rng.standard_normal((stats.dim, n))
+        return theta + self.v * solve_triangular(lower.T, z, lower=False).T
 
     def select(self, X: np.ndarray, k: int, stats: LinearStats,
                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

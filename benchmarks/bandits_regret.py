@@ -208,28 +208,31 @@ def main() -> None:
               f"{second.mean():.1f} | {np.mean(second) / np.mean(first):.2f} | "
               f"{_growth(c.mean(axis=0)):.3f} | {np.mean(rewards[name]):.3f} | "
               f"{seconds[name] / args.seeds:.1f} |")
-    reference = "epsilon_greedy"
-    if reference in summary:
+    for reference in ("epsilon_greedy", "greedy"):
+        if reference not in summary:
+            continue
         print(f"\npaired against `{reference}` (same seeds, same users):\n")
-        print("| policy | final regret minus epsilon-greedy's (mean ± 95% CI) | seeds lower "
+        print(f"| policy | final regret minus {reference}'s (mean ± 95% CI) | seeds lower "
               "| paired t-test p |")
         print("|---|---|---|---|")
         for name, c in summary.items():
-            if name == reference:
+            if name in (reference, "random"):
                 continue
             diff = c[:, -1] - summary[reference][:, -1]
             p = scistats.ttest_rel(c[:, -1], summary[reference][:, -1]).pvalue
             print(f"| `{name}` | {diff.mean():.1f} ± {_ci(diff):.1f} | "
                   f"{int((diff < 0).sum())} / {len(diff)} | {p:.2g} |")
-    _plot(summary, args.plot, reference)
+    _plot(summary, args.plot, "epsilon_greedy")
 
 
-def _band(ax: object, steps: np.ndarray, curves: np.ndarray, label: str) -> None:
+def _band(ax: object, steps: np.ndarray, curves: np.ndarray, label: str, color: str
+          ) -> None:
     mean = curves.mean(axis=0)
     band = scistats.t.ppf(0.975, len(curves) - 1) * curves.std(axis=0, ddof=1) \
         / np.sqrt(len(curves))
-    ax.plot(steps, mean, label=label)  # type: ignore[attr-defined]
-    ax.fill_between(steps, mean - band, mean + band, alpha=0.2)  # type: ignore[attr-defined]
+    ax.plot(steps, mean, label=label, color=color)  # type: ignore[attr-defined]
+    ax.fill_between(steps, mean - band, mean + band, alpha=0.2,  # type: ignore[attr-defined]
+                    color=color)
 
 
 def _ci(values: np.ndarray) -> float:
@@ -255,16 +258,17 @@ def _plot(summary: dict[str, np.ndarray], path: Path, reference: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=110)
-    for name, c in summary.items():
+    for color, (name, c) in enumerate(summary.items()):
         steps = np.arange(1, c.shape[1] + 1)
-        _band(left, steps, c, name)
-        if reference in summary and name != reference:
-            _band(right, steps, c - summary[reference], name)
+        _band(left, steps, c, name, f"C{color}")
+        if reference in summary and name not in (reference, "random"):
+            _band(right, steps, c - summary[reference], name, f"C{color}")
     n = next(iter(summary.values())).shape[0]
     left.set_title(f"Cumulative regret against the oracle ({n} seeds, 95% CI)")
     left.set_ylabel("cumulative regret (expected reward)")
     right.axhline(0.0, color="grey", lw=0.8)
-    right.set_title(f"Minus {reference}'s, paired by seed (below 0: less regret)")
+    right.set_title(f"Minus {reference}'s, paired by seed (below 0: less regret)",
+                    fontsize="medium")
     for ax in (left, right):
         ax.set_xlabel("lists shown")
         ax.legend()

@@ -92,12 +92,12 @@ def check_inputs(rewards: np.ndarray, logging: np.ndarray, target: np.ndarray) -
     bad = ~((logging > 0) & (logging <= 1))
     if bad.any():
         raise ValueError(f"{int(bad.sum())} propensity value(s) outside (0, 1], e.g. "
-                         f"{logging[bad][0]!r}: a shown item had a positive probability of "
+                         f"{float(logging[bad][0])!r}: a shown item had a positive probability of "
                          "being shown, at most 1")
     bad = ~((target >= 0) & (target <= 1))
     if bad.any():
         raise ValueError(f"{int(bad.sum())} target probability value(s) outside [0, 1], "
-                         f"e.g. {target[bad][0]!r}")
+                         f"e.g. {float(target[bad][0])!r}")
 
 
 def importance_weights(logging: np.ndarray, target: np.ndarray,

@@ -116,6 +116,22 @@ class SyntheticShop(ShopData):
     params: ShopParams | None = None
     _plan: _Plan | None = field(default=None, repr=False)
 
+    def within_leaf_popularity(self) -> np.ndarray:
+        """The planted Zipf weight of each item (rows of ``items``) within its leaf
+        category, summing to 1 per leaf: how the generator picks which item of a leaf
+        a session views. Needs the generation plan (a shop made by generate_shop)."""
+        if self._plan is None:
+            raise ValueError("within_leaf_popularity needs a shop made by generate_shop")
+        plan = self._plan
+        counts = np.diff(plan.leaf_end, prepend=0)
+        sorted_leaf = np.repeat(np.arange(len(counts)), counts)
+        within = plan.leaf_cdf - sorted_leaf  # cumulative within the leaf
+        first = np.r_[True, sorted_leaf[1:] != sorted_leaf[:-1]]
+        weight_sorted = np.where(first, within, np.diff(within, prepend=0.0))
+        weight = np.empty(len(plan.items_by_leaf))
+        weight[plan.items_by_leaf] = weight_sorted
+        return weight
+
     @property
     def n_events(self) -> int:
         return self.params.n_events if self.params is not None else len(self.events)

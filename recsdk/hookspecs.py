@@ -255,6 +255,13 @@ def recsdk_rerank(request: RecommendationRequest, ranking: Ranking) -> Ranking |
     that breaks the invariant is skipped. recsdk cuts the final ranking to
     ``request.k``.
 
+    A stochastic reranker (a bandit) returns ``Ranking.propensities``: per position, the
+    probability that its policy put that item there, in (0, 1] (None for items it did
+    not choose). They reach ``RecommendedItem.propensity`` and the impressions table;
+    such lists are never served from the result cache. A later reranker that returns
+    a new Ranking without them drops them: order stochastic rerankers last
+    (``trylast``).
+
     When it is called: once per request, with the best ``4k + len(history) + 50``
     scored items (at least). Only when the chain leaves fewer than ``k`` items is the
     chain run again, on a ranking four times as long (until the scored list is

@@ -264,7 +264,7 @@ class Pipeline:
                 positions.update(zip(ranking.item_ids, top.tolist(), strict=True))
             ranked = self._rerank(request, ranking, failures)
             if len(ranked) >= k or m >= valid:
-                return Ranking(ranked.item_ids[:k], ranked.scores[:k])
+                return ranked.head(k)
             m = min(valid, m * 4)
 
     # ---- entry points ----------------------------------------------------------------
@@ -312,7 +312,10 @@ class Pipeline:
         floor = min(ranking.scores, default=0.0)
         scores = [floor - 1e-9 * (i + 1) for i in range(len(extra))] if ranking else list(
             extra.scores)
-        merged = Ranking(ranking.item_ids + extra.item_ids, ranking.scores + scores)
+        propensities = (None if ranking.propensities is None
+                        else ranking.propensities + [None] * len(extra))
+        merged = Ranking(ranking.item_ids + extra.item_ids, ranking.scores + scores,
+                         propensities)
         return merged, [*used, *(u for u in fb.used if u not in used)]
 
     def similar_items(self, item_id: str, k: int, state: ModelState,
@@ -360,7 +363,7 @@ class Pipeline:
     def _result(self, request: RecommendationRequest, ranking: Ranking, used: list[str],
                 failures: list[str], config_hash: str,
                 sources: dict[str, str | None]) -> RecommendationResult:
-        items = [RecommendedItem(i, float(s), p + 1, sources.get(i))
+        items = [RecommendedItem(i, float(s), p + 1, sources.get(i), ranking.propensity(p))
                  for p, (i, s) in enumerate(zip(ranking.item_ids, ranking.scores, strict=True))]
         return RecommendationResult(
             request_id=request.request_id, items=items, placement=request.placement,
@@ -453,4 +456,8 @@ def _rerank_violation(before: Ranking, after: object) -> str | None:
         return "returned duplicate items"
     if not set(after.item_ids) <= set(before.item_ids):
         return "added items that were not in the ranking"
+    if after.propensities is not None and not all(
+            p is None or (isinstance(p, float | int) and 0.0 < p <= 1.0)
+            for p in after.propensities):
+        return "returned propensities outside (0, 1]"
     return None

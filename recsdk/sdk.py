@@ -637,7 +637,10 @@ class RecSDK:
             ttl = self.settings.cache["result_ttl_s"]
             if result.degraded:
                 ttl = min(ttl, self.settings.cache["degraded_ttl_s"])
-            if key and run.trained and ttl > 0:
+            # a list drawn at random (a bandit's, with propensities) is drawn anew per
+            # request: replaying it would log impressions the policy never chose
+            stochastic = any(i.propensity is not None for i in result.items)
+            if key and run.trained and ttl > 0 and not stochastic:
                 self.cache.set(key, json.dumps(result.to_dict()).encode(), ttl)
             outcome = "degraded" if result.degraded else "ok"
         self.telemetry.recommendations.labels(placement=placement, variant=variant,
@@ -726,7 +729,7 @@ class RecSDK:
             "config_hash": result.config_hash, "plugins": result.plugins,
             "degraded": result.degraded, "latency_ms": latency_ms, "failures": failures,
             "created_at": datetime.now(UTC),
-            "items": [(i.item_id, i.position, i.score) for i in result.items],
+            "items": [(i.item_id, i.position, i.score, i.propensity) for i in result.items],
         })
 
     # ---- stage 5: feedback ---------------------------------------------------------------

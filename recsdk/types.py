@@ -150,25 +150,47 @@ class CandidateSet:
 
 @dataclass(slots=True)
 class Ranking:
-    """An ordered list of items with their blended scores, best first."""
+    """An ordered list of items with their blended scores, best first.
+
+    ``propensities``, set by a stochastic reranker (a bandit), holds per position the
+    probability that the policy put that item at that position (None where it did not
+    choose the item); they are served as ``RecommendedItem.propensity`` and logged with
+    the impressions, so that other policies can later be evaluated off-policy.
+    """
 
     item_ids: list[str]
     scores: list[float]
+    propensities: list[float | None] | None = None
 
     def __post_init__(self) -> None:
         if len(self.item_ids) != len(self.scores):
             raise ValueError(
                 f"Ranking has {len(self.item_ids)} items but {len(self.scores)} scores"
             )
+        if self.propensities is not None and len(self.propensities) != len(self.item_ids):
+            raise ValueError(f"Ranking has {len(self.item_ids)} items but "
+                             f"{len(self.propensities)} propensities")
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
+    def propensity(self, position: int) -> float | None:
+        """The propensity at 0-based ``position``; None when none was logged."""
+        return None if self.propensities is None else self.propensities[position]
+
+    def head(self, n: int) -> Ranking:
+        """The first ``n`` items, with their scores and propensities."""
+        return Ranking(self.item_ids[:n], self.scores[:n],
+                       None if self.propensities is None else self.propensities[:n])
+
     def keep(self, mask: Sequence[bool]) -> Ranking:
         """The ranking with only the items whose mask entry is true, order kept."""
+        mask = list(mask)
         return Ranking(
             [i for i, m in zip(self.item_ids, mask, strict=True) if m],
             [s for s, m in zip(self.scores, mask, strict=True) if m],
+            None if self.propensities is None else
+            [p for p, m in zip(self.propensities, mask, strict=True) if m],
         )
 
 
@@ -212,6 +234,9 @@ class RecommendedItem:
     score: float
     position: int
     source: str | None = None
+    #: probability that a stochastic policy showed this item at this position (None:
+    #: the list was not chosen at random); logged for off-policy evaluation
+    propensity: float | None = None
 
 
 @dataclass(slots=True)
@@ -247,7 +272,7 @@ class RecommendationResult:
             "failures": list(self.failures),
             "items": [
                 {"item_id": i.item_id, "score": i.score, "position": i.position,
-                 "source": i.source}
+                 "source": i.source, "propensity": i.propensity}
                 for i in self.items
             ],
         }

@@ -83,6 +83,10 @@ class RecommendedItemSchema(Schema):
     position = fields.Integer(metadata={"description": "1-based rank in the list"})
     source = fields.String(allow_none=True, metadata={
         "description": "the plugin that contributed most to this item's score"})
+    propensity = fields.Float(allow_none=True, metadata={
+        "description": "the probability that a stochastic policy (a bandit plugin) showed "
+                       "this item at this position; null when the list was not drawn at "
+                       "random. Logged with the impression for off-policy evaluation"})
 
 
 class RecommendationSchema(Schema):

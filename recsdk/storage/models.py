@@ -231,6 +231,9 @@ class Impression(Base):
     item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     position: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
+    #: probability that a stochastic policy (a bandit) showed the item at this position;
+    #: None when the list was not drawn at random (off-policy evaluation needs it)
+    propensity: Mapped[float | None] = mapped_column(Float)
 
 
 class Feedback(Base):

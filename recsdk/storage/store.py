@@ -385,7 +385,7 @@ class Store:
 
     def record_requests(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Store served lists: each record has the request's columns and ``items``,
-        a list of (item_id, position, score)."""
+        a list of (item_id, position, score) or (item_id, position, score, propensity)."""
         if self.dialect == "sqlite":
             self._record_requests_sqlite(records)
             return
@@ -402,7 +402,8 @@ class Store:
                 "created_at": r.get("created_at") or datetime.now(UTC),
             })
             impressions += [{"request_id": r["request_id"], "item_id": i, "position": p,
-                             "score": s} for i, p, s in r["items"]]
+                             "score": s, "propensity": q}
+                            for i, p, s, q in map(_impression, r["items"])]
         with self.engine.begin() as conn:
             if requests:
                 conn.execute(models.RecommendationRequest.__table__.insert(), requests)
@@ -420,7 +421,8 @@ class Store:
              (r.get("created_at") or datetime.now(UTC)).astimezone(UTC).strftime(
                  SQLITE_TIMESTAMP))
             for r in records]
-        impressions = [(r["request_id"], i, p, s) for r in records for i, p, s in r["items"]]
+        impressions = [(r["request_id"], *_impression(item)) for r in records
+                       for item in r["items"]]
         with self.engine.begin() as conn:  # driver errors arrive wrapped, as IntegrityError
             if requests:
                 conn.exec_driver_sql(
@@ -430,7 +432,7 @@ class Store:
                     requests)
             if impressions:
                 conn.exec_driver_sql("INSERT INTO impressions (request_id, item_id, position, "
-                                     "score) VALUES (?, ?, ?, ?)", impressions)
+                                     "score, propensity) VALUES (?, ?, ?, ?, ?)", impressions)
 
     def request_info(self, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Variant, plugins and shown items of served requests, by id."""
@@ -688,3 +690,9 @@ def _parents_first(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
     return sorted(rows, key=level)
 
+
+def _impression(item: Sequence[Any]) -> tuple[str, int, float, float | None]:
+    """(item_id, position, score, propensity) of a served item; propensity None when
+    the record gives none."""
+    item_id, position, score, *rest = item
+    return item_id, position, score, (rest[0] if rest else None)

@@ -59,6 +59,9 @@ def _moment(value: str | None, option: str) -> datetime | None:
                    "--target-config pipeline recommends for (default: 'default').")
 @click.option("--since", default=None, help="Database: lists served at or after this time.")
 @click.option("--until", default=None, help="Database: lists served before this time.")
+@click.option("--drop-incomplete", is_flag=True,
+              help="Database: leave out lists with an impression without propensity "
+                   "(default: such lists are an error).")
 @click.option("--target-config", "target_config", type=click.Path(dir_okay=False),
               help="Target: the pipeline of these settings (TOML) with their active trained "
                    "run re-ranks each logged list's items for its user.")
@@ -87,10 +90,10 @@ def _moment(value: str | None, option: str) -> datetime | None:
 @click.pass_context
 def evaluate_policy(ctx: click.Context, log_path: str | None, feedback_path: str | None,
                     rewards: Sequence[str], placement: str | None, since: str | None,
-                    until: str | None, target_config: str | None, target_file: str | None,
-                    target_logging: bool, target_column: bool, samples: int,
-                    clip: float | None, confidence: float, interval: str, folds: int,
-                    seed: int, as_json: bool) -> None:
+                    until: str | None, drop_incomplete: bool, target_config: str | None,
+                    target_file: str | None, target_logging: bool, target_column: bool,
+                    samples: int, clip: float | None, confidence: float, interval: str,
+                    folds: int, seed: int, as_json: bool) -> None:
     """Estimate a target policy's value (expected reward per list) from logged lists.
 
     \b
@@ -109,9 +112,9 @@ def evaluate_policy(ctx: click.Context, log_path: str | None, feedback_path: str
                                f"got {', '.join(chosen) or 'none'}")
     if log_path is None and feedback_path is not None:
         raise click.UsageError("--feedback goes with --log (the database has its own)")
-    if log_path is not None and (since or until):
-        raise click.UsageError("--since and --until select lists in the database, not in "
-                               "--log")
+    if log_path is not None and (since or until or drop_incomplete):
+        raise click.UsageError("--since, --until and --drop-incomplete select lists in the "
+                               "database, not in --log")
     if samples != 1 and not target_config:
         raise click.UsageError("--samples applies to --target-config")
     start, end = _moment(since, "--since"), _moment(until, "--until")
@@ -129,7 +132,7 @@ def evaluate_policy(ctx: click.Context, log_path: str | None, feedback_path: str
                 raise click.UsageError("--reward maps feedback types, but the log has its "
                                        "own reward column")
         else:
-            log = _database_log(ctx, mapping, placement, start, end)
+            log = _database_log(ctx, mapping, placement, start, end, drop_incomplete)
         target = _target(log, target_config, target_file, target_logging, placement,
                          samples)
         evaluation = estimate(log, target, clip=clip, confidence=confidence,
@@ -146,7 +149,8 @@ def evaluate_policy(ctx: click.Context, log_path: str | None, feedback_path: str
 
 
 def _database_log(ctx: click.Context, mapping: RewardMapping, placement: str | None,
-                  since: datetime | None, until: datetime | None) -> PolicyLog:
+                  since: datetime | None, until: datetime | None,
+                  drop_incomplete: bool) -> PolicyLog:
     from recsdk.evaluation.policy_logs import load_database_log
     from recsdk.storage.store import Store
 
@@ -156,7 +160,8 @@ def _database_log(ctx: click.Context, mapping: RewardMapping, placement: str | N
         try:
             store.ensure_schema(migrate=False)
             return load_database_log(store.engine, mapping, placement=placement, since=since,
-                                     until=until, source=f"database {safe_url(url)}")
+                                     until=until, drop_incomplete=drop_incomplete,
+                                     source=f"database {safe_url(url)}")
         finally:
             store.close()
 

@@ -128,7 +128,11 @@ def evaluate_policy(log: PolicyLog, target: TargetPolicy, *, clip: float | None 
         "snips": snips(requests, positions, rewards, weights, **options),
         "dr": None,
     }
-    if target.distribution is not None:
+    notes = list(target.notes) + _log_notes(log)
+    if target.distribution is not None and log.requests < 2:
+        notes.append("the doubly robust estimate needs at least 2 lists (its reward model "
+                     "is cross-fitted)")
+    elif target.distribution is not None:
         q_logged, q_target = direct_terms(log, target.distribution, folds=folds,
                                           shrinkage=shrinkage, seed=seed)
         estimates["dr"] = doubly_robust(requests, positions, rewards, weights, q_logged,
@@ -145,11 +149,18 @@ def evaluate_policy(log: PolicyLog, target: TargetPolicy, *, clip: float | None 
         max_weight=max_weight, clipped=int((raw > weights).sum()), clip=clip,
         confidence=confidence, interval=interval,
         warnings=_warnings(len(frame), ess, matched, max_weight),
-        notes=list(target.notes) + ([f"{log.unmatched_feedback} feedback row(s) name an "
-                                     "item their request did not show, or an unknown "
-                                     "request: not counted"]
-                                    if log.unmatched_feedback else []),
+        notes=notes,
     )
+
+
+def _log_notes(log: PolicyLog) -> list[str]:
+    out = []
+    if log.unmatched_feedback:
+        out.append(f"{log.unmatched_feedback} feedback row(s) name an item their request did "
+                   "not show, or an unknown request: not counted")
+    if log.dropped_lists:
+        out.append(f"{log.dropped_lists} list(s) left out: an impression had no propensity")
+    return out
 
 
 def _warnings(impressions: int, ess: float, matched: float, max_weight: float) -> list[str]:

@@ -115,6 +115,8 @@ class PolicyLog:
     unmatched_feedback: int = 0
     #: the rewards' mapping from feedback types; None: the log's own reward column
     reward: RewardMapping | None = None
+    #: lists left out because an impression had no propensity
+    dropped_lists: int = 0
 
     @property
     def requests(self) -> int:
@@ -125,7 +127,7 @@ class PolicyLog:
 
 
 def _finish(frame: pd.DataFrame, source: str, unmatched: int = 0,
-            reward: RewardMapping | None = None) -> PolicyLog:
+            reward: RewardMapping | None = None, dropped: int = 0) -> PolicyLog:
     if frame.empty:
         raise ValidationFailed({"rows": ["no logged impressions: there is nothing to "
                                          "evaluate"]}, source)
@@ -133,7 +135,7 @@ def _finish(frame: pd.DataFrame, source: str, unmatched: int = 0,
         if column not in frame:
             frame[column] = None
     frame = frame.sort_values(["request_id", "position"], kind="stable").reset_index(drop=True)
-    return PolicyLog(frame, source, unmatched, reward)
+    return PolicyLog(frame, source, unmatched, reward, dropped)
 
 
 def attach_rewards(impressions: pd.DataFrame, feedback: pd.DataFrame,
@@ -162,9 +164,11 @@ def attach_rewards(impressions: pd.DataFrame, feedback: pd.DataFrame,
 
 def load_database_log(engine: Engine, mapping: RewardMapping, *, placement: str | None = None,
                       since: datetime | None = None, until: datetime | None = None,
-                      source: str = "database") -> PolicyLog:
+                      drop_incomplete: bool = False, source: str = "database") -> PolicyLog:
     """Impressions of served lists (at ``placement``, created in ``[since, until)``) with
-    their propensities, and the feedback credited to them."""
+    their propensities, and the feedback credited to them. A list with an impression
+    without propensity is an error, or, with ``drop_incomplete``, left out whole (and
+    counted in ``dropped_lists``): its value cannot be weighted position by position."""
     req = models.RecommendationRequest.__table__
     imp = models.Impression.__table__
     fb = models.Feedback.__table__
@@ -193,19 +197,30 @@ def load_database_log(engine: Engine, mapping: RewardMapping, *, placement: str 
                                          + (" in the given time range" if since or until else "")
                                          + ": there is nothing to evaluate"]}, source)
     missing = impressions["propensity"].isna().to_numpy()
-    if missing.any():
+    dropped = 0
+    if missing.any() and drop_incomplete:
+        incomplete = impressions["request_id"].isin(set(impressions.loc[missing, "request_id"]))
+        dropped = int(impressions.loc[incomplete, "request_id"].nunique())
+        impressions = impressions.loc[~incomplete].reset_index(drop=True)
+        feedback = feedback.loc[feedback["request_id"].isin(set(impressions["request_id"]))]
+        if impressions.empty:
+            raise ValidationFailed({"propensity": [
+                f"every one of the {dropped} selected list(s) has an impression without "
+                f"propensity (impressions.propensity is NULL); it is {PROPENSITY_HINT}"]},
+                source)
+    elif missing.any():
         requests = impressions.loc[missing, "request_id"]
         raise ValidationFailed(
             {"propensity": [f"{int(missing.sum())} impression(s) of {requests.nunique()} "
                             f"request(s) have no propensity (impressions.propensity is "
                             f"NULL), e.g. request {requests.iloc[0]!r}; it is "
                             f"{PROPENSITY_HINT}. Select lists that have it (--placement, "
-                            "--since)"]}, source)
+                            "--since), or leave such lists out (--drop-incomplete)"]}, source)
     impressions["propensity"] = impressions["propensity"].astype(float)
     impressions["position"] = impressions["position"].astype(int)
     _check_propensities(impressions, source)
     frame, unmatched = attach_rewards(impressions, feedback, mapping, source)
-    return _finish(frame, source, unmatched, mapping)
+    return _finish(frame, source, unmatched, mapping, dropped)
 
 
 def _check_propensities(frame: pd.DataFrame, source: str, by_line: bool = False) -> None:

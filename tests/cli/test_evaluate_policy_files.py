@@ -191,7 +191,7 @@ def test_bad_target_files(invoke: Invoke, tmp_path: Path, text: str, fragment: s
 @pytest.mark.parametrize(("args", "fragment"), [
     ([], "give exactly one target"),
     (["--target-logging", "--target-column"], "got --target-logging, --target-column"),
-    (["--target-logging", "--since", "2024-01-01"], "--since and --until select lists"),
+    (["--target-logging", "--since", "2024-01-01"], "--since, --until and --drop-incomplete"),
     (["--target-logging", "--samples", "3"], "--samples applies to --target-config"),
     (["--target-logging", "--reward", "click=1"], "the log has its own reward column"),
     (["--target-logging", "--reward", "click"], "a reward is TYPE=NUMBER or TYPE=value"),

@@ -47,42 +47,35 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class _Lists:
-    """Logged rows laid out per request and position: ``(n_requests, n_positions)``
-    matrices, zero where a request's list has no such position."""
+class _Cells:
+    """Each logged impression's request (``rows``, codes ``0..n-1``) and position
+    (``columns``, codes ``0..m-1``): sums per request and per position are bincounts, so
+    memory stays linear in the impressions, however long the lists."""
 
-    rewards: np.ndarray
-    weights: np.ndarray
-    shown: np.ndarray
+    rows: np.ndarray
+    columns: np.ndarray
+    n: int
+    m: int
 
     @classmethod
-    def of(cls, requests: np.ndarray, positions: np.ndarray, rewards: np.ndarray,
-           weights: np.ndarray) -> _Lists:
-        rows, columns = _cells(requests, positions)
-        shape = (int(rows.max()) + 1, int(columns.max()) + 1)
-        return cls(_matrix(rows, columns, rewards, shape), _matrix(rows, columns, weights, shape),
-                   _matrix(rows, columns, np.ones(len(rows)), shape) > 0)
+    def of(cls, requests: np.ndarray, positions: np.ndarray) -> _Cells:
+        """A (request, position) pair logged twice is an error, not a silent sum."""
+        requests, positions = np.asarray(requests), np.asarray(positions)
+        if len(requests) == 0:
+            raise ValueError("the log is empty: there is nothing to estimate from")
+        _, rows = np.unique(requests, return_inverse=True)
+        _, columns = np.unique(positions, return_inverse=True)
+        n, m = int(rows.max()) + 1, int(columns.max()) + 1
+        key = rows.astype(np.int64) * m + columns
+        if len(np.unique(key)) != len(key):
+            raise ValueError("the log has two impressions at the same (request, position)")
+        return cls(rows, columns, n, m)
 
+    def per_request(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.rows, values, minlength=self.n)
 
-def _cells(requests: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row (request) and column (position) of each logged impression; a (request,
-    position) pair logged twice is an error, not a silent sum."""
-    requests, positions = np.asarray(requests), np.asarray(positions)
-    if len(requests) == 0:
-        raise ValueError("the log is empty: there is nothing to estimate from")
-    _, rows = np.unique(requests, return_inverse=True)
-    _, columns = np.unique(positions, return_inverse=True)
-    key = rows.astype(np.int64) * (int(columns.max()) + 1) + columns
-    if len(np.unique(key)) != len(key):
-        raise ValueError("the log has two impressions at the same (request, position)")
-    return rows, columns
-
-
-def _matrix(rows: np.ndarray, columns: np.ndarray, values: np.ndarray,
-            shape: tuple[int, int]) -> np.ndarray:
-    out = np.zeros(shape)
-    out[rows, columns] = values
-    return out
+    def per_position(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.columns, values, minlength=self.m)
 
 
 def check_inputs(rewards: np.ndarray, logging: np.ndarray, target: np.ndarray) -> None:
@@ -126,8 +119,8 @@ def ips(requests: np.ndarray, positions: np.ndarray, rewards: np.ndarray,
         weights: np.ndarray, *, confidence: float = 0.95, interval: str = "normal",
         n_resamples: int = 999, seed: int = 0) -> Estimate:
     """Independent (item-position) IPS: mean over requests of ``sum_k w_k r_k``."""
-    lists = _Lists.of(requests, positions, np.asarray(rewards, float), weights)
-    per_request = (lists.weights * lists.rewards).sum(axis=1)
+    cells = _Cells.of(requests, positions)
+    per_request = cells.per_request(np.asarray(weights, float) * np.asarray(rewards, float))
     return _mean_estimate("ips", per_request, confidence, interval, n_resamples, seed)
 
 
@@ -144,9 +137,9 @@ def doubly_robust(requests: np.ndarray, positions: np.ndarray, rewards: np.ndarr
     unbiased. With ``q = 0`` this is :func:`ips`.
     """
     residual = np.asarray(rewards, float) - np.asarray(q_logged, float)
-    lists = _Lists.of(requests, positions, residual, weights)
-    direct = _Lists.of(requests, positions, np.asarray(q_target, float), weights).rewards
-    per_request = (direct + lists.weights * lists.rewards).sum(axis=1)
+    cells = _Cells.of(requests, positions)
+    per_request = cells.per_request(np.asarray(q_target, float)
+                                    + np.asarray(weights, float) * residual)
     return _mean_estimate("dr", per_request, confidence, interval, n_resamples, seed)
 
 
@@ -160,24 +153,29 @@ def snips(requests: np.ndarray, positions: np.ndarray, rewards: np.ndarray,
     request: ``sum_k (w_ik r_ik - V_k w_ik) / mean_i(w_ik)``.
     """
     _check_interval(confidence, interval)
-    lists = _Lists.of(requests, positions, np.asarray(rewards, float), weights)
+    cells = _Cells.of(requests, positions)
+    w = np.asarray(weights, float)
+    wr = w * np.asarray(rewards, float)
 
-    def value(wr: np.ndarray, w: np.ndarray) -> np.ndarray:
-        totals = w.sum(axis=0)
-        return np.divide(wr.sum(axis=0), totals, out=np.zeros_like(totals), where=totals > 0)
+    def value(counts: np.ndarray | None) -> np.ndarray:
+        """Per position ``V_k``; ``counts``: how often each request is drawn (bootstrap)."""
+        scale = 1.0 if counts is None else counts[cells.rows]
+        totals = cells.per_position(w * scale)
+        return np.divide(cells.per_position(wr * scale), totals, out=np.zeros(cells.m),
+                         where=totals > 0)
 
-    wr = lists.weights * lists.rewards
-    per_position = value(wr, lists.weights)
+    per_position = value(None)
     estimate = float(per_position.sum())
-    n = len(wr)
-    mean_weight = lists.weights.sum(axis=0) / n
+    mean_weight = cells.per_position(w) / cells.n
     safe = np.where(mean_weight > 0, mean_weight, 1.0)
-    influence = ((wr - per_position * lists.weights) / safe).sum(axis=1)
+    influence = cells.per_request((wr - per_position[cells.columns] * w)
+                                  / safe[cells.columns])
     if interval == "bootstrap":
         def statistic(index: np.ndarray) -> float:
-            return float(value(wr[index], lists.weights[index]).sum())
-        low, high = _bootstrap(np.arange(n), statistic, False, confidence, n_resamples, seed)
-        return Estimate("snips", estimate, _std_error(influence), low, high, n)
+            return float(value(np.bincount(index, minlength=cells.n)).sum())
+        low, high = _bootstrap(np.arange(cells.n), statistic, False, confidence,
+                               n_resamples, seed)
+        return Estimate("snips", estimate, _std_error(influence), low, high, cells.n)
     return _normal("snips", estimate, influence, confidence)
 
 

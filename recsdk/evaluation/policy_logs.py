@@ -239,7 +239,7 @@ def _check_propensities(frame: pd.DataFrame, source: str, by_line: bool = False)
 # ---- files -------------------------------------------------------------------------------
 
 
-def _read(path: str | Path) -> pd.DataFrame:
+def read_any_table(path: str | Path) -> pd.DataFrame:
     """CSV, TSV, JSONL (recsdk.data.tables) or Parquet, every column as text."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
@@ -259,7 +259,7 @@ def _read(path: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _whole_positions(frame: pd.DataFrame, what: str) -> np.ndarray:
+def whole_positions(frame: pd.DataFrame, what: str) -> np.ndarray:
     values = _numbers(frame, "position", what)
     bad = np.flatnonzero((values < 1) | (values != np.round(values)))
     if len(bad):
@@ -273,7 +273,7 @@ def read_log_file(path: str | Path, mapping: RewardMapping,
                   feedback_path: str | Path | None = None) -> PolicyLog:
     """A log file of impressions (see ``docs/off_policy.md``): the rewards from its
     ``reward`` column, or from a feedback file (``request_id,item_id,type[,value]``)."""
-    frame = _read(path)
+    frame = read_any_table(path)
     what = str(path)
     if "propensity" not in frame.columns:
         raise ValidationFailed({"columns": [
@@ -286,7 +286,7 @@ def read_log_file(path: str | Path, mapping: RewardMapping,
     _require_values(frame, LOG_COLUMNS, what)
     out = pd.DataFrame({"request_id": frame["request_id"].astype(str),
                         "item_id": frame["item_id"].astype(str),
-                        "position": _whole_positions(frame, what),
+                        "position": whole_positions(frame, what),
                         "propensity": _numbers(frame, "propensity", what)})
     for column in ("user_id", "session_id"):
         if column in frame:
@@ -320,7 +320,7 @@ def read_log_file(path: str | Path, mapping: RewardMapping,
         raise ValidationFailed({"columns": [
             "missing column 'reward': give the rewards in a reward column, or the feedback "
             "in a feedback file (request_id,item_id,type[,value])"]}, what)
-    feedback = _read(feedback_path)
+    feedback = read_any_table(feedback_path)
     _require_columns(feedback, FEEDBACK_COLUMNS, str(feedback_path))
     _require_values(feedback, FEEDBACK_COLUMNS, str(feedback_path))
     unknown = ~feedback["request_id"].astype(str).isin(set(out["request_id"])).to_numpy()

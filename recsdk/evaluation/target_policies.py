@@ -31,7 +31,7 @@ import pandas as pd
 
 from recsdk.errors import ValidationFailed
 from recsdk.evaluation.files import _numbers, _require_columns, _require_values, fail
-from recsdk.evaluation.policy_logs import PolicyLog, _read, _whole_positions
+from recsdk.evaluation.policy_logs import PolicyLog, read_any_table, whole_positions
 
 if TYPE_CHECKING:
     from recsdk.sdk import RecSDK
@@ -84,7 +84,7 @@ def file_target(log: PolicyLog, path: str | Path) -> TargetPolicy:
     """A target file: ``request_id,position,item_id,probability`` rows, the target's
     probability of each item at each position of each logged request (a deterministic
     target: one row per position with probability 1)."""
-    frame = _read(path)
+    frame = read_any_table(path)
     what = str(path)
     _require_columns(frame, TARGET_COLUMNS, what)
     _require_values(frame, TARGET_COLUMNS, what)
@@ -94,7 +94,7 @@ def file_target(log: PolicyLog, path: str | Path) -> TargetPolicy:
         raise fail(frame, what, "probability", bad,
                    f"probability must be in [0, 1], got {float(probability[bad[0]])!r}")
     distribution = pd.DataFrame({"request_id": frame["request_id"].astype(str),
-                                 "position": _whole_positions(frame, what),
+                                 "position": whole_positions(frame, what),
                                  "item_id": frame["item_id"].astype(str),
                                  "probability": probability})
     duplicated = np.flatnonzero(distribution.duplicated(

@@ -260,6 +260,7 @@ def read_any_table(path: str | Path) -> pd.DataFrame:
 
 
 def whole_positions(frame: pd.DataFrame, what: str) -> np.ndarray:
+    """The ``position`` column as whole numbers from 1; anything else names its line."""
     values = _numbers(frame, "position", what)
     bad = np.flatnonzero((values < 1) | (values != np.round(values)))
     if len(bad):

@@ -129,3 +129,15 @@ def test_a_randomised_pipeline_is_estimated_from_its_draws() -> None:
     assert target.notes == ["400 draws of the pipeline per list"]
     with pytest.raises(ValueError, match="samples must be at least 1"):
         pipeline_target(policy_log, Shuffler(np.random.default_rng(0)), samples=0)
+
+
+def test_reward_mappings() -> None:
+    assert RewardMapping.parse([]).to_dict() == {"click": 1.0}
+    assert RewardMapping.parse(["click=0.5", " purchase = value "]).to_dict() == {
+        "click": 0.5, "purchase": "value"}
+    with pytest.raises(ValueError, match="must be finite"):
+        RewardMapping.parse(["click=inf"])
+    with pytest.raises(ValueError, match="a reward is TYPE=NUMBER or TYPE=value"):
+        RewardMapping.parse(["=1"])
+    with pytest.raises(ValueError, match="reward of 'click' must be a number or 'value'"):
+        RewardMapping({"click": "lots"})

@@ -78,10 +78,8 @@ class _Cells:
         return np.bincount(self.columns, values, minlength=self.m)
 
 
-def check_inputs(rewards: np.ndarray, logging: np.ndarray, target: np.ndarray) -> None:
-    """Finite rewards, logging propensities in (0, 1], target probabilities in [0, 1]."""
-    if not np.isfinite(rewards).all():
-        raise ValueError("rewards must be finite numbers")
+def check_probabilities(logging: np.ndarray, target: np.ndarray) -> None:
+    """Logging propensities in (0, 1], target probabilities in [0, 1]."""
     bad = ~((logging > 0) & (logging <= 1))
     if bad.any():
         raise ValueError(f"{int(bad.sum())} propensity value(s) outside (0, 1], e.g. "
@@ -98,7 +96,7 @@ def importance_weights(logging: np.ndarray, target: np.ndarray,
     """``target / logging`` per impression, capped at ``clip`` when given (truncated IPS,
     Ionides 2008: less variance for some bias)."""
     logging, target = np.asarray(logging, float), np.asarray(target, float)
-    check_inputs(np.zeros(len(logging)), logging, target)
+    check_probabilities(logging, target)
     weights = target / logging
     if clip is not None:
         if not clip > 0:

@@ -19,8 +19,10 @@ import scipy.sparse as sp
 from recsdk.data.synthetic import SyntheticShop
 from recsdk.dataset import InteractionDataset
 
-#: Event types that put an item in a user's history (what the user chose, not was shown).
-HISTORY_TYPES = ("click", "add_to_cart", "purchase")
+#: Event types that put an item in a user's history (what the user chose, not was shown),
+#: in order of preference: the first kind the log has is used (a purchase follows a click
+#: of the same item, so clicks alone already list every choice once).
+HISTORY_TYPES = (("click",), ("add_to_cart", "purchase"))
 #: Leaf code of items without a category (from a dataset whose catalogue lacks them).
 UNCATEGORISED = "(uncategorised)"
 
@@ -93,16 +95,23 @@ def truth_from_shop(shop: SyntheticShop) -> ShopTruth:
     preferences = _normalised_rows(rows[keep], cols[keep],
                                    prefs["weight"].to_numpy(float)[keep],
                                    len(user_ids), len(leaf_ids))
-    events = shop.events
     item_index = pd.Index(item_ids)
-    ev_item = item_index.get_indexer(events["item_id"].astype(str))
-    ev_user = user_index.get_indexer(events["user_id"].astype(str))
-    popularity = _shares(ev_item[ev_item >= 0], len(item_ids))
-    chosen = events["type"].astype(str).isin(HISTORY_TYPES).to_numpy() & (ev_item >= 0) \
-        & (ev_user >= 0)
-    seconds = events["timestamp"].astype("int64").to_numpy()
-    history, ptr = _histories(ev_user[chosen], ev_item[chosen], seconds[chosen],
-                              events["type"].astype(str).to_numpy()[chosen], len(user_ids))
+    counts = np.zeros(len(item_ids))
+    kept: list[tuple[np.ndarray, ...]] = []
+    for events in shop.iter_events(1_000_000):  # streamed when the shop was not materialised
+        ev_item = item_index.get_indexer(events["item_id"].astype(str))
+        ev_user = user_index.get_indexer(events["user_id"].astype(str))
+        counts += np.bincount(ev_item[ev_item >= 0], minlength=len(item_ids))
+        types = events["type"].astype(str).to_numpy()
+        keep = (ev_item >= 0) & (ev_user >= 0) & np.isin(types, sum(HISTORY_TYPES, ()))
+        seconds = events["timestamp"].astype("int64").to_numpy()
+        kept.append((ev_user[keep], ev_item[keep], seconds[keep], types[keep]))
+    popularity = counts / counts.sum() if counts.sum() > 0 else np.full(len(item_ids),
+                                                                          1.0 / len(item_ids))
+    user, item, seconds, types = (np.concatenate(a) for a in zip(*kept, strict=True)) \
+        if kept else (np.zeros(0, np.int64),) * 3 + (np.zeros(0, str),)
+    chosen = _chosen(types, np.ones(len(types), bool))
+    history, ptr = _histories(user[chosen], item[chosen], seconds[chosen], len(user_ids))
     return ShopTruth(user_ids=user_ids, item_ids=item_ids, leaf_ids=leaf_ids,
                      item_leaf=item_leaf.astype(np.int64),
                      item_price=items["price"].to_numpy(float),
@@ -143,13 +152,9 @@ def truth_from_dataset(dataset: InteractionDataset) -> ShopTruth:
     leaf_max = np.zeros(len(leaf_ids))
     np.maximum.at(leaf_max, item_leaf, item_weight)
     preferences = _normalised_rows(user, item_leaf[item], weight, n_users, len(leaf_ids))
-    types = inter["type"].astype(str).to_numpy()
-    chosen = np.isin(types, HISTORY_TYPES)
-    if not chosen.any():  # logs of one kind of event (ratings, "interaction"): all count
-        chosen = weight > 0
+    chosen = _chosen(inter["type"].astype(str).to_numpy(), weight > 0)
     history, ptr = _histories(user[chosen], item[chosen],
-                              inter["timestamp"].to_numpy(float)[chosen], types[chosen],
-                              n_users)
+                              inter["timestamp"].to_numpy(float)[chosen], n_users)
     return ShopTruth(user_ids=np.asarray(dataset.user_ids).astype(str), item_ids=item_ids,
                      leaf_ids=leaf_ids, item_leaf=item_leaf.astype(np.int64),
                      item_price=price, appeal=item_weight / leaf_max[item_leaf],
@@ -172,15 +177,21 @@ def _shares(codes: np.ndarray, n: int) -> np.ndarray:
     return counts / counts.sum() if counts.sum() > 0 else np.full(n, 1.0 / n)
 
 
-def _histories(user: np.ndarray, item: np.ndarray, when: np.ndarray, types: np.ndarray,
+def _chosen(types: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """Rows of the first kind in HISTORY_TYPES the log has; a log without any of them
+    (ratings, plain "interaction" rows) counts every row of positive weight."""
+    for kinds in HISTORY_TYPES:
+        chosen = np.isin(types, kinds)
+        if chosen.any():
+            return chosen
+    return positive
+
+
+def _histories(user: np.ndarray, item: np.ndarray, when: np.ndarray,
                n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per user, the items chosen oldest first; an item clicked then carted then bought
-    in a row counts once (the funnel of one choice), a later new click counts again."""
+    """Per user, the chosen items oldest first, in CSR layout."""
     order = np.lexsort((when, user))
-    user, item, types = user[order], item[order], types[order]
-    repeat = np.r_[False, (user[1:] == user[:-1]) & (item[1:] == item[:-1])
-                   & (types[1:] != "click")]
-    user, item = user[~repeat], item[~repeat]
+    user, item = user[order], item[order]
     ptr = np.r_[0, np.cumsum(np.bincount(user, minlength=n_users))]
     return item.astype(np.int64), ptr.astype(np.int64)
 

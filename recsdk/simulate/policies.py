@@ -33,10 +33,22 @@ def _check_k(obs: Observation, k: int) -> None:
         raise ValueError(f"k must lie in [1, {len(obs.candidates)}] (the candidates), got {k}")
 
 
+def top_k_positions(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest scores, best first, ties to the earlier position: the
+    first k of a stable descending sort, in O(n) plus a sort of k."""
+    n = len(scores)
+    if k >= n:
+        return np.argsort(-scores, kind="stable")
+    kth = np.partition(scores, n - k)[n - k]  # the k-th highest score
+    above = np.flatnonzero(scores > kth)
+    tied = np.flatnonzero(scores == kth)[:k - len(above)]
+    top = np.concatenate([above, tied])
+    return top[np.lexsort((top, -scores[top]))]
+
+
 def _top_k(candidates: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """The k best candidates, best first; ties go to the earlier candidate."""
-    order = np.argsort(-scores, kind="stable")[:k]
-    return candidates[order]
+    return candidates[top_k_positions(scores, k)]
 
 
 class RandomPolicy:
@@ -149,27 +161,30 @@ class EpsilonGreedyPolicy:
         _check_k(obs, k)
         candidates = obs.candidates
         n = len(candidates)
-        ranking = np.argsort(-self.estimate.predict(obs, candidates), kind="stable")
-        rank_of = np.empty(n, dtype=np.int64)
-        rank_of[ranking] = np.arange(n)
+        # only the k best matter to the greedy picks: a better free one always remains
+        best = top_k_positions(self.estimate.predict(obs, candidates), k)
         if self.epsilon == 0.0:
-            return candidates[ranking[:k]], np.ones(k)
-        taken = np.zeros(n, dtype=bool)  # by rank
-        top = 0
+            return candidates[best], np.ones(k)
+        rank_of = {int(b): r for r, b in enumerate(best)}
+        taken: set[int] = set()
+        chosen = np.empty(k, dtype=np.int64)
         ranks = np.empty(k, dtype=np.int64)
         explore = rng.random(k) < self.epsilon
+        top = 0
         for slot in range(k):
-            if explore[slot]:
-                free = np.flatnonzero(~taken)
-                r = int(free[rng.integers(len(free))])
+            if explore[slot]:  # uniform over the free candidates, by rejection (few taken)
+                pos = int(rng.integers(n))
+                while pos in taken:
+                    pos = int(rng.integers(n))
             else:
-                while taken[top]:
+                while int(best[top]) in taken:
                     top += 1
-                r = top
-            taken[r] = True
-            ranks[slot] = r
+                pos = int(best[top])
+            taken.add(pos)
+            chosen[slot] = pos
+            ranks[slot] = rank_of.get(pos, k)
         table = epsilon_greedy_table(n, k, self.epsilon)
-        return candidates[ranking[ranks]], table[np.minimum(ranks, k), np.arange(k)]
+        return candidates[chosen], table[ranks, np.arange(k)]
 
     def update(self, obs: Observation, slate: np.ndarray, outcome: Outcome) -> None:
         self.estimate.update(obs, slate, outcome)

@@ -7,11 +7,13 @@ best list for the immediate reward, both at the moment it was shown).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from recsdk.simulate.policies import Policy
+from recsdk.simulate.policies import Policy, top_k_positions
 from recsdk.simulate.simulator import ShopSimulator
 
 
@@ -60,6 +62,32 @@ class RunLog:
         """Per step, the true immediate expected reward lost to the best list."""
         return self.oracle_expected_reward - self.expected_reward
 
+    def impressions(self) -> pd.DataFrame:
+        """One row per shown item: ``request`` (the step's row number), ``episode``,
+        ``user``, ``visit``, ``step``, ``position`` (1-based), ``item``, ``propensity``,
+        ``click``, ``purchase``: the layout off-policy estimators read."""
+        n, k = self.slate.shape
+        return pd.DataFrame({
+            "request": np.repeat(np.arange(n), k), "episode": np.repeat(self.episode, k),
+            "user": np.repeat(self.user, k), "visit": np.repeat(self.visit, k),
+            "step": np.repeat(self.step, k), "position": np.tile(np.arange(1, k + 1), n),
+            "item": self.slate.ravel(), "propensity": self.propensities.ravel(),
+            "click": self.clicks.ravel(), "purchase": self.purchases.ravel(),
+        })
+
+    def save(self, path: str | Path) -> None:
+        """Write every array to a ``.npz`` file (no pickle)."""
+        np.savez_compressed(path, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunLog:
+        """Read a log written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            missing = {f.name for f in fields(cls)} - set(data.files)
+            if missing:
+                raise ValueError(f"{path} is not a RunLog: missing {sorted(missing)}")
+            return cls(**{f.name: data[f.name] for f in fields(cls)})
+
 
 def run_policy(sim: ShopSimulator, policy: Policy, n_episodes: int, seed: int = 0,
                oracle: bool = True) -> RunLog:
@@ -94,7 +122,7 @@ def run_policy(sim: ShopSimulator, policy: Policy, n_episodes: int, seed: int = 
                                  f"shape {propensities.shape}, expected ({k},)")
             if oracle:
                 rewards = sim.item_rewards(obs, obs.candidates)
-                best = float(exam @ -np.sort(-rewards)[:k])
+                best = float(exam @ rewards[top_k_positions(rewards, k)])
                 shown = sim.expected_reward(obs, slate)
             else:
                 best = shown = np.nan

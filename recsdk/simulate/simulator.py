@@ -220,9 +220,12 @@ class ShopSimulator:
         log_al = np.log(self._affinity * self.n_leaves)
         self._click_base = (p.click_bias + p.preference_weight * log_al[self.truth.item_leaf]
                             + p.popularity_weight * self._log_appeal)
-        self._buy_logit = (p.purchase_bias
-                           + p.purchase_preference_weight * log_al[self.truth.item_leaf]
-                           - p.price_sensitivity * self._log_price)
+        self._buy_p = _sigmoid(p.purchase_bias
+                               + p.purchase_preference_weight * log_al[self.truth.item_leaf]
+                               - p.price_sensitivity * self._log_price)
+        # what a click on each item is worth in expectation (purchase odds do not change)
+        self._click_worth = p.click_value + self._buy_p * self._value
+        self._rewards: np.ndarray | None = None  # every item's expected reward, this state
         self._match = self._affinity / self._affinity.max()
         self._leaf_satiety = np.zeros(self.n_leaves)
         self._item_satiety = np.zeros(self.n_items)
@@ -288,14 +291,15 @@ class ShopSimulator:
     def purchase_probabilities(self, obs: Observation, items: np.ndarray) -> np.ndarray:
         """TRUE probability each item is bought once clicked."""
         self._check_state(obs)
-        return _sigmoid(self._buy_logit[self._items(items)])
+        return self._buy_p[self._items(items)]
 
     def item_rewards(self, obs: Observation, items: np.ndarray) -> np.ndarray:
         """TRUE expected immediate reward of each item shown at position 1 now."""
         self._check_state(obs)
         items = self._items(items)
-        return self._click_p(items) * (self.params.click_value
-                                       + _sigmoid(self._buy_logit[items]) * self._value[items])
+        if self._rewards is None:  # computed once per state: oracle and regret both ask
+            self._rewards = _frozen(self._click_p(self._all_items) * self._click_worth)
+        return self._rewards if items is self._all_items else self._rewards[items]
 
     def expected_reward(self, obs: Observation, slate: np.ndarray) -> float:
         """TRUE expected immediate reward of showing ``slate`` now (position bias included)."""
@@ -318,10 +322,11 @@ class ShopSimulator:
             bad = slate[(slate < 0) | (slate >= self.n_items)]
             raise ValueError(f"slate item indices must lie in [0, {self.n_items}), "
                              f"got {bad.tolist()}")
-        unique, counts = np.unique(slate, return_counts=True)
-        if len(unique) != k:
+        ordered = np.sort(slate)
+        repeated = ordered[1:] == ordered[:-1]
+        if repeated.any():
             raise ValueError(f"slate items must be distinct; repeated: "
-                             f"{unique[counts > 1].tolist()}")
+                             f"{np.unique(ordered[1:][repeated]).tolist()}")
         candidates = (obs or self._obs).candidates
         if candidates is not self._all_items and len(candidates) != self.n_items:
             outside = slate[~np.isin(slate, candidates)]
@@ -337,7 +342,7 @@ class ShopSimulator:
         k = len(slate)
         leaves = self.truth.item_leaf[slate]
         click_p = self._click_p(slate)
-        buy_p = _sigmoid(self._buy_logit[slate])
+        buy_p = self._buy_p[slate]
         draws = rng.random((3, k))
         examined = draws[0] < self._exam
         clicks = examined & (draws[1] < click_p)
@@ -391,6 +396,7 @@ class ShopSimulator:
         else:
             self._step += 1
         self._episode_step += 1
+        self._rewards = None
         done = churned or horizon
         self._done = done
         self._obs = None if done else self._observation()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from recsdk.data.synthetic import SyntheticShop
+from recsdk.data.synthetic import SyntheticShop, generate_shop
 from recsdk.simulate import (
     Observation,
     OraclePolicy,
     Outcome,
     RandomPolicy,
+    RunLog,
     ShopSimulator,
     SimulatorParams,
     run_policy,
@@ -135,3 +140,40 @@ def test_misuse_is_refused(shop: SyntheticShop, sim: ShopSimulator) -> None:
         ShopSimulator(shop.events)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n_episodes must be a positive integer"):
         run_policy(sim, RandomPolicy(), 0, seed=0)
+
+
+def test_a_streamed_shop_gives_the_same_truth() -> None:
+    streamed = ShopSimulator(generate_shop(8_000, seed=4, materialize=False)).truth
+    held = ShopSimulator(generate_shop(8_000, seed=4)).truth
+    assert len(held.history) > 0
+    assert np.array_equal(streamed.history, held.history)
+    assert np.array_equal(streamed.history_ptr, held.history_ptr)
+    assert np.allclose(streamed.popularity, held.popularity)
+
+
+def test_a_policy_with_bad_propensities_is_named(sim: ShopSimulator) -> None:
+    class Broken(RandomPolicy):
+        def select(self, obs: Observation, k: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            return super().select(obs, k, rng)[0], np.ones(k - 1)
+
+    with pytest.raises(ValueError, match=re.escape(
+            "Broken.select returned propensities of shape (9,), expected (10,)")):
+        run_policy(sim, Broken(), 1, seed=0)
+
+
+def test_a_run_log_saves_loads_and_lists_impressions(sim: ShopSimulator,
+                                                     tmp_path: Path) -> None:
+    log = run_policy(sim, RandomPolicy(), 5, seed=3)
+    log.save(tmp_path / "run.npz")
+    again = RunLog.load(tmp_path / "run.npz")
+    for f in fields(RunLog):
+        assert np.array_equal(getattr(again, f.name), getattr(log, f.name), equal_nan=True)
+    frame = log.impressions()
+    assert len(frame) == log.n_steps * sim.params.slate_size
+    assert frame["click"].sum() == log.clicks.sum()
+    row = frame.iloc[sim.params.slate_size + 2]  # second list, third position
+    assert (row["request"], row["position"], row["item"]) == (1, 3, log.slate[1, 2])
+    np.savez(tmp_path / "other.npz", reward=np.zeros(3))
+    with pytest.raises(ValueError, match="is not a RunLog: missing"):
+        RunLog.load(tmp_path / "other.npz")

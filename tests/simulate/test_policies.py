@@ -17,6 +17,7 @@ from recsdk.simulate import (
     epsilon_greedy_table,
     run_policy,
 )
+from recsdk.simulate.policies import top_k_positions
 
 
 def _monte_carlo(n: int, k: int, epsilon: float, draws: int, seed: int) -> np.ndarray:
@@ -97,3 +98,13 @@ def test_learning_policies_learn_from_feedback(sim: ShopSimulator) -> None:
     random = run_policy(sim, RandomPolicy(), 300, seed=3)
     # the learned click model finds clicks a random list does not
     assert myopic.clicks.mean() > 3 * random.clicks.mean()
+
+
+def test_top_k_positions_is_the_head_of_a_stable_descending_sort() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        scores = rng.integers(0, 4, n).astype(float)  # many ties
+        k = int(rng.integers(1, n + 1))
+        expected = np.argsort(-scores, kind="stable")[:k]
+        assert np.array_equal(top_k_positions(scores, k), expected)

@@ -137,3 +137,25 @@ def test_long_term_value_differs_from_the_next_reward(sim: ShopSimulator) -> Non
     assert diff.mean() > 3 * diff.std() / np.sqrt(n)
     assert diverse.episode_visits.mean() > greedy.episode_visits.mean()
 
+
+
+def test_a_satisfying_visit_brings_users_back(shop: SyntheticShop) -> None:
+    """Boredom held at zero (every leaf liked alike, no repetition cost, one list per
+    visit): users who clicked more come back more often."""
+    params = SimulatorParams(exploration=1.0, repetition_weight=0.0, lists_per_visit=1,
+                             horizon_visits=2, click_bias=-1.0, return_bias=0.0)
+    sim = ShopSimulator(shop, params, seed=8)
+    appeal = sim.truth.appeal
+    liked = np.argsort(-appeal, kind="stable")[:10]  # the most appealing items: many clicks
+    dull = np.argsort(appeal, kind="stable")[:10]  # the least: few clicks
+    returned = {True: [0, 0], False: [0, 0]}  # clicked anything? -> [visits, returns]
+    for slate in (liked, dull):
+        for _ in range(1500):
+            sim.reset()
+            outcome = sim.step(slate)
+            counts = returned[bool(outcome.clicks.any())]
+            counts[0] += 1
+            counts[1] += outcome.observation is not None
+    rate = {clicked: r / v for clicked, (v, r) in returned.items()}
+    assert min(v for v, _ in returned.values()) > 200
+    assert rate[True] > rate[False] + 0.1

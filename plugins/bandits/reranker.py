@@ -4,7 +4,7 @@ pulls and rewards into the shared state.
 The hooks, in request order:
 
 * ``recsdk_rerank`` (``trylast``: after the filters and any other reranker) takes the
-  best ``pool`` items of the ranking it receives, builds each one's context
+  best ``pool`` items (at least ``k``) of the ranking it receives, builds each one's context
   (:mod:`.features`), and lets the policy fill ``k`` slots from them; it answers a
   :class:`recsdk.types.Ranking` with one propensity per position (the items it did not
   pick are dropped, as the chain allows). It does no I/O: it reads this process's view
@@ -81,8 +81,8 @@ class BanditParams(Schema):
                   "types not listed are ignored"})
     pool = fields.Integer(
         load_default=50, validate=validate.Range(min=1, max=10_000),
-        metadata={"description": "the bandit picks the list from this many of the best "
-                  "items of the ranking it receives"})
+        metadata={"description": "the bandit picks the list from this many (at least k) "
+                  "of the best items of the ranking it receives"})
     ridge = fields.Float(
         load_default=1.0, validate=validate.Range(min=0, min_inclusive=False),
         metadata={"description": "lambda: A starts as lambda I"})
@@ -220,7 +220,7 @@ class BanditReranker(Plugin):
                       ) -> Ranking | None:
         if self.shared is None or len(ranking) == 0:
             return None
-        pool = min(len(ranking), self.params["pool"])
+        pool = min(len(ranking), max(self.params["pool"], request.k))
         ids = list(ranking.item_ids[:pool])
         X = self.contexts(request, ids, np.asarray(ranking.scores[:pool], dtype=np.float64))
         order, propensities = self.policy.select(X, request.k, self.shared.stats(),

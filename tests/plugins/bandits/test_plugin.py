@@ -225,3 +225,13 @@ def test_a_run_saved_with_other_context_features_is_refused() -> None:
              "popularity": np.zeros(3), "statistics": np.zeros(8)}
     with pytest.raises(ValueError, match=r"context features .* differ .* retrain"):
         plugin.recsdk_load_state(state, None)
+
+
+def test_a_list_longer_than_the_pool_is_still_full() -> None:
+    plugin = ThompsonBandit(backend="memory", sync_s=0.0, pool=3, n_draws=8)
+    plugin.recsdk_configure(PluginContext(settings=load_settings({}, environ={})))
+    ranking = Ranking([f"i{i}" for i in range(20)], [20.0 - i for i in range(20)])
+    out = plugin.recsdk_rerank(RecommendationRequest(user_id="u", k=8), ranking)
+    assert out is not None and len(out) == 8 and len(set(out.item_ids)) == 8
+    assert set(out.item_ids) <= {f"i{i}" for i in range(8)}  # the best k of the ranking
+    assert out.propensities is not None and all(0 < p <= 1 for p in out.propensities)

@@ -3,6 +3,7 @@ impressions, learn from feedback, share state between instances, save it with th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -235,3 +236,19 @@ def test_a_list_longer_than_the_pool_is_still_full() -> None:
     assert out is not None and len(out) == 8 and len(set(out.item_ids)) == 8
     assert set(out.item_ids) <= {f"i{i}" for i in range(8)}  # the best k of the ranking
     assert out.propensities is not None and all(0 < p <= 1 for p in out.propensities)
+
+
+def test_another_process_sees_a_reward_within_the_sync_interval(sdks, tmp_path) -> None:
+    cfg = config(f"sqlite:///{tmp_path / 'shop.db'}", "linucb", sync_s=0.1)
+    first = open_sdk(sdks, cfg)
+    fill(first)
+    first.fit()
+    second = open_sdk(sdks, cfg)
+    result = serve(first)
+    second.log_feedback([{"request_id": result.request_id, "item_id": result.item_ids[0],
+                          "type": "add_to_cart"}])
+    seen = bandit(first, "linucb").shared
+    deadline = time.monotonic() + 5.0
+    while seen.stats().reward == 0.0 and time.monotonic() < deadline:  # no manual sync
+        time.sleep(0.05)
+    assert seen.stats().reward == 2.0  # the default add_to_cart reward

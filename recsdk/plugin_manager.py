@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "lightgcn": "recsdk_plugins.lightgcn:LightGCN",
     "two_tower": "recsdk_plugins.two_tower:TwoTower",
     "ltr": "recsdk_plugins.ltr:LearningToRank",
+    "multvae": "recsdk_plugins.multvae:MultVAE",
 }
 
 

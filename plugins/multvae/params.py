@@ -28,13 +28,13 @@ class MultVAEParams(DeepParams, WeightingParams):
         load_default=200, validate=validate.Range(min=1, max=4096),
         metadata={"description": "size of the latent z (the paper: 200)"})
     dropout = fields.Float(
-        load_default=0.5, validate=validate.Range(min=0.0, max=1.0, max_inclusive=False),
+        load_default=0.7, validate=validate.Range(min=0.0, max=1.0, max_inclusive=False),
         metadata={"description": "dropout on the normalised input row while training"})
     anneal_cap = fields.Float(
-        load_default=0.2, validate=validate.Range(min=0.0, max=1.0),
+        load_default=0.3, validate=validate.Range(min=0.0, max=1.0),
         metadata={"description": "largest KL weight beta (1: the plain ELBO)"})
     anneal_steps = fields.Integer(
-        load_default=2000, validate=validate.Range(min=0, max=10_000_000),
+        load_default=200, validate=validate.Range(min=0, max=10_000_000),
         metadata={"description": "gradient steps over which beta grows linearly from 0 to "
                   "anneal_cap (0: anneal_cap from the first step)"})
     learning_rate = fields.Float(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import configparser
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from recsdk import RecSDK
 from recsdk.config import Settings
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
+from recsdk.plugin_manager import BUILTIN_PLUGINS
 from recsdk.registry import ModelRegistry
 from recsdk.storage import models
 from recsdk.storage.database import make_engine
@@ -306,6 +308,15 @@ def test_a_trained_run_serves_the_same_lists_after_loading_in_a_new_sdk(tmp_path
 
 
 # ---- configuration -----------------------------------------------------------------
+
+
+def test_registered_as_a_builtin_plugin_and_an_entry_point() -> None:
+    target = "recsdk_plugins.multvae:MultVAE"
+    assert BUILTIN_PLUGINS["multvae"] == target
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).parents[3] / "setup.cfg")
+    entry_points = setup["options.entry_points"]["recsdk"].split("\n")
+    assert f"multvae = {target}" in [line.strip() for line in entry_points]
 
 
 @pytest.mark.parametrize(("params", "name"), [

@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "ltr": "recsdk_plugins.ltr:LearningToRank",
     "linucb": "recsdk_plugins.bandits.linucb:LinUCBBandit",
     "thompson": "recsdk_plugins.bandits.thompson:ThompsonBandit",
+    "multvae": "recsdk_plugins.multvae:MultVAE",
 }
 
 

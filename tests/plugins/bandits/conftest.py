@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from recsdk import RecSDK
 from tests.postgres import fresh_postgres_database
 
 REDIS_URL = os.environ.get("RECSDK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -32,3 +33,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     else:
         with fresh_postgres_database("recsdk_bandits") as url:
             yield url
+
+
+@pytest.fixture
+def sdks() -> Iterator[list[RecSDK]]:
+    """SDKs a test opens, closed after it."""
+    made: list[RecSDK] = []
+    yield made
+    for sdk in made:
+        sdk.close()

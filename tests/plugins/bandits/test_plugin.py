@@ -34,14 +34,6 @@ def config(url: str, kind: str, redis_url: str | None = None, **params: Any
             "plugins": {"popularity": {}, "interest": {}, "filters": {}, kind: bandit}}
 
 
-@pytest.fixture
-def sdks() -> Iterator[list[RecSDK]]:
-    made: list[RecSDK] = []
-    yield made
-    for sdk in made:
-        sdk.close()
-
-
 def open_sdk(made: list[RecSDK], cfg: dict[str, Any]) -> RecSDK:
     sdk = RecSDK(cfg, environ={})
     made.append(sdk)

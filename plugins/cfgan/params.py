@@ -30,15 +30,15 @@ class CFGANParams(DeepParams, WeightingParams):
         metadata={"description": "hidden layer sizes of the discriminator (2 x items -> ... "
                   "-> 1)"})
     zr_share = fields.Float(
-        load_default=0.7, validate=validate.Range(min=0.0, max=1.0),
+        load_default=0.1, validate=validate.Range(min=0.0, max=1.0),
         metadata={"description": "share of each user's unseen items drawn per step whose "
                   "generated value is pulled to zero (zero-reconstruction, S_ZR)"})
     pm_share = fields.Float(
-        load_default=0.7, validate=validate.Range(min=0.0, max=1.0),
+        load_default=0.1, validate=validate.Range(min=0.0, max=1.0),
         metadata={"description": "share of each user's unseen items drawn per step that the "
                   "discriminator sees besides the user's items (partial masking, S_PM)"})
     zr_weight = fields.Float(
-        load_default=0.1, validate=validate.Range(min=0.0, max=1000.0),
+        load_default=1.0, validate=validate.Range(min=0.0, max=1000.0),
         metadata={"description": "weight alpha of the zero-reconstruction term in the "
                   "generator's loss (0: partial masking only)"})
     generator_learning_rate = fields.Float(

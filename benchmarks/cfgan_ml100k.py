@@ -12,10 +12,13 @@ time, since the machine is shared).
 split is never looked at). ``--holdout`` replaces the test split by a per-user random
 10% of the *training* split (the model trains on the other 90% and carves its own
 validation split from those): how choices that are not plain parameters (refit) were
-measured without the test split.
+measured without the test split. ``--split-seed`` fixes the split (and the
+validation split carved from it) while ``--seed``/``--seeds`` vary the model's seed:
+the spread that comes from the adversarial training alone.
 
     PYTHONPATH=. python benchmarks/cfgan_ml100k.py --data ../shared/data/ml-100k
-        [--param KEY=VALUE ...] [--seed 42] [--seeds 5] [--validation-only | --holdout]
+        [--param KEY=VALUE ...] [--seed 42] [--seeds 5] [--split-seed 42]
+        [--validation-only | --holdout]
 """
 
 from __future__ import annotations
@@ -41,13 +44,16 @@ K = 10
 
 
 def run_seed(params: dict[str, Any], frame: pd.DataFrame, items: pd.DataFrame, seed: int,
-             validation_only: bool, holdout: bool = False) -> dict[str, Any]:
-    split = random_split(frame, TEST_RATIO, seed)
+             validation_only: bool, holdout: bool = False,
+             split_seed: int | None = None) -> dict[str, Any]:
+    """Fit with ``seed`` on the split of ``split_seed`` (default: ``seed``)."""
+    split_seed = seed if split_seed is None else split_seed
+    split = random_split(frame, TEST_RATIO, split_seed)
     if holdout:
-        split = random_split(split.train, HOLDOUT_RATIO, seed)
+        split = random_split(split.train, HOLDOUT_RATIO, split_seed)
     dataset = implicit_dataset(split.train, catalog_from_items(items))
     spec = PluginSpec("cfgan", "cfgan", params)
-    row: dict[str, Any] = {"seed": seed}
+    row: dict[str, Any] = {"seed": seed, "split": split_seed}
     cpu_start = time.process_time()
     with FittedPlugin(spec, dataset, seed=seed, device="cpu") as fitted:
         cpu = time.process_time() - cpu_start
@@ -79,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--validation-only", action="store_true")
     parser.add_argument("--holdout", action="store_true")
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="one split for every model seed (default: the model seed)")
     args = parser.parse_args(argv)
     params = {}
     for text in args.param:
@@ -91,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     for seed in range(args.seed, args.seed + args.seeds):
-        row = run_seed(params, frame, items, seed, args.validation_only, args.holdout)
+        row = run_seed(params, frame, items, seed, args.validation_only, args.holdout,
+                       args.split_seed)
         print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
         rows.append(row)
@@ -102,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v)
                                 for v in record.values()) + " |")
     if len(rows) > 1:
-        means = table.drop(columns="seed").mean()
-        sds = table.drop(columns="seed").std(ddof=1)
+        means = table.drop(columns=["seed", "split"]).mean()
+        sds = table.drop(columns=["seed", "split"]).std(ddof=1)
         print("mean " + "  ".join(f"{k}={means[k]:.4f}±{sds[k]:.4f}" for k in means.index))
     print(f"total {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

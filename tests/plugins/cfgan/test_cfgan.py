@@ -147,6 +147,13 @@ def test_the_report_holds_epochs_validation_and_time_and_the_refit_uses_the_best
     assert without.refit_report_ is None
 
 
+def test_progress_shows_a_bar_per_training_run(capsys: pytest.CaptureFixture[str]) -> None:
+    fitted(progress=True, max_epochs=2, validation_share=0.0)
+    assert "cfgan" in capsys.readouterr().err
+    fitted(max_epochs=2, validation_share=0.0)
+    assert "cfgan" not in capsys.readouterr().err
+
+
 def test_one_seed_gives_the_same_scores_and_another_seed_others() -> None:
     ds = planted_dataset()
     users, candidates = list(ds.user_ids), all_items(ds)

@@ -17,7 +17,6 @@ list and users unseen at training are served without retraining.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +31,7 @@ from recsdk_plugins.deep_training import (
     require_torch,
     seed_everything,
     torch_threads,
-    validation_split,
+    train_then_refit,
 )
 
 from recsdk import Plugin, hookimpl
@@ -42,8 +41,6 @@ from recsdk.errors import ConfigurationError
 from recsdk.interactions import UserRows, Weighting, candidate_scores
 from recsdk.registry import ArtifactReader, ArtifactWriter
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
-
-log = logging.getLogger(__name__)
 
 NAME = "cfgan"
 WEIGHTS_ARTIFACT = "generator.pt"
@@ -83,34 +80,9 @@ class CFGAN(Plugin):
         rows = UserRows.fit(dataset, self.weighting, NAME)
         vectors = purchase_vectors(rows.matrix)
         with torch_threads(self.params.get("num_threads") or None):
-            model, report, refit = self._train_with_validation(vectors)
-        self.report_, self.refit_report_ = report, refit
-        log.info("plugins.%s: %.3f s/epoch over %d epochs%s; best validation NDCG@%d %s at "
-                 "epoch %d", NAME, report.seconds_per_epoch, report.epochs,
-                 f" + {refit.epochs} epochs refitted on all the training data"
-                 if refit else "", VALIDATION_K, report.best_score, report.best_epoch)
+            model, self.report_, self.refit_report_ = train_then_refit(
+                vectors, self._train, self.params, name=NAME, seed=self._seed)
         self._set_generator(rows, model.generator)
-
-    def _train_with_validation(self, vectors: sp.csr_matrix) -> tuple[
-            Any, TrainingReport, TrainingReport | None]:
-        """Early stopping on a validation split of ``vectors``, then (``refit``) a model
-        trained on all of them for the best number of epochs."""
-        p = self.params
-        share = float(p.get("validation_share", 0.1))
-        validation = None
-        train = vectors
-        if share > 0:
-            train, validation = validation_split(vectors, share, self._seed)
-            if validation.nnz == 0:
-                log.warning("plugins.%s: too few interactions per user to hold any out for "
-                            "validation; training %d epochs without early stopping", NAME,
-                            p.get("max_epochs", 200))
-                train, validation = vectors, None
-        model, report = self._train(train, validation, int(p.get("max_epochs", 200)))
-        if validation is None or not p.get("refit", True):
-            return model, report, None
-        model, refit = self._train(vectors, None, max(report.best_epoch, 1))
-        return model, report, refit
 
     def _train(self, vectors: sp.csr_matrix, validation: sp.csr_matrix | None,
                epochs: int) -> tuple[Any, TrainingReport]:

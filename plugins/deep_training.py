@@ -25,7 +25,7 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +255,43 @@ def fit_with_early_stopping(
              "NDCG %s", name, report.epochs, device, report.seconds_per_epoch,
              report.best_epoch, report.best_score)
     return report
+
+
+def train_then_refit(
+    matrix: sp.csr_matrix,
+    train: Callable[[sp.csr_matrix, sp.csr_matrix | None, int], tuple[Any, TrainingReport]],
+    params: Mapping[str, Any],
+    *,
+    name: str,
+    seed: int,
+) -> tuple[Any, TrainingReport, TrainingReport | None]:
+    """Early stopping on a validation split of ``matrix``, then (``refit``) a model
+    trained on all of ``matrix`` for the best number of epochs.
+
+    ``train(matrix, validation or None, epochs) -> (model, report)`` trains one model;
+    returns the kept model, the early-stopped run's report and the refit's (None when
+    there was no refit: ``refit = false``, ``validation_share = 0``, or users with too
+    few interactions to hold any out).
+    """
+    share = float(params.get("validation_share", 0.1))
+    max_epochs = int(params.get("max_epochs", 200))
+    fit_on, validation = matrix, None
+    if share > 0:
+        fit_on, validation = validation_split(matrix, share, seed)
+        if validation.nnz == 0:
+            log.warning("plugins.%s: too few interactions per user to hold any out for "
+                        "validation; training %d epochs without early stopping", name,
+                        max_epochs)
+            fit_on, validation = matrix, None
+    model, report = train(fit_on, validation, max_epochs)
+    refit = None
+    if validation is not None and params.get("refit", True):
+        model, refit = train(matrix, None, max(report.best_epoch, 1))
+    log.info("plugins.%s: %.3f s/epoch over %d epochs%s; best validation NDCG %s at "
+             "epoch %d", name, report.seconds_per_epoch, report.epochs,
+             f" + {refit.epochs} epochs refitted on all the training data" if refit else "",
+             report.best_score, report.best_epoch)
+    return model, report, refit
 
 
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:

@@ -45,8 +45,12 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "lmf": "recsdk_plugins.factorization:LMF",
     "multimodal": "recsdk_plugins.multimodal:Multimodal",
     "lightgcn": "recsdk_plugins.lightgcn:LightGCN",
+    "cfgan": "recsdk_plugins.cfgan:CFGAN",
     "two_tower": "recsdk_plugins.two_tower:TwoTower",
     "ltr": "recsdk_plugins.ltr:LearningToRank",
+    "linucb": "recsdk_plugins.bandits.linucb:LinUCBBandit",
+    "thompson": "recsdk_plugins.bandits.thompson:ThompsonBandit",
+    "multvae": "recsdk_plugins.multvae:MultVAE",
     "qlearning": "recsdk_plugins.qlearning:QLearning",
 }
 

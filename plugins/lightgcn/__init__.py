@@ -33,7 +33,7 @@ from recsdk_plugins.deep_training import (
     require_torch,
     seed_everything,
     torch_threads,
-    validation_split,
+    train_then_refit,
 )
 from recsdk_plugins.lightgcn.params import LightGCNParams
 
@@ -123,32 +123,12 @@ class LightGCN(Plugin):
             model, report, refit = self._train_with_validation(rows.matrix)
             self._set_model(rows, model)
         self.report_, self.refit_report_ = report, refit
-        log.info("plugins.%s: %.3f s/epoch over %d epochs%s; best validation NDCG@%d %s at "
-                 "epoch %d", NAME, report.seconds_per_epoch, report.epochs,
-                 f" + {refit.epochs} epochs refitted on all the training data"
-                 if refit else "", VALIDATION_K, report.best_score, report.best_epoch)
         self.retriever_ = build_retriever(dataset.item_ids, self.item_embeddings_, self.params)
 
     def _train_with_validation(self, matrix: sp.csr_matrix) -> tuple[
             Any, TrainingReport, TrainingReport | None]:
-        """Early stopping on a validation split of ``matrix``, then (``refit``) a model
-        trained on all of ``matrix`` for the best number of epochs."""
-        p = self.params
-        share = float(p.get("validation_share", 0.1))
-        validation = None
-        train = matrix
-        if share > 0:
-            train, validation = validation_split(matrix, share, self._seed)
-            if validation.nnz == 0:
-                log.warning("plugins.%s: too few interactions per user to hold any out for "
-                            "validation; training %d epochs without early stopping", NAME,
-                            p.get("max_epochs", 200))
-                train, validation = matrix, None
-        model, report = self._train(train, validation, int(p.get("max_epochs", 200)))
-        if validation is None or not p.get("refit", True):
-            return model, report, None
-        model, refit = self._train(matrix, None, max(report.best_epoch, 1))
-        return model, report, refit
+        return train_then_refit(matrix, self._train, self.params, name=NAME,
+                                seed=self._seed)
 
     def _train(self, matrix: sp.csr_matrix, validation: sp.csr_matrix | None,
                epochs: int) -> tuple[Any, TrainingReport]:

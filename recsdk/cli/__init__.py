@@ -11,7 +11,8 @@ from recsdk import __version__
 
 #: Modules that each define ``register(group)``, adding their commands.
 COMMAND_MODULES: tuple[str, ...] = ("db", "train", "recommend", "plugins", "serve", "evaluate",
-                                   "importer", "demo", "models", "maintenance", "experiments")
+                                   "importer", "demo", "models", "maintenance", "experiments",
+                                   "evaluate_policy")
 
 
 @click.group()

@@ -326,3 +326,26 @@ class ItemFeature(Base):
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BanditStatistic(Base):
+    """One number of a bandit's shared statistics (``recsdk_plugins.bandits.state``):
+    processes add to it with atomic increments; cell -1 marks the state as started."""
+
+    __tablename__ = "bandit_statistics"
+
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class BanditPull(Base):
+    """A shown item's context, kept until ``expires_at`` to credit a later reward."""
+
+    __tablename__ = "bandit_pulls"
+
+    namespace: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    context: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -170,7 +170,7 @@ def test_the_installed_cli_runs_the_main_job(installed: Installed) -> None:
 
 
 #: plugins that need the torch extra, which the wheel's base install lacks
-DEEP_PLUGINS = ("lightgcn", "multimodal", "sasrec", "two_tower")
+DEEP_PLUGINS = ("cfgan", "lightgcn", "multimodal", "multvae", "sasrec", "two_tower")
 
 
 @pytest.mark.parametrize("plugin", DEEP_PLUGINS)

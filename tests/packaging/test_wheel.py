@@ -169,8 +169,12 @@ def test_the_installed_cli_runs_the_main_job(installed: Installed) -> None:
     assert [item["item_id"] for item in served["items"]] == listed
 
 
-#: plugins that need the torch extra, which the wheel's base install lacks
-DEEP_PLUGINS = ("cfgan", "lightgcn", "multimodal", "multvae", "sasrec", "two_tower")
+#: plugins (with their settings) that need the torch extra, which the wheel's base
+#: install lacks
+DEEP_PLUGINS = {"cfgan": "weight = 1.0", "lightgcn": "weight = 1.0",
+                "multimodal": "weight = 1.0", "multvae": "weight = 1.0",
+                "sasrec": "weight = 1.0", "two_tower": "weight = 1.0",
+                "qlearning": 'model = "dqn"'}
 
 
 @pytest.mark.parametrize("plugin", DEEP_PLUGINS)
@@ -178,7 +182,7 @@ def test_a_deep_plugin_without_torch_stops_startup_naming_the_extra(
         installed: Installed, plugin: str) -> None:
     installed.run("recsdk", "db", "upgrade")
     config = installed.work / f"{plugin}.toml"
-    config.write_text(f"[plugins.popularity]\n\n[plugins.{plugin}]\nweight = 1.0\n")
+    config.write_text(f"[plugins.popularity]\n\n[plugins.{plugin}]\n{DEEP_PLUGINS[plugin]}\n")
     refused = installed.run("recsdk", "--config", str(config), "train", check=False)
     assert refused.returncode != 0
     assert f"plugins.{plugin}" in refused.stderr, refused.stderr

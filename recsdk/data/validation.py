@@ -81,8 +81,7 @@ def _distinct(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
     factorised on (type, value).
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
-        return series.cat.codes.to_numpy(), series.cat.categories.to_numpy(
-            dtype=object).tolist()
+        return _used_categories(series)
     if series.dtype != object:
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
         return codes, uniques.to_numpy(dtype=object).tolist()
@@ -92,6 +91,21 @@ def _distinct(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
     keys[:] = [None if n else _key(v) for v, n in zip(values, null, strict=True)]
     codes, uniques = pd.factorize(keys, use_na_sentinel=True)
     return codes, [key[1] for key in uniques]
+
+
+def _used_categories(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Row codes into the categories the rows use, and those categories.
+
+    A chunk streamed from a large import shares its column's categories with every
+    other chunk (all ids of the file); checking only the used ones keeps a chunk's cost
+    independent of the file's size (numpy passes over the categories, no Python loop).
+    """
+    codes = series.cat.codes.to_numpy()
+    has = codes >= 0
+    used, inverse = np.unique(codes[has], return_inverse=True)
+    out = np.full(len(codes), -1, dtype=np.int64)
+    out[has] = inverse
+    return out, series.cat.categories[used].to_numpy(dtype=object).tolist()
 
 
 @dataclass
@@ -106,6 +120,8 @@ class Ruled:
     kinds: np.ndarray
     codes: np.ndarray
     distinct: np.ndarray
+    #: the distinct values as they were, before the rule
+    originals: list[Any]
 
     def refused(self, kind: str | None = None) -> np.ndarray:
         if kind is None:
@@ -134,7 +150,7 @@ def by_rule(series: pd.Series, rule: Callable[[Any], Any], *,
         row_values[has] = values[codes[has]]
     row_kinds = np.full(len(series), "", dtype=object)
     row_kinds[has] = kinds[codes[has]]
-    return Ruled(row_values, row_kinds, codes, values)
+    return Ruled(row_values, row_kinds, codes, values, uniques)
 
 
 def _missing(series: pd.Series) -> np.ndarray:
@@ -142,8 +158,12 @@ def _missing(series: pd.Series) -> np.ndarray:
     missing = series.isna().to_numpy()
     if isinstance(series.dtype, pd.CategoricalDtype):
         cats = series.cat.categories
-        if (cats == "").any() if cats.dtype == object or cats.dtype == "str" else False:
-            missing = missing | (series.cat.codes.to_numpy() == cats.get_loc(""))
+        if cats.dtype == object or cats.dtype == "str":  # only the used categories: see
+            codes = series.cat.codes.to_numpy()           # _used_categories
+            used = np.unique(codes[codes >= 0])
+            empty = used[np.asarray(cats[used] == "", dtype=bool)]
+            if len(empty):
+                missing = missing | np.isin(codes, empty)
     elif series.dtype == object or series.dtype == "str":
         missing = missing | series.eq("").to_numpy(dtype=bool, na_value=False)
     return missing
@@ -176,7 +196,7 @@ def check_ids(series: pd.Series, field: str, *, required: bool) -> Checked:
     text_column = series.dtype == "str" or (
         isinstance(series.dtype, pd.CategoricalDtype)
         and series.cat.categories.dtype in ("str", object)
-        and all(isinstance(c, str) for c in series.cat.categories))
+        and all(isinstance(c, str) for c in ruled.originals))
     values = ruled.values
     values[missing] = None
     keep = text_column and not invalid.any()

@@ -145,3 +145,23 @@ def test_drop_invalid_events_reports_every_dropped_row():
                                   with_now, now=NOW, missing_timestamp="now")
     assert stamped["timestamp"].iloc[0] == pd.Timestamp(NOW)
     assert with_now.count("timestamp_set_to_now") == 1
+
+
+def test_a_categorical_chunk_is_checked_on_the_categories_it_uses():
+    """A chunk of a large import shares its column's categories with the whole file: an
+    id that only other chunks use neither costs this chunk nor is blamed on it, while
+    the ids it does use (an empty one among them) are checked as always."""
+    categories = ["u1", "u2", "", "x" * 300]  # the last two are not valid user ids
+    frame = pd.DataFrame({
+        "user_id": pd.Categorical.from_codes([0, 1, 0], categories=categories),
+        "item_id": pd.Categorical.from_codes([1, 0, 2], categories=["i1", "i2", ""]),
+        "type": ["view"] * 3, "timestamp": ["2024-01-01T00:00:00Z"] * 3})
+    out, problems, _ = check_events(frame, NOW)
+    assert not problems["invalid_user_id"].any() and not problems["missing_user_id"].any()
+    assert list(out["user_id"].astype(str)) == ["u1", "u2", "u1"]
+    assert list(problems["missing_item_id"]) == [False, False, True]  # "" is missing
+
+    frame["user_id"] = pd.Categorical.from_codes([0, 3, 2], categories=categories)
+    _, problems, _ = check_events(frame, NOW)
+    assert list(problems["invalid_user_id"]) == [False, True, False]
+    assert list(problems["missing_user_id"]) == [False, False, True]

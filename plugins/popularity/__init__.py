@@ -9,8 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from marshmallow import RAISE, Schema, fields, validate
 
@@ -97,6 +99,51 @@ class GlobalPopularity(Plugin):
         return _same_for_all(_lookup(self.popularity_, candidates.codes), len(user_ids))
 
 
+@dataclass
+class _CategoryIndex:
+    """A catalogue's categories as arrays: ``paths`` (categories x tree nodes, 1 where
+    the node is on the category's root path; the last row is "no category"),
+    ``by_position`` (category row of each catalogue position) and ``by_code`` (of each
+    trained item code), so a request's scores are one sparse product and a gather."""
+
+    catalog: Catalog
+    nodes: dict[str, int]
+    paths: sp.csr_matrix
+    by_position: np.ndarray
+    by_code: np.ndarray
+
+    @classmethod
+    def build(cls, catalog: Catalog, item_ids: np.ndarray | None,
+              path: Callable[[Catalog, str | None], list[str]]) -> _CategoryIndex:
+        codes, names = pd.factorize(np.asarray(catalog.category, dtype=object))
+        nodes: dict[str, int] = {}
+        rows, cols = [], []
+        for row, name in enumerate(names):
+            for node in path(catalog, name):
+                rows.append(row)
+                cols.append(nodes.setdefault(node, len(nodes)))
+        none = len(names)  # the row of items without a (known) category: no node
+        paths = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                              shape=(none + 1, max(len(nodes), 1)))
+        # null categories and position -1 (not in the catalogue) get the "none" row
+        by_position = np.append(np.where(codes >= 0, codes, none).astype(np.int64), none)
+        by_code = (by_position[catalog.positions(item_ids)] if item_ids is not None
+                   else np.zeros(0, dtype=np.int64))
+        return cls(catalog, nodes, paths, by_position, by_code)
+
+    def categories_of(self, candidates: CandidateSet) -> np.ndarray:
+        """Category row of each candidate: by trained code where it has one, else by
+        catalogue position (items added since training), else "no category"."""
+        codes = np.asarray(candidates.codes)
+        known = (codes >= 0) & (codes < len(self.by_code))
+        out = np.empty(len(codes), dtype=np.int64)
+        out[known] = self.by_code[codes[known]]
+        if not known.all():
+            out[~known] = self.by_position[self.catalog.positions(
+                np.asarray(candidates.ids)[~known])]
+        return out
+
+
 class CategoryPopularity(Plugin):
     """Popular items in the categories (at every level of the tree) the user touched.
 
@@ -112,7 +159,9 @@ class CategoryPopularity(Plugin):
     def recsdk_fit(self, dataset: InteractionDataset) -> None:
         pop = item_popularity(dataset, self.params["count"], self.params["window_days"])
         self.popularity_ = pop / pop.max() if len(pop) and pop.max() > 0 else pop
+        self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._paths: dict[str | None, list[str]] = {}
+        self._index_: _CategoryIndex | None = None
         self._training = dataset  # for the offline batch path only; not saved
 
     def _item_nodes(self, dataset: InteractionDataset) -> sp.csr_matrix:
@@ -158,9 +207,12 @@ class CategoryPopularity(Plugin):
         return {"popularity": self.popularity_} if hasattr(self, "popularity_") else None
 
     @hookimpl
-    def recsdk_load_state(self, state: Mapping[str, np.ndarray]) -> None:
+    def recsdk_load_state(self, state: Mapping[str, np.ndarray],
+                          dataset: InteractionDataset) -> None:
         self.popularity_ = np.asarray(state["popularity"], dtype=np.float64)
+        self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._paths = {}
+        self._index_ = None
         self._training = None
 
     def _path(self, catalog: Catalog, category: str | None) -> list[str]:
@@ -171,13 +223,24 @@ class CategoryPopularity(Plugin):
             paths[category] = catalog.tree.path(category)
         return paths[category]
 
+    def _category_index(self, catalog: Catalog) -> _CategoryIndex:
+        """The catalogue's category paths as arrays, built once per catalogue snapshot
+        (a refresh makes a new one), so that a request does no per-item Python work."""
+        cached = getattr(self, "_index_", None)
+        if cached is None or cached.catalog is not catalog:
+            cached = self._index_ = _CategoryIndex.build(
+                catalog, getattr(self, "item_ids_", None), self._path)
+        return cached
+
     def _affinity_scores(self, catalog: Catalog, affinity: Mapping[str, float],
                          candidates: CandidateSet) -> np.ndarray:
-        positions = catalog.positions(candidates.ids)
-        cats = [catalog.category[p] if p >= 0 else None for p in positions]
-        by_cat = {c: sum(affinity.get(a, 0.0) for a in self._path(catalog, c))
-                  for c in set(cats)}
-        base = np.fromiter((by_cat[c] for c in cats), dtype=np.float64, count=len(cats))
+        index = self._category_index(catalog)
+        node_weights = np.zeros(index.paths.shape[1])
+        for node, share in affinity.items():
+            column = index.nodes.get(node)
+            if column is not None:
+                node_weights[column] += share
+        base = (index.paths @ node_weights)[index.categories_of(candidates)]
         return base + self.POPULARITY_TIE_BREAK * _lookup(self.popularity_, candidates.codes)
 
     @hookimpl

@@ -109,3 +109,46 @@ def test_trending_clock_follows_events_no_faster_than_the_wall_clock():
     for _ in range(3):  # a real trend overtakes the old hit
         live("new", now + timedelta(days=2))
     assert plugin.scores_[-1] > plugin.scores_[0]
+
+
+def test_category_scores_follow_the_path_for_new_and_uncategorised_items():
+    """``category_popularity`` scores an item by the user's share of history on each node
+    of its category path: also items added to the catalogue after training (no trained
+    code) and items without a category (no path: only the popularity tie-break)."""
+    import pandas as pd
+    from recsdk_plugins.popularity import CategoryPopularity
+
+    from recsdk.catalog import Catalog
+    from recsdk.dataset import InteractionDataset
+    from recsdk.types import CandidateSet
+
+    categories = pd.DataFrame({"id": ["all", "shoes", "boots", "hats"],
+                               "name": ["All", "Shoes", "Boots", "Hats"],
+                               "parent_id": [None, "all", "shoes", "all"]})
+    items = pd.DataFrame({"id": ["b1", "b2", "h1", "s1", "x1"],
+                          "category_id": ["boots", "boots", "hats", "shoes", None]})
+    catalog = Catalog.from_frames(items, categories)
+    events = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u2", "u3"],
+                           "item_id": ["b1", "h1", "b1", "b2", "x1"]})
+    plugin = CategoryPopularity.from_config({}, "category_popularity")
+    plugin.recsdk_fit(dataset=InteractionDataset.from_frame(events, catalog=catalog))
+    # later: a new boot and a new uncategorised item join the catalogue
+    grown = Catalog.from_frames(pd.concat([items, pd.DataFrame(
+        {"id": ["b3", "x2"], "category_id": ["boots", None]})]), categories)
+    ids = np.array(["b1", "h1", "s1", "x1", "b3", "x2"], dtype=object)
+    codes = np.array([0, 2, -1, 3, -1, -1])  # trained codes (s1 never touched)
+    codes[:4] = InteractionDataset.from_frame(events, catalog=catalog).item_codes(ids[:4])
+    history = ["b1", "b2", "h1", "x1"]  # boots twice, hats once, one uncategorised
+    request = RecommendationRequest(user_id="u9", k=3, catalog=grown,
+                                    history=UserHistory(history, ["view"] * 4))
+    scores = plugin.recsdk_score(request=request, candidates=CandidateSet(ids, codes))
+    share = {"all": 3 / 4, "shoes": 2 / 4, "boots": 2 / 4, "hats": 1 / 4}
+    expected_paths = [share["all"] + share["shoes"] + share["boots"],  # b1
+                      share["all"] + share["hats"],                  # h1
+                      share["all"] + share["shoes"],                 # s1
+                      0.0,                                           # x1: no category
+                      share["all"] + share["shoes"] + share["boots"],  # b3: new boot
+                      0.0]                                           # x2: new, none
+    tie = CategoryPopularity.POPULARITY_TIE_BREAK * np.array(
+        [plugin.popularity_[c] if c >= 0 else 0.0 for c in codes])
+    np.testing.assert_allclose(scores, np.array(expected_paths) + tie)

@@ -214,3 +214,23 @@ def candidate_scores(scores: np.ndarray, candidates: CandidateSet) -> np.ndarray
     out = np.full((*scores.shape[:-1], len(codes)), np.nan, dtype=np.float64)
     out[..., known] = scores[..., codes[known]]
     return out
+
+
+def candidate_dot(item_vectors: np.ndarray, query: np.ndarray,
+                  candidates: CandidateSet) -> np.ndarray:
+    """``item_vectors[code] @ query`` for each candidate, on the candidates' rows only
+    (a retrieved set costs its size, not the catalogue's); NaN for unknown codes."""
+    codes = np.asarray(candidates.codes, dtype=np.int64)
+    known = (codes >= 0) & (codes < len(item_vectors))
+    out = np.full(len(codes), np.nan)
+    out[known] = item_vectors[codes[known]] @ query
+    return out
+
+
+def cosine_to_item(item_unit: np.ndarray, code: int | None,
+                   candidates: CandidateSet) -> np.ndarray | None:
+    """Cosine of each candidate to the item of ``code``, from unit-norm item rows; None
+    when the model has no vector for it (unknown, or a zero row)."""
+    if code is None or code >= len(item_unit) or not item_unit[code].any():
+        return None
+    return candidate_scores(item_unit @ item_unit[code], candidates)

@@ -20,7 +20,13 @@ from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset, lookup_codes
-from recsdk.interactions import UserRows, Weighting, candidate_scores
+from recsdk.interactions import (
+    UserRows,
+    Weighting,
+    candidate_dot,
+    candidate_scores,
+    cosine_to_item,
+)
 from recsdk.registry import ArtifactReader, ArtifactWriter
 from recsdk.retrieval import RequestVectors, build_retriever, load_retriever
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
@@ -192,12 +198,7 @@ class FactorizationPlugin(Plugin):
         n_items = len(self.item_factors_)
         if len(candidates) >= SPARSE_SCORING_SHARE * n_items:
             return candidate_scores(self.item_factors_ @ query, candidates)
-        # retrieved candidates: their rows only, not a product over the whole catalogue
-        codes = np.asarray(candidates.codes, dtype=np.int64)
-        known = (codes >= 0) & (codes < n_items)
-        out = np.full(len(codes), np.nan)
-        out[known] = self.item_factors_[codes[known]] @ query
-        return out
+        return candidate_dot(self.item_factors_, query, candidates)
 
     @hookimpl
     def recsdk_score_users(self, user_ids: list[str],
@@ -217,10 +218,8 @@ class FactorizationPlugin(Plugin):
         """Cosine between the latent item factors."""
         if not hasattr(self, "item_unit_"):
             return None
-        code = self.rows_.item_index.get(str(item_id))
-        if code is None or code >= len(self.item_unit_) or not self.item_unit_[code].any():
-            return None
-        return candidate_scores(self.item_unit_ @ self.item_unit_[code], candidates)
+        return cosine_to_item(self.item_unit_, self.rows_.item_index.get(str(item_id)),
+                              candidates)
 
     @hookimpl
     def recsdk_retrieve_candidates(self, request: RecommendationRequest,

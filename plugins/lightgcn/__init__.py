@@ -42,7 +42,13 @@ from recsdk.catalog import Catalog
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
-from recsdk.interactions import UserRows, Weighting, candidate_scores
+from recsdk.interactions import (
+    UserRows,
+    Weighting,
+    candidate_dot,
+    candidate_scores,
+    cosine_to_item,
+)
 from recsdk.registry import ArtifactReader, ArtifactWriter
 from recsdk.retrieval import RequestVectors, build_retriever, load_retriever
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, Retrieved
@@ -305,11 +311,7 @@ class LightGCN(Plugin):
         vector = self.request_vector(request)
         if vector is None:
             return None
-        codes = np.asarray(candidates.codes, dtype=np.int64)
-        known = (codes >= 0) & (codes < len(self.item_embeddings_))
-        out = np.full(len(codes), np.nan)
-        out[known] = self.item_embeddings_[codes[known]] @ vector
-        return out
+        return candidate_dot(self.item_embeddings_, vector, candidates)
 
     @hookimpl
     def recsdk_score_users(self, user_ids: list[str],
@@ -330,10 +332,8 @@ class LightGCN(Plugin):
         """Cosine between final item embeddings."""
         if not hasattr(self, "item_unit_"):
             return None
-        code = self.rows_.item_index.get(str(item_id))
-        if code is None or code >= len(self.item_unit_) or not self.item_unit_[code].any():
-            return None
-        return candidate_scores(self.item_unit_ @ self.item_unit_[code], candidates)
+        return cosine_to_item(self.item_unit_, self.rows_.item_index.get(str(item_id)),
+                              candidates)
 
     @hookimpl
     def recsdk_retrieve_candidates(self, request: RecommendationRequest,

@@ -27,13 +27,17 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from marshmallow import Schema, fields, validate
 
+from recsdk import Plugin, hookimpl
+from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.errors import ConfigurationError
+from recsdk.interactions import Weighting
+from recsdk.types import PluginContext
 
 if TYPE_CHECKING:
     import torch
@@ -292,6 +296,31 @@ def train_then_refit(
              f" + {refit.epochs} epochs refitted on all the training data" if refit else "",
              report.best_score, report.best_epoch)
     return model, report, refit
+
+
+class DeepRowsPlugin(Plugin):
+    """What the deep plugins that learn from the users x items matrix share: torch
+    required at configure, and the run's event weights, device and seed kept for
+    training and for the weighting of request rows. Subclasses set ``NAME``."""
+
+    NAME: ClassVar[str]
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
+        self._device = "cpu"
+        self._seed = 0
+
+    @property
+    def weighting(self) -> Weighting:
+        return Weighting.from_params(self.params, self._event_weights)
+
+    @hookimpl
+    def recsdk_configure(self, context: PluginContext) -> None:
+        require_torch(self.NAME)
+        self._event_weights = dict(context.settings.event_weights)
+        self._device = context.device
+        self._seed = int(context.seed)
 
 
 def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:

@@ -24,21 +24,20 @@ import numpy as np
 import scipy.sparse as sp
 from recsdk_plugins.cfgan.params import CFGANParams
 from recsdk_plugins.deep_training import (
+    DeepRowsPlugin,
     TrainingReport,
     fit_with_early_stopping,
     masked_scores,
     ndcg_at_k,
-    require_torch,
     seed_everything,
     torch_threads,
     train_then_refit,
 )
 
-from recsdk import Plugin, hookimpl
-from recsdk.config import DEFAULT_EVENT_WEIGHTS
+from recsdk import hookimpl
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
-from recsdk.interactions import UserRows, Weighting, candidate_scores
+from recsdk.interactions import UserRows, candidate_scores
 from recsdk.registry import ArtifactReader, ArtifactWriter
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
@@ -48,29 +47,13 @@ WEIGHTS_ARTIFACT = "generator.pt"
 VALIDATION_K = 10
 
 
-class CFGAN(Plugin):
+class CFGAN(DeepRowsPlugin):
     """CFGAN's generator scores every item from the user's current purchase vector."""
 
+    NAME = NAME
     Params = CFGANParams
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
-        self._device = "cpu"
-        self._seed = 0
-
-    @property
-    def weighting(self) -> Weighting:
-        return Weighting.from_params(self.params, self._event_weights)
-
     # ---- lifecycle -------------------------------------------------------------------
-
-    @hookimpl
-    def recsdk_configure(self, context: PluginContext) -> None:
-        require_torch(NAME)
-        self._event_weights = dict(context.settings.event_weights)
-        self._device = context.device
-        self._seed = int(context.seed)
 
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:

@@ -25,26 +25,24 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from recsdk_plugins.deep_training import (
+    DeepRowsPlugin,
     TrainingReport,
     autocast,
     fit_with_early_stopping,
     masked_scores,
     ndcg_at_k,
-    require_torch,
     seed_everything,
     torch_threads,
     train_then_refit,
 )
 from recsdk_plugins.lightgcn.params import LightGCNParams
 
-from recsdk import Plugin, hookimpl
+from recsdk import hookimpl
 from recsdk.catalog import Catalog
-from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.interactions import (
     UserRows,
-    Weighting,
     candidate_dot,
     candidate_scores,
     cosine_to_item,
@@ -94,30 +92,17 @@ def fold_in_rows(rows: sp.csr_matrix, item_layers: np.ndarray,
     return out
 
 
-class LightGCN(Plugin):
+class LightGCN(DeepRowsPlugin):
     """LightGCN embeddings: scores are inner products of final user and item vectors."""
 
+    NAME = NAME
     Params = LightGCNParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
-        self._device = "cpu"
-        self._seed = 0
         self._vectors = RequestVectors()
 
-    @property
-    def weighting(self) -> Weighting:
-        return Weighting.from_params(self.params, self._event_weights)
-
     # ---- lifecycle -------------------------------------------------------------------
-
-    @hookimpl
-    def recsdk_configure(self, context: PluginContext) -> None:
-        require_torch(NAME)
-        self._event_weights = dict(context.settings.event_weights)
-        self._device = context.device
-        self._seed = int(context.seed)
 
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:

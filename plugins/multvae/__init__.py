@@ -26,24 +26,23 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from recsdk_plugins.deep_training import (
+    DeepRowsPlugin,
     TrainingReport,
     autocast,
     fit_with_early_stopping,
     masked_scores,
     ndcg_at_k,
-    require_torch,
     seed_everything,
     torch_threads,
     train_then_refit,
 )
 from recsdk_plugins.multvae.params import MultVAEParams
 
-from recsdk import Plugin, hookimpl
+from recsdk import hookimpl
 from recsdk.catalog import Catalog
-from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
-from recsdk.interactions import UserRows, Weighting, candidate_scores
+from recsdk.interactions import UserRows, candidate_scores
 from recsdk.registry import ArtifactReader, ArtifactWriter
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
@@ -57,31 +56,18 @@ VALIDATION_K = 10
 SCORE_CHUNK = 1024
 
 
-class MultVAE(Plugin):
+class MultVAE(DeepRowsPlugin):
     """Mult-VAE scores: decoder logits of the user's current row, encoded to its mean."""
 
+    NAME = NAME
     Params = MultVAEParams
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self._event_weights: Mapping[str, float] = DEFAULT_EVENT_WEIGHTS
-        self._device = "cpu"
-        self._seed = 0
         self.report_: TrainingReport | None = None
         self.refit_report_: TrainingReport | None = None
 
-    @property
-    def weighting(self) -> Weighting:
-        return Weighting.from_params(self.params, self._event_weights)
-
     # ---- lifecycle -------------------------------------------------------------------
-
-    @hookimpl
-    def recsdk_configure(self, context: PluginContext) -> None:
-        require_torch(NAME)
-        self._event_weights = dict(context.settings.event_weights)
-        self._device = context.device
-        self._seed = int(context.seed)
 
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:

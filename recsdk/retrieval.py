@@ -12,7 +12,9 @@ Two ways to search:
   built at training time and stored with the run as a faiss file through the
   artifact store (``faiss.write_index`` / ``faiss.read_index``, never pickle). Its
   hits are re-scored exactly, so the scores a retriever passes on are true inner
-  products; only which items come back is approximate.
+  products; only which items come back is approximate. Its search list
+  (``efSearch``) grows with the catalogue (:func:`scaled_ef_search`): a graph ten
+  times larger needs a longer list for the same recall.
 
 :class:`IndexParams` is the parameter schema plugins inherit to offer this choice
 (``index = "none" | "exact" | "hnsw" | "auto"``); :func:`resolve_index_kind` turns the
@@ -22,6 +24,7 @@ setting and the catalogue size into what is built.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +46,12 @@ INDEX_KINDS = ("none", "exact", "hnsw", "auto")
 #: (full scoring of every item is both exact and fast there); see docs/benchmarks.md,
 #: "Embedding retrieval", for the latencies this threshold comes from.
 AUTO_HNSW_MIN_ITEMS = 100_000
+#: ``hnsw_ef_search`` is the search list for an index of this many items; larger
+#: indexes search a list grown by ``hnsw_ef_growth`` (:func:`scaled_ef_search`).
+EF_REFERENCE_ITEMS = 100_000
+#: chosen on validation queries of two_tower item vectors at 1,000,000 items
+#: (docs/benchmarks.md, "HNSW search list grown with the catalogue")
+GROWTH_DEFAULT = 0.6
 
 
 class IndexParams(Schema):
@@ -67,8 +76,28 @@ class IndexParams(Schema):
                   "accurate and slower to build"})
     hnsw_ef_search = fields.Integer(
         load_default=256, validate=validate.Range(min=1, max=16384),
-        metadata={"description": "HNSW candidate list while searching (raised to n when "
-                  "n is larger): more is more accurate and slower per request"})
+        metadata={"description": "HNSW candidate list while searching an index of "
+                  "100,000 items or fewer (raised to n when n is larger): more is more "
+                  "accurate and slower per request"})
+    hnsw_ef_growth = fields.Float(
+        load_default=GROWTH_DEFAULT, validate=validate.Range(min=0, max=1),
+        metadata={"description": "exponent by which the HNSW search list grows past "
+                  "100,000 items: ef_search * (items / 100,000) ** growth; 0 keeps "
+                  "hnsw_ef_search at every size"})
+
+
+def scaled_ef_search(ef_search: int, n_items: int, growth: float) -> int:
+    """The HNSW search list for an index of ``n_items``: ``ef_search`` up to
+    :data:`EF_REFERENCE_ITEMS` items, ``ef_search * (n_items / EF_REFERENCE_ITEMS) **
+    growth`` above (rounded up). A fixed list loses recall as the graph grows (on
+    two_tower item vectors recall@100 at ef 512 fell from 0.986 at 100,000 items to
+    0.907 at 1,000,000: docs/benchmarks.md), so the list grows with the index."""
+    if int(ef_search) < 1:
+        raise ValueError(f"hnsw_ef_search must be at least 1, got {ef_search!r}")
+    if not 0 <= float(growth) <= 1:
+        raise ValueError(f"hnsw_ef_growth must be between 0 and 1, got {growth!r}")
+    ratio = max(1.0, int(n_items) / EF_REFERENCE_ITEMS)
+    return max(int(ef_search), math.ceil(int(ef_search) * ratio ** float(growth)))
 
 
 def resolve_index_kind(kind: str, n_items: int,
@@ -88,15 +117,26 @@ def _faiss() -> Any:
 
 
 class HnswIndex:
-    """A faiss HNSW graph over item vectors, searched by inner product."""
+    """A faiss HNSW graph over item vectors, searched by inner product.
 
-    def __init__(self, index: Any, ef_search: int) -> None:
+    ``ef_search`` and ``ef_growth`` set the search list through
+    :func:`scaled_ef_search` at the index's size (``ef_growth = 0``: ``ef_search``
+    as given)."""
+
+    def __init__(self, index: Any, ef_search: int, ef_growth: float = 0.0) -> None:
+        scaled_ef_search(ef_search, 0, ef_growth)  # bad values fail here, not per request
         self.index = index
         self.ef_search = int(ef_search)
+        self.ef_growth = float(ef_growth)
+
+    @property
+    def effective_ef_search(self) -> int:
+        """The search list a query of up to that many results uses at this size."""
+        return scaled_ef_search(self.ef_search, len(self), self.ef_growth)
 
     @classmethod
     def build(cls, vectors: np.ndarray, m: int = 32, ef_construction: int = 200,
-              ef_search: int = 256) -> HnswIndex:
+              ef_search: int = 256, ef_growth: float = 0.0) -> HnswIndex:
         faiss = _faiss()
         data = np.ascontiguousarray(vectors, dtype=np.float32)
         if data.ndim != 2 or not len(data):
@@ -105,7 +145,7 @@ class HnswIndex:
         index = faiss.IndexHNSWFlat(data.shape[1], int(m), faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = int(ef_construction)
         index.add(data)
-        return cls(index, ef_search)
+        return cls(index, ef_search, ef_growth)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -121,7 +161,7 @@ class HnswIndex:
         if n <= 0:
             return np.empty((len(q), 0), np.int64), np.empty((len(q), 0), np.float32)
         # per-call parameters, not index.hnsw.efSearch: concurrent requests share the index
-        params = _faiss().SearchParametersHNSW(efSearch=max(self.ef_search, n))
+        params = _faiss().SearchParametersHNSW(efSearch=max(self.effective_ef_search, n))
         scores, positions = self.index.search(q, n, params=params)
         return positions, scores
 
@@ -136,13 +176,14 @@ class HnswIndex:
         _faiss().write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, artifacts: ArtifactReader, name: str, ef_search: int) -> HnswIndex:
+    def load(cls, artifacts: ArtifactReader, name: str, ef_search: int,
+             ef_growth: float = 0.0) -> HnswIndex:
         """Read it back (the artifact store has checked the file's sha256)."""
-        return cls.read(artifacts.path(name), ef_search)
+        return cls.read(artifacts.path(name), ef_search, ef_growth)
 
     @classmethod
-    def read(cls, path: Path | str, ef_search: int) -> HnswIndex:
-        return cls(_faiss().read_index(str(path)), ef_search)
+    def read(cls, path: Path | str, ef_search: int, ef_growth: float = 0.0) -> HnswIndex:
+        return cls(_faiss().read_index(str(path)), ef_search, ef_growth)
 
 
 class EmbeddingRetriever:
@@ -217,7 +258,7 @@ def build_retriever(item_ids: Sequence[str], vectors: np.ndarray, params: Mappin
         return None
     if kind == "hnsw" and index is None:
         index = HnswIndex.build(vectors, p["hnsw_m"], p["hnsw_ef_construction"],
-                                p["hnsw_ef_search"])
+                                p["hnsw_ef_search"], p["hnsw_ef_growth"])
     return EmbeddingRetriever(item_ids, vectors, index if kind == "hnsw" else None)
 
 
@@ -232,7 +273,8 @@ def load_retriever(item_ids: Sequence[str], vectors: np.ndarray, params: Mapping
     index = None
     if resolve_index_kind(p["index"], len(vectors), p["index_min_items"]) == "hnsw":
         try:
-            index = HnswIndex.load(artifacts, name, p["hnsw_ef_search"])
+            index = HnswIndex.load(artifacts, name, p["hnsw_ef_search"],
+                                   p["hnsw_ef_growth"])
         except ArtifactError as exc:
             log.warning("plugins.%s: no usable HNSW index (%s); building one", plugin, exc)
     return build_retriever(item_ids, vectors, p, index)

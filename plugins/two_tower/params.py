@@ -35,7 +35,7 @@ class TwoTowerParams(WeightingParams, IndexParams, DeepParams):
     # item-tower vectors cluster tightly (products of one leaf share most of their
     # content), so the HNSW search needs a longer candidate list than IndexParams' 256
     # for recall@100 >= 0.95 (0.947 at 256, 0.986 at 512 on 100,000 synthetic products:
-    # docs/benchmarks.md)
+    # docs/benchmarks.md); past 100,000 items IndexParams' hnsw_ef_growth lengthens it
     hnsw_ef_search = fields.Integer(
         load_default=512, validate=validate.Range(min=1, max=16384),
         metadata={"description": "HNSW candidate list while searching (raised to n when "

@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recsdk import retrieval
 from recsdk.registry import ModelRegistry
 from recsdk.retrieval import (
     AUTO_HNSW_MIN_ITEMS,
+    EF_REFERENCE_ITEMS,
     EmbeddingRetriever,
     HnswIndex,
+    build_retriever,
     resolve_index_kind,
+    scaled_ef_search,
 )
 from recsdk.storage import models
 from recsdk.storage.database import make_engine
@@ -76,3 +80,48 @@ def test_index_kind_resolution():
     assert resolve_index_kind("exact", 10) == "exact"
     with pytest.raises(ValueError, match="index must be one of"):
         resolve_index_kind("ivf", 10)
+
+
+def test_search_list_grows_with_the_index_past_the_reference_size():
+    assert scaled_ef_search(512, 10, 0.5) == 512
+    assert scaled_ef_search(512, EF_REFERENCE_ITEMS, 0.5) == 512
+    # ten times the reference size, square-root growth: 512 * sqrt(10) = 1619.1, rounded up
+    assert scaled_ef_search(512, 10 * EF_REFERENCE_ITEMS, 0.5) == 1620
+    assert scaled_ef_search(512, 10 * EF_REFERENCE_ITEMS, 1.0) == 5120
+    assert scaled_ef_search(512, 10 * EF_REFERENCE_ITEMS, 0.0) == 512
+
+
+@pytest.mark.parametrize(("ef", "growth", "named"), [
+    (0, 0.5, "hnsw_ef_search"), (64, -0.1, "hnsw_ef_growth"), (64, 1.5, "hnsw_ef_growth"),
+    (64, float("nan"), "hnsw_ef_growth"),
+])
+def test_bad_search_list_settings_are_refused_by_name(ef, growth, named):
+    with pytest.raises(ValueError, match=named):
+        scaled_ef_search(ef, 1000, growth)
+    with pytest.raises(ValueError, match=named):
+        HnswIndex.build(vectors(50), 8, 20, ef, growth)
+
+
+def test_the_index_searches_with_the_grown_list(monkeypatch):
+    data = vectors(2000)
+    index = HnswIndex.build(data, 8, 40, ef_search=20, ef_growth=0.5)
+    assert index.effective_ef_search == 20  # 2,000 items: below the reference size
+    monkeypatch.setattr(retrieval, "EF_REFERENCE_ITEMS", 500)
+    assert index.effective_ef_search == 40  # four times the (patched) reference: x2
+    queries = vectors(20, seed=3)
+    exact = np.argsort(-(queries @ data.T), axis=1)[:, :20]
+    wide = HnswIndex(index.index, ef_search=20, ef_growth=1.0)  # 80 at 2,000 items
+    assert wide.effective_ef_search == 80
+    found = wide.search(queries, 20)[0]
+    assert np.mean([len(set(a) & set(b)) / 20 for a, b in zip(found, exact,
+                                                              strict=True)]) >= 0.95
+
+
+def test_build_retriever_passes_the_growth_to_the_index():
+    data = vectors(300)
+    ids = [f"i{n}" for n in range(300)]
+    got = build_retriever(ids, data, {"index": "hnsw", "hnsw_m": 8,
+                                      "hnsw_ef_construction": 20, "hnsw_ef_search": 30,
+                                      "hnsw_ef_growth": 0.25})
+    assert got is not None and got.index is not None
+    assert (got.index.ef_search, got.index.ef_growth) == (30, 0.25)

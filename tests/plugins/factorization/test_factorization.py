@@ -171,6 +171,7 @@ def test_a_return_counts_against_and_types_can_be_filtered():
     (ALS, {"alpha": -1}, "alpha"),
     (BPR, {"learning_rate": 0}, "learning_rate"),
     (BPR, {"index": "ivf"}, "index"),
+    (BPR, {"hnsw_ef_growth": 1.5}, "hnsw_ef_growth"),
     (BPR, {"solver": "sgd"}, "solver"),
     (BPR, {"batch_size": 0}, "batch_size"),
     (ALS, {"num_threads": -2}, "num_threads"),

@@ -263,7 +263,8 @@ def test_state_round_trip_through_the_registry_gives_identical_scores(shop, regi
     ({"temperature": 0}, "temperature"), ({"dim": 0}, "dim"),
     ({"id_dropout": 1.0}, "id_dropout"), ({"text_encoder": "bert"}, "text_encoder"),
     ({"history_window": 0}, "history_window"), ({"batch_size": 1}, "batch_size"),
-    ({"towers": 3}, "towers"),
+    ({"towers": 3}, "towers"), ({"hnsw_ef_growth": -0.5}, "hnsw_ef_growth"),
+    ({"hnsw_ef_growth": 2}, "hnsw_ef_growth"), ({"hnsw_ef_growth": "fast"}, "hnsw_ef_growth"),
 ])
 def test_bad_parameters_are_refused_by_name(params, named):
     with pytest.raises(ConfigurationError, match=named):

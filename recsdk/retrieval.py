@@ -49,8 +49,8 @@ AUTO_HNSW_MIN_ITEMS = 100_000
 #: ``hnsw_ef_search`` is the search list for an index of this many items; larger
 #: indexes search a list grown by ``hnsw_ef_growth`` (:func:`scaled_ef_search`).
 EF_REFERENCE_ITEMS = 100_000
-#: chosen on validation queries of two_tower item vectors at 1,000,000 items
-#: (docs/benchmarks.md, "HNSW search list grown with the catalogue")
+#: set from two_tower item vectors at 100,000 and 1,000,000 items (docs/benchmarks.md,
+#: "HNSW search list grown with the catalogue")
 GROWTH_DEFAULT = 0.6
 
 

@@ -135,17 +135,18 @@ def item_arrays(cat: np.ndarray) -> ItemArrays:
 
 
 def built_index(vectors: np.ndarray, args: argparse.Namespace, cache: Path | None
-                ) -> tuple[HnswIndex, float, float]:
-    """The HNSW index over ``vectors`` (``--build-threads`` threads), the build's seconds
-    and the process's peak RSS in GiB after it (both from ``cache`` when the index is
-    there)."""
+                ) -> tuple[HnswIndex, float, float, int]:
+    """The HNSW index over ``vectors`` (``--build-threads`` threads), the build's seconds,
+    the process's peak RSS in GiB after it and the threads it used (all three from
+    ``cache`` when the index is there)."""
     import faiss
 
     name = f"hnsw_{len(vectors)}_d{vectors.shape[1]}_m{args.m}_efc{args.ef_construction}"
     files = (cache / f"{name}.faiss", cache / f"{name}.json") if cache else None
     if files and all(f.exists() for f in files):
         meta = json.loads(files[1].read_text())
-        return HnswIndex.read(files[0], 512), meta["seconds"], meta["peak_rss_gib"]
+        return (HnswIndex.read(files[0], 512), meta["seconds"], meta["peak_rss_gib"],
+                meta["build_threads"])
     faiss.omp_set_num_threads(args.build_threads)
     start = time.perf_counter()
     index = HnswIndex.build(vectors, args.m, args.ef_construction)
@@ -156,7 +157,7 @@ def built_index(vectors: np.ndarray, args: argparse.Namespace, cache: Path | Non
         index.write(files[0])
         files[1].write_text(json.dumps({"seconds": seconds, "peak_rss_gib": peak,
                                         "build_threads": args.build_threads}))
-    return index, seconds, peak
+    return index, seconds, peak, args.build_threads
 
 
 def query_split(plugin: TwoTower, validation: int, measured: int,
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu, truth = latencies(exact, queries, args.n)
             print(f"| {size:,} | exact | - | 1.000 | 1.000 | {cells(wall, cpu)} | "
                   f"{requests(served, exact, args, rng)} | - | - |", flush=True)
-            index, build, peak = built_index(vectors, args, args.cache)
+            index, build, peak, threads = built_index(vectors, args, args.cache)
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "index.faiss")
                 index.write(path)
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{mib:.0f} |", flush=True)
             print(f"({size:,} items: smallest --ef with validation recall@{args.n} >= "
                   f"{args.target}: {enough}; embedding from content {embedded:.0f} s; index "
-                  f"build {build:.0f} s on {args.build_threads} thread(s); peak RSS after "
+                  f"build {build:.0f} s on {threads} thread(s); peak RSS after "
                   f"the build {peak:.1f} GiB, at the end "
                   f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB)",
                   flush=True)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import sessionmaker
 
 from recsdk.errors import ValidationFailed
 from recsdk.rules import category_problems
-from recsdk.storage import models
+from recsdk.storage import bulk, models, partitions
 from recsdk.storage.database import make_engine
 from recsdk.storage.retry import retry_conflicts
 from recsdk.types import Event
@@ -54,12 +54,20 @@ class Store:
         )
         self.dialect = self.engine.dialect.name
         self.session = sessionmaker(self.engine, expire_on_commit=False)
+        #: PostgreSQL: months known to have an events partition (see storage.partitions)
+        self.partitions = partitions.PartitionCache()
 
     # ---- schema ----------------------------------------------------------------------
 
     def create_all(self) -> None:
-        """Create missing tables directly (tests); users run ``recsdk db upgrade``."""
+        """Create missing tables directly (tests); users run ``recsdk db upgrade``.
+
+        On PostgreSQL events are then partitioned as migration 0010 does."""
         models.Base.metadata.create_all(self.engine)
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                if not partitions.is_partitioned(conn):
+                    partitions.to_partitioned(conn)
 
     def upgrade(self) -> None:
         """Migrate the database to the latest schema with alembic (under the lock)."""
@@ -108,6 +116,9 @@ class Store:
                 seen.add(eid)
                 keyed.append(rec)
         keyed.sort(key=lambda r: r[7])
+        if self.dialect == "postgresql":
+            self.partitions.ensure(self.engine, partitions.months_of(
+                r[4] for r in (*plain, *keyed)))
         with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
             writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
             stored_keyed = writer.write(conn, plain, keyed)
@@ -125,30 +136,22 @@ class Store:
         For imports of files already validated column by column: columns
         ``user_id, item_id, type, timestamp`` and optional ``session_id, value``.
         Rows with an ``event_id`` go through :meth:`add_events`, for idempotency.
-        Values are encoded column-wise, once per call, not row by row.
+        Values are encoded column-wise (:mod:`recsdk.storage.bulk`), not row by row.
         """
         n = len(frame)
         if n == 0:
             return 0
-        stamps = pd.to_datetime(frame["timestamp"], utc=True)
-        columns = {
-            name: (frame[name] if name in frame else pd.Series([None] * n, index=frame.index))
-            for name in ("user_id", "session_id", "item_id", "type", "value")
-        }
-        with self.engine.begin() as conn, _driver_errors(conn, "COPY events ..."):
-            if self.dialect == "postgresql":
-                out = pd.DataFrame({**columns, "timestamp": stamps.dt.strftime(
-                    "%Y-%m-%dT%H:%M:%S.%f+00:00")})[list(_PostgresEvents.BULK)]
-                buf = io.StringIO()
-                out.to_csv(buf, index=False, header=False, na_rep="\\N")
-                _PostgresEvents.copy_csv(conn, buf.getvalue())
-            else:
-                text = stamps.dt.strftime(SQLITE_TIMESTAMP)
-                cols = [columns[c].astype(object).where(columns[c].notna(), None).tolist()
-                        for c in ("user_id", "session_id", "item_id", "type")]
-                value = columns["value"].astype(object).where(columns["value"].notna(), None)
-                rows = list(zip(*cols, text.tolist(), value.tolist(), [None] * n, [None] * n,
-                                strict=True))
+        if self.dialect == "postgresql":  # encoded before the transaction starts
+            micros = bulk.utc_microseconds(frame["timestamp"])
+            self.partitions.ensure(self.engine, partitions.months_of_micros(micros))
+            data = bulk.pg_binary_copy(frame.assign(timestamp=micros.astype("datetime64[us]")),
+                                       _PostgresEvents.BULK)
+            with self.engine.begin() as conn, _driver_errors(conn, "COPY events ..."):
+                _PostgresEvents.copy_binary(conn, data)
+        else:
+            rows = bulk.sqlite_rows(frame, ("user_id", "session_id", "item_id", "type"),
+                                    tail=2)
+            with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
                 conn.exec_driver_sql(_SqliteEvents.SQL, rows)
         return n
 
@@ -599,20 +602,27 @@ class _SqliteEvents:
 
 
 class _PostgresEvents:
-    """PostgreSQL COPY for new events; keyed ones through a temporary table so that
-    ``ON CONFLICT DO NOTHING RETURNING`` says which event ids were new."""
+    """PostgreSQL COPY for new events; keyed ones through a temporary table, their
+    ids claimed in ``event_keys`` (``ON CONFLICT DO NOTHING RETURNING`` says which
+    were new) and only those rows inserted, in the same transaction. The partitions
+    the rows need exist already (:class:`recsdk.storage.partitions.PartitionCache`)."""
 
     COLUMNS = ", ".join(EVENT_COLUMNS)
-    BULK = ("user_id", "session_id", "item_id", "type", "timestamp", "value")
+    PREFIXED = ", ".join(f"i.{c}" for c in EVENT_COLUMNS)
+    #: The columns (and their binary COPY kinds) of bulk-loaded events.
+    BULK = (("user_id", bulk.TEXT), ("session_id", bulk.TEXT), ("item_id", bulk.TEXT),
+            ("type", bulk.TEXT), ("timestamp", bulk.TIMESTAMP), ("value", bulk.FLOAT))
 
     @classmethod
-    def copy_csv(cls, conn: Any, text: str) -> None:
-        """COPY CSV text with the :attr:`BULK` columns (NULL as ``\\N``) into events."""
+    def copy_binary(cls, conn: Any, data: bytes) -> None:
+        """COPY a binary stream (:func:`recsdk.storage.bulk.pg_binary_copy` of the
+        :attr:`BULK` columns) into events."""
         raw = conn.connection.dbapi_connection
+        names = ", ".join(name for name, _ in cls.BULK)
         with raw.cursor() as cursor, cursor.copy(
-            f"COPY events ({', '.join(cls.BULK)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+            f"COPY events ({names}) FROM STDIN WITH (FORMAT binary)"
         ) as copy:
-            copy.write(text)
+            copy.write(data)
 
     @staticmethod
     def _copy(cursor: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
@@ -633,9 +643,13 @@ class _PostgresEvents:
                                "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
                 cls._copy(cursor, "incoming_events", keyed)
                 cursor.execute(
-                    f"INSERT INTO events ({cls.COLUMNS}) SELECT {cls.COLUMNS} "
-                    "FROM incoming_events ORDER BY event_id "  # one lock order for all
-                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+                    f"WITH new AS (INSERT INTO {partitions.KEYS_TABLE} (event_id, timestamp) "
+                    "SELECT event_id, timestamp FROM incoming_events "
+                    "ORDER BY event_id "  # one lock order for all
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
+                    f"INSERT INTO events ({cls.COLUMNS}) SELECT {cls.PREFIXED} "
+                    "FROM incoming_events i JOIN new ON new.event_id = i.event_id "
+                    "ORDER BY i.event_id RETURNING event_id")
                 new_ids = {row[0] for row in cursor.fetchall()}
                 cursor.execute("DELETE FROM incoming_events")
                 stored = [r for r in keyed if r[7] in new_ids]

@@ -120,6 +120,13 @@ def create_partitions(conn: Connection, months: Iterable[Month]) -> list[str]:
     return created
 
 
+def is_missing_partition(exc: Exception) -> bool:
+    """Whether a write failed because a row's month has no partition (SQLSTATE 23514,
+    "no partition of relation ... found for row")."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) == "23514" and "no partition" in str(orig)
+
+
 class PartitionCache:
     """The months this process knows have a partition, so that a write asks the
     catalogue only when its events reach a month not seen before."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,12 +22,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from recsdk.errors import ValidationFailed
+from recsdk.errors import ConfigurationError, ValidationFailed
 from recsdk.rules import category_problems
 from recsdk.storage import bulk, models, partitions
 from recsdk.storage.database import make_engine
 from recsdk.storage.retry import retry_conflicts
 from recsdk.types import Event
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -116,12 +118,14 @@ class Store:
                 seen.add(eid)
                 keyed.append(rec)
         keyed.sort(key=lambda r: r[7])
-        if self.dialect == "postgresql":
-            self.partitions.ensure(self.engine, partitions.months_of(
-                r[4] for r in (*plain, *keyed)))
-        with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
-            writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
-            stored_keyed = writer.write(conn, plain, keyed)
+        writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
+
+        def write() -> list[tuple[Any, ...]]:
+            with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
+                return writer.write(conn, plain, keyed)
+
+        stored_keyed = self._into_partitions(
+            lambda: partitions.months_of(r[4] for r in (*plain, *keyed)), write)
         stored = plain + stored_keyed
         return InsertReport(
             received=len(rows),
@@ -143,17 +147,55 @@ class Store:
             return 0
         if self.dialect == "postgresql":  # encoded before the transaction starts
             micros = bulk.utc_microseconds(frame["timestamp"])
-            self.partitions.ensure(self.engine, partitions.months_of_micros(micros))
             data = bulk.pg_binary_copy(frame.assign(timestamp=micros.astype("datetime64[us]")),
                                        _PostgresEvents.BULK)
-            with self.engine.begin() as conn, _driver_errors(conn, "COPY events ..."):
-                _PostgresEvents.copy_binary(conn, data)
+
+            def write() -> None:
+                with self.engine.begin() as conn, _driver_errors(conn, "COPY events ..."):
+                    _PostgresEvents.copy_binary(conn, data)
+
+            self._into_partitions(lambda: partitions.months_of_micros(micros), write)
         else:
             rows = bulk.sqlite_rows(frame, ("user_id", "session_id", "item_id", "type"),
                                     tail=2)
             with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
                 conn.exec_driver_sql(_SqliteEvents.SQL, rows)
         return n
+
+    def _into_partitions(self, months: Callable[[], set[partitions.Month]],
+                         write: Callable[[], _T]) -> _T:
+        """Run an events ``write`` once the partitions of its ``months`` exist
+        (PostgreSQL). Another process may have dropped a month this one remembers
+        (retention): then the write fails as a whole, and runs again once."""
+        if self.dialect != "postgresql":
+            return write()
+        wanted = months()
+        self.partitions.ensure(self.engine, wanted)
+        try:
+            return write()
+        except IntegrityError as exc:
+            if not partitions.is_missing_partition(exc):
+                raise
+        self.partitions.forget()
+        self.partitions.ensure(self.engine, wanted)
+        return write()
+
+    def drop_event_months(self, before: datetime, *, dry_run: bool = False
+                          ) -> list[partitions.Dropped]:
+        """Retention: drop the monthly event partitions that end at or before
+        ``before`` (PostgreSQL only; see :func:`recsdk.storage.partitions.drop_before`).
+
+        Whole months go, so events from ``before``'s own month stay until the month
+        is entirely older than the cut-off. ``dry_run`` only lists them with counts.
+        """
+        if self.dialect != "postgresql":
+            raise ConfigurationError(
+                "event retention drops monthly partitions, which only PostgreSQL has; "
+                f"this database is {self.dialect}")
+        dropped = partitions.drop_before(self.engine, before, dry_run=dry_run)
+        if dropped and not dry_run:
+            self.partitions.forget()  # a late event of a dropped month recreates it
+        return dropped
 
     def count_events(self) -> int:
         with self.session() as s:

@@ -9,11 +9,14 @@ Each import runs in a child process of its own, so its peak RSS is its own.
 
 Printed per database: seconds to read+check and to clean, per-chunk write seconds
 (first, median, last, and the last/first ratio: 1.0 is flat), write events/s, whole
-import events/s, and peak RSS. ``--profile`` writes a cProfile of the chunk writes.
+import events/s, peak RSS, and the median CPU seconds this process spent per chunk
+(encoding and driver; the rest of a chunk's wall time is the database server, or
+waiting for a CPU on a shared machine). ``--profile`` writes a cProfile of the chunk writes.
 
 Run (from the repository root):
     PYTHONPATH=. python benchmarks/import_scale.py [--events 1000000] [--seed 0]
         [--days 120] [--chunk-size 100000] [--backends postgres,sqlite] [--profile DIR]
+        [--file events.csv]
 """
 
 from __future__ import annotations
@@ -63,16 +66,18 @@ def import_once(kind: str, path: Path, chunk: int, profile: Path | None) -> dict
         t_clean = time.perf_counter() - t0
         profiler = cProfile.Profile() if profile else None
         seconds = []
+        cpu = []  # this process's CPU per chunk: the client's share, whatever the load
         stored = 0
         for start in range(0, len(events), chunk):
             part = events.iloc[start:start + chunk]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
             n, _ = write_events(db.store, part, validate=False)
             if profiler:
                 profiler.disable()
             seconds.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             stored += n
         if profiler and profile:
             profiler.dump_stats(str(profile / f"import_{kind}.prof"))
@@ -82,6 +87,7 @@ def import_once(kind: str, path: Path, chunk: int, profile: Path | None) -> dict
             "kind": kind, "events": stored, "load_s": t_load, "clean_s": t_clean,
             "write_s": t_write, "chunks": len(seconds), "first": seconds[0],
             "median": statistics.median(seconds), "last": seconds[-1],
+            "cpu_median": statistics.median(cpu),
             "write_evs": stored / t_write, "total_evs": stored / (t_load + t_clean + t_write),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
@@ -98,6 +104,8 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=100_000)
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--profile", type=Path, help="folder for cProfile dumps")
+    parser.add_argument("--file", type=Path, help="keep the CSV here; an existing file "
+                        "is reused (same --events/--seed/--days), not generated again")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -109,13 +117,16 @@ def main() -> None:
           f"chunks of {args.chunk_size:,}; {platform.python_version()}, "
           f"{os.cpu_count()} CPUs (shared with other jobs: load {os.getloadavg()[0]:.1f})")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "events.csv"
-        t_file = write_file(path, args.events, args.seed, args.days, args.chunk_size)
-        print(f"streamed to {path.name}: {path.stat().st_size / 2**20:,.0f} MiB in "
-              f"{t_file:.1f} s")
+        path = args.file or Path(tmp) / "events.csv"
+        if path.exists():
+            print(f"reusing {path}: {path.stat().st_size / 2**20:,.0f} MiB")
+        else:
+            t_file = write_file(path, args.events, args.seed, args.days, args.chunk_size)
+            print(f"streamed to {path.name}: {path.stat().st_size / 2**20:,.0f} MiB in "
+                  f"{t_file:.1f} s")
         print(f"\n{'database':<10}{'read s':>8}{'clean s':>9}{'write s':>9}{'chunks':>8}"
               f"{'first':>8}{'median':>8}{'last':>8}{'last/1st':>9}{'write ev/s':>12}"
-              f"{'import ev/s':>13}{'peak RSS':>10}")
+              f"{'import ev/s':>13}{'peak RSS':>10}{'client CPU/chunk':>18}")
         for kind in args.backends.split(","):
             command = [sys.executable, __file__, "--chunk-size", str(args.chunk_size),
                        "--child", kind, str(path)]
@@ -128,7 +139,8 @@ def main() -> None:
             print(f"{r['kind']:<10}{r['load_s']:>8.1f}{r['clean_s']:>9.1f}{r['write_s']:>9.1f}"
                   f"{r['chunks']:>8}{r['first']:>8.2f}{r['median']:>8.2f}{r['last']:>8.2f}"
                   f"{r['last'] / r['first']:>9.2f}{r['write_evs']:>12,.0f}"
-                  f"{r['total_evs']:>13,.0f}{r['peak_rss_mib']:>8,.0f} MiB", flush=True)
+                  f"{r['total_evs']:>13,.0f}{r['peak_rss_mib']:>8,.0f} MiB"
+                  f"{r['cpu_median']:>16.2f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ def utc_microseconds(values: pd.Series) -> np.ndarray:
 def _factorised(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Codes (-1 for missing) and the distinct values as text."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    return np.asarray(codes, dtype=np.int64), [str(u) for u in uniques]
+    texts = np.asarray(uniques, dtype=object).tolist()  # not pandas' per-element access
+    return (np.asarray(codes, dtype=np.int64),
+            [u if isinstance(u, str) else str(u) for u in texts])
 
 
 def _text_field(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -10,9 +10,11 @@ month in UTC, named ``events_pYYYYMM``, so that
 
 Partitions are created on demand: before a write, the months its events fall in are
 looked up in a per-process cache and the missing ones created in a short transaction
-of their own, under an advisory lock (two writers never race to create one). There is
-no DEFAULT partition: a row with no partition fails loudly instead of piling up where
-a later monthly partition could not be created over it.
+of their own, under an advisory lock (two writers never race to create one). A
+DEFAULT partition, ``events_default``, catches rows that other writers (plain SQL,
+a process whose cache still lists a month retention dropped) put in a month without a
+partition; creating that month's partition later moves them into it, and retention
+moves the old ones out before it drops months, so the default stays (nearly) empty.
 
 A partitioned table's unique constraints must include the partition key, so
 ``events.event_id`` (the client's idempotency key) cannot be unique there. Keys live
@@ -37,6 +39,7 @@ from sqlalchemy import Connection, Engine, text
 
 #: Name of a monthly partition of events: ``events_p202611`` holds November 2026.
 PARTITION_NAME = re.compile(r"^events_p(\d{4})(\d{2})$")
+DEFAULT_PARTITION = "events_default"
 KEYS_TABLE = "event_keys"
 #: Advisory lock key serialising partition creation and retention ("recspart").
 PARTITION_LOCK_KEY = 0x7265_6373_7061_7274
@@ -104,7 +107,10 @@ def _lock(conn: Connection) -> None:
 
 def create_partitions(conn: Connection, months: Iterable[Month]) -> list[str]:
     """Create the partitions of ``months`` that do not exist yet (in ``conn``'s
-    transaction, under the partition lock); return the names created."""
+    transaction, under the partition lock); return the names created.
+
+    Rows of such a month already in the DEFAULT partition move into the new one
+    (PostgreSQL refuses to create a partition over rows the default holds)."""
     _lock(conn)
     existing = {p.name for p in partitions(conn)}
     created = []
@@ -113,18 +119,31 @@ def create_partitions(conn: Connection, months: Iterable[Month]) -> list[str]:
         if name in existing:
             continue
         start, end = month_start(month), month_start(next_month(month))
-        conn.execute(text(
-            f'CREATE TABLE "{name}" PARTITION OF events FOR VALUES '
-            f"FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"))
+        bounds = f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        window = {"start": start, "end": end}
+        stray = conn.execute(text(
+            f"SELECT 1 FROM {DEFAULT_PARTITION} WHERE timestamp >= :start "
+            "AND timestamp < :end LIMIT 1"), window).first()
+        if stray is None:
+            conn.execute(text(f'CREATE TABLE "{name}" PARTITION OF events {bounds}'))
+        else:
+            conn.execute(text(f'CREATE TABLE "{name}" (LIKE events INCLUDING DEFAULTS)'))
+            conn.execute(text(
+                f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE timestamp >= :start "
+                f'AND timestamp < :end RETURNING *) INSERT INTO "{name}" SELECT * FROM moved'),
+                window)
+            conn.execute(text(f'ALTER TABLE events ATTACH PARTITION "{name}" {bounds}'))
         created.append(name)
     return created
 
 
-def is_missing_partition(exc: Exception) -> bool:
-    """Whether a write failed because a row's month has no partition (SQLSTATE 23514,
-    "no partition of relation ... found for row")."""
-    orig = getattr(exc, "orig", exc)
-    return getattr(orig, "sqlstate", None) == "23514" and "no partition" in str(orig)
+def _default_months_before(conn: Connection, before: datetime) -> set[Month]:
+    """Months with rows in the DEFAULT partition that end at or before ``before``."""
+    first = conn.execute(text(
+        f"SELECT DISTINCT date_trunc('month', timestamp AT TIME ZONE 'UTC') "
+        f"FROM {DEFAULT_PARTITION} WHERE timestamp < :before"), {"before": before}).scalars()
+    return {m for m in ((d.year, d.month) for d in first)
+            if month_start(next_month(m)) <= before}
 
 
 class PartitionCache:
@@ -159,16 +178,30 @@ class Dropped:
 def drop_before(engine: Engine, before: datetime, *, dry_run: bool = False) -> list[Dropped]:
     """Drop the monthly partitions that end at or before ``before``; rows of the
     month that ``before`` falls in stay. Each partition is detached and dropped in a
-    transaction of its own, with the idempotency keys of its months."""
+    transaction of its own, with the idempotency keys of its months. Old rows the
+    DEFAULT partition holds are first moved into their months' partitions (a dry run
+    counts them as such), so that they go too."""
+    with engine.connect() as conn:
+        stray = _default_months_before(conn, before)
+    if stray and not dry_run:
+        with engine.begin() as conn:
+            create_partitions(conn, stray)
     with engine.connect() as conn:
         doomed = [p for p in partitions(conn) if p.end <= before]
+        if dry_run:  # what moving the default's old rows would create
+            known = {p.name for p in doomed}
+            doomed += [Partition(partition_name(m), month_start(m),
+                                 month_start(next_month(m))) for m in stray
+                       if partition_name(m) not in known]
+            doomed.sort(key=lambda p: p.start)
     out = []
     for part in doomed:
         with engine.begin() as conn:
             _lock(conn)
-            if part.name not in {p.name for p in partitions(conn)}:
+            exists = part.name in {p.name for p in partitions(conn)}
+            if not exists and not dry_run:
                 continue  # another process dropped it meanwhile
-            events = int(conn.execute(text(f'SELECT count(*) FROM "{part.name}"')).scalar_one())
+            events = _count(conn, part, exists)
             if not dry_run:
                 conn.execute(text(f'ALTER TABLE events DETACH PARTITION "{part.name}"'))
                 conn.execute(text(f'DROP TABLE "{part.name}"'))
@@ -177,6 +210,16 @@ def drop_before(engine: Engine, before: datetime, *, dry_run: bool = False) -> l
                              {"start": part.start, "end": part.end})
         out.append(Dropped(part.name, part.start, part.end, events))
     return out
+
+
+def _count(conn: Connection, part: Partition, exists: bool) -> int:
+    """Rows of ``part``: its own if it exists, else (a dry run's planned month) those
+    the DEFAULT partition holds for its month."""
+    if exists:
+        return int(conn.execute(text(f'SELECT count(*) FROM "{part.name}"')).scalar_one())
+    return int(conn.execute(text(
+        f"SELECT count(*) FROM {DEFAULT_PARTITION} WHERE timestamp >= :start "
+        "AND timestamp < :end"), {"start": part.start, "end": part.end}).scalar_one())
 
 
 # ---- the layout itself: used by migration 0010 and by Store.create_all ------------------
@@ -206,6 +249,7 @@ def to_partitioned(conn: Connection, now: datetime | None = None) -> None:
         "timestamp TIMESTAMP WITH TIME ZONE NOT NULL, "
         f"CONSTRAINT pk_{KEYS_TABLE} PRIMARY KEY (event_id))",
         f"CREATE INDEX ix_{KEYS_TABLE}_timestamp ON {KEYS_TABLE} (timestamp)",
+        f"CREATE TABLE {DEFAULT_PARTITION} PARTITION OF events DEFAULT",
     ):
         conn.execute(text(statement))
     stored = conn.execute(text(
@@ -250,8 +294,9 @@ def is_partitioned(conn: Connection) -> bool:
 
 def managed_tables(names: Iterable[str]) -> set[str]:
     """Of ``names`` (tables in a database), those this layout owns and the models do not
-    describe: monthly partitions and ``event_keys``."""
-    return {n for n in names if n == KEYS_TABLE or PARTITION_NAME.match(n)}
+    describe: the partitions and ``event_keys``."""
+    return {n for n in names
+            if n in (KEYS_TABLE, DEFAULT_PARTITION) or PARTITION_NAME.match(n)}
 
 
 def include_object_for(dialect: str) -> Callable[..., bool]:

@@ -166,19 +166,10 @@ class Store:
     def _into_partitions(self, months: Callable[[], set[partitions.Month]],
                          write: Callable[[], _T]) -> _T:
         """Run an events ``write`` once the partitions of its ``months`` exist
-        (PostgreSQL). Another process may have dropped a month this one remembers
-        (retention): then the write fails as a whole, and runs again once."""
-        if self.dialect != "postgresql":
-            return write()
-        wanted = months()
-        self.partitions.ensure(self.engine, wanted)
-        try:
-            return write()
-        except IntegrityError as exc:
-            if not partitions.is_missing_partition(exc):
-                raise
-        self.partitions.forget()
-        self.partitions.ensure(self.engine, wanted)
+        (PostgreSQL; a month another process dropped meanwhile fills the DEFAULT
+        partition instead, see :mod:`recsdk.storage.partitions`)."""
+        if self.dialect == "postgresql":
+            self.partitions.ensure(self.engine, months())
         return write()
 
     def drop_event_months(self, before: datetime, *, dry_run: bool = False

@@ -106,7 +106,8 @@ def test_ids_keep_increasing_in_write_order_across_months(store: Store) -> None:
 
 
 @pg
-def test_a_month_dropped_by_another_process_is_created_again(store: Store, url: str) -> None:
+def test_rows_of_a_month_without_partition_wait_in_default_then_move(store: Store,
+                                                                     url: str) -> None:
     store.copy_events(frame(JAN))
     other = Store(url)
     try:
@@ -114,11 +115,27 @@ def test_a_month_dropped_by_another_process_is_created_again(store: Store, url: 
     finally:
         other.close()
     assert (2024, 1) in store.partitions.known  # stale: this process still believes it
+    store.copy_events(frame(JAN))  # goes to the DEFAULT partition
+    with store.engine.begin() as conn:  # a writer of its own, in plain SQL
+        conn.execute(text("INSERT INTO events (user_id, item_id, type, timestamp) "
+                          "VALUES ('sql', 'i1', 'view', '2024-02-03T00:00:00Z')"))
+    assert rows_by_partition(store.engine) == {"events_default": ["u0", "sql"]}
 
-    store.copy_events(frame(JAN))
-    store.add_events([event("again", JAN)])
+    fresh = Store(url)
+    try:
+        fresh.add_events([event("again", JAN)])  # creates January: the default's rows move
+    finally:
+        fresh.close()
 
-    assert rows_by_partition(store.engine) == {"events_p202401": ["u0", "again"]}
+    assert rows_by_partition(store.engine) == {"events_p202401": ["u0", "again"],
+                                               "events_default": ["sql"]}
+    planned = store.drop_event_months(datetime(2024, 3, 1, tzinfo=UTC), dry_run=True)
+    assert [(p.name, p.events) for p in planned] == [("events_p202401", 2),
+                                                     ("events_p202402", 1)]
+    assert rows_by_partition(store.engine)["events_default"] == ["sql"]  # a dry run moves nothing
+    dropped = store.drop_event_months(datetime(2024, 3, 1, tzinfo=UTC))
+    assert [(p.name, p.events) for p in dropped] == [(p.name, p.events) for p in planned]
+    assert store.count_events() == 0
 
 
 @pg

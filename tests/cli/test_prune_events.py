@@ -13,14 +13,13 @@ import pytest
 from recsdk.storage import partitions
 from recsdk.storage.store import Store
 from tests.cli.conftest import Invoke, assert_user_error
+from tests.stores import migrated_store
 
 
 @pytest.fixture
 def store(postgres_url: str) -> Iterator[Store]:
-    store = Store(postgres_url)
-    store.upgrade()
-    yield store
-    store.close()
+    with migrated_store(postgres_url) as store:
+        yield store
 
 
 def events(*stamps: datetime) -> pd.DataFrame:

@@ -11,14 +11,13 @@ from sqlalchemy import select
 
 from recsdk.storage import bulk, models
 from recsdk.storage.store import Store
+from tests.stores import migrated_store
 
 
 @pytest.fixture
 def store(empty_database_url: str) -> Iterator[Store]:
-    store = Store(empty_database_url)
-    store.upgrade()
-    yield store
-    store.close()
+    with migrated_store(empty_database_url) as store:
+        yield store
 
 
 def stored(store: Store) -> list[tuple[object, ...]]:

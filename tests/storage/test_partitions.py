@@ -15,6 +15,7 @@ from recsdk.storage import migrate, partitions
 from recsdk.storage.database import make_engine
 from recsdk.storage.store import Store
 from tests.postgres import fresh_postgres_database
+from tests.stores import migrated_store
 
 pg = pytest.mark.postgres
 
@@ -29,10 +30,8 @@ def url() -> Iterator[str]:
 
 @pytest.fixture
 def store(url: str) -> Iterator[Store]:
-    store = Store(url)
-    store.upgrade()
-    yield store
-    store.close()
+    with migrated_store(url) as store:
+        yield store
 
 
 def event(user: str, when: datetime, event_id: str | None = None) -> dict[str, object]:

@@ -7,6 +7,7 @@ import os
 from alembic import context
 from sqlalchemy import Engine
 
+from recsdk.storage import partitions
 from recsdk.storage.database import make_engine
 from recsdk.storage.models import Base
 
@@ -40,6 +41,8 @@ def run_migrations_online() -> None:
             render_as_batch=True,  # SQLite needs batch mode to alter tables
             compare_type=True,
             user_module_prefix="recsdk.storage.models.",
+            # PostgreSQL's monthly partitions and event_keys are not in the models
+            include_object=partitions.include_object_for(connection.dialect.name),
         )
         with context.begin_transaction():
             context.run_migrations()

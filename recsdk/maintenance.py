@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from recsdk.config import Settings
+from recsdk.storage.partitions import Dropped
 from recsdk.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,3 +40,23 @@ def prune(store: Store, settings: Settings, *, now: datetime | None = None,
     log.info("pruned %d served lists and %d impressions created before %s",
              removed["requests"], removed["impressions"], before.isoformat())
     return removed
+
+
+def prune_events(store: Store, *, older_than_days: float, now: datetime | None = None,
+                 dry_run: bool = False) -> tuple[datetime, list[Dropped]]:
+    """Drop (or, with ``dry_run``, list) the months of events entirely older than
+    ``older_than_days``: PostgreSQL's monthly partitions, detached then dropped.
+
+    Returns the cut-off and the partitions with their event counts. Not run by the
+    periodic worker: deleting behaviour history is an operator's decision.
+    """
+    if older_than_days < 0:
+        raise ValueError(f"the retention period cannot be negative, got {older_than_days} "
+                         "days")
+    before = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
+    dropped = store.drop_event_months(before, dry_run=dry_run)
+    if not dry_run:
+        for part in dropped:
+            log.info("dropped events partition %s (%s to %s, %d events)", part.name,
+                     part.start.date(), part.end.date(), part.events)
+    return before, dropped

@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 
+from recsdk.storage import partitions
 from recsdk.storage.models import Base
 
 
@@ -22,8 +23,12 @@ def schema_differences(engine: Engine, foreign_tables: bool = False) -> list[Any
     recsdk often shares the shop's own database, so tables the models do not define
     are the shop's business and left out unless ``foreign_tables`` is true.
     """
+    layout = partitions.include_object_for(engine.dialect.name)
+
     def include(obj: Any, name: str | None, type_: str, reflected: bool,
                 compare_to: Any) -> bool:
+        if not layout(obj, name, type_, reflected, compare_to):
+            return False  # PostgreSQL's event partitions and event_keys are recsdk's own
         is_foreign_table = type_ == "table" and reflected and compare_to is None
         return foreign_tables or not is_foreign_table
 

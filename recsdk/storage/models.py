@@ -124,7 +124,12 @@ class User(Base):
 
 
 class Event(Base):
-    """One behaviour event. ``event_id`` is the client's idempotency key."""
+    """One behaviour event. ``event_id`` is the client's idempotency key.
+
+    This is the SQLite layout. On PostgreSQL the table is partitioned by month
+    (migration 0010, :mod:`recsdk.storage.partitions`): its primary key is
+    ``(id, timestamp)`` and ``event_id`` is kept unique by the ``event_keys`` table.
+    """
 
     __tablename__ = "events"
     __table_args__ = (

@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,12 +22,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from recsdk.errors import ValidationFailed
+from recsdk.errors import ConfigurationError, ValidationFailed
 from recsdk.rules import category_problems
-from recsdk.storage import models
+from recsdk.storage import bulk, models, partitions
 from recsdk.storage.database import make_engine
 from recsdk.storage.retry import retry_conflicts
 from recsdk.types import Event
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -54,12 +56,20 @@ class Store:
         )
         self.dialect = self.engine.dialect.name
         self.session = sessionmaker(self.engine, expire_on_commit=False)
+        #: PostgreSQL: months known to have an events partition (see storage.partitions)
+        self.partitions = partitions.PartitionCache()
 
     # ---- schema ----------------------------------------------------------------------
 
     def create_all(self) -> None:
-        """Create missing tables directly (tests); users run ``recsdk db upgrade``."""
+        """Create missing tables directly (tests); users run ``recsdk db upgrade``.
+
+        On PostgreSQL events are then partitioned as migration 0010 does."""
         models.Base.metadata.create_all(self.engine)
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                if not partitions.is_partitioned(conn):
+                    partitions.to_partitioned(conn)
 
     def upgrade(self) -> None:
         """Migrate the database to the latest schema with alembic (under the lock)."""
@@ -108,9 +118,14 @@ class Store:
                 seen.add(eid)
                 keyed.append(rec)
         keyed.sort(key=lambda r: r[7])
-        with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
-            writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
-            stored_keyed = writer.write(conn, plain, keyed)
+        writer = _PostgresEvents if self.dialect == "postgresql" else _SqliteEvents
+
+        def write() -> list[tuple[Any, ...]]:
+            with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."):
+                return writer.write(conn, plain, keyed)
+
+        stored_keyed = self._into_partitions(
+            lambda: partitions.months_of(r[4] for r in (*plain, *keyed)), write)
         stored = plain + stored_keyed
         return InsertReport(
             received=len(rows),
@@ -125,32 +140,54 @@ class Store:
         For imports of files already validated column by column: columns
         ``user_id, item_id, type, timestamp`` and optional ``session_id, value``.
         Rows with an ``event_id`` go through :meth:`add_events`, for idempotency.
-        Values are encoded column-wise, once per call, not row by row.
+        Values are encoded column-wise (:mod:`recsdk.storage.bulk`), not row by row.
         """
         n = len(frame)
         if n == 0:
             return 0
-        stamps = pd.to_datetime(frame["timestamp"], utc=True)
-        columns = {
-            name: (frame[name] if name in frame else pd.Series([None] * n, index=frame.index))
-            for name in ("user_id", "session_id", "item_id", "type", "value")
-        }
-        with self.engine.begin() as conn, _driver_errors(conn, "COPY events ..."):
-            if self.dialect == "postgresql":
-                out = pd.DataFrame({**columns, "timestamp": stamps.dt.strftime(
-                    "%Y-%m-%dT%H:%M:%S.%f+00:00")})[list(_PostgresEvents.BULK)]
-                buf = io.StringIO()
-                out.to_csv(buf, index=False, header=False, na_rep="\\N")
-                _PostgresEvents.copy_csv(conn, buf.getvalue())
-            else:
-                text = stamps.dt.strftime(SQLITE_TIMESTAMP)
-                cols = [columns[c].astype(object).where(columns[c].notna(), None).tolist()
-                        for c in ("user_id", "session_id", "item_id", "type")]
-                value = columns["value"].astype(object).where(columns["value"].notna(), None)
-                rows = list(zip(*cols, text.tolist(), value.tolist(), [None] * n, [None] * n,
-                                strict=True))
+        if self.dialect == "postgresql":  # encoded before the transaction starts
+            micros = bulk.utc_microseconds(frame["timestamp"])
+            data = bulk.pg_binary_copy(frame.assign(timestamp=micros.astype("datetime64[us]")),
+                                       _PostgresEvents.BULK)
+
+            def write() -> None:
+                with self.engine.begin() as conn, _driver_errors(conn, "COPY events ..."):
+                    _PostgresEvents.copy_binary(conn, data)
+
+            self._into_partitions(lambda: partitions.months_of_micros(micros), write)
+        else:
+            rows = bulk.sqlite_rows(frame, ("user_id", "session_id", "item_id", "type"),
+                                    tail=2)
+            with self.engine.begin() as conn, _driver_errors(conn, "INSERT INTO events ..."), \
+                    _sqlite_page_cache(conn, SQLITE_BULK_CACHE_KIB):
                 conn.exec_driver_sql(_SqliteEvents.SQL, rows)
         return n
+
+    def _into_partitions(self, months: Callable[[], set[partitions.Month]],
+                         write: Callable[[], _T]) -> _T:
+        """Run an events ``write`` once the partitions of its ``months`` exist
+        (PostgreSQL; a month another process dropped meanwhile fills the DEFAULT
+        partition instead, see :mod:`recsdk.storage.partitions`)."""
+        if self.dialect == "postgresql":
+            self.partitions.ensure(self.engine, months())
+        return write()
+
+    def drop_event_months(self, before: datetime, *, dry_run: bool = False
+                          ) -> list[partitions.Dropped]:
+        """Retention: drop the monthly event partitions that end at or before
+        ``before`` (PostgreSQL only; see :func:`recsdk.storage.partitions.drop_before`).
+
+        Whole months go, so events from ``before``'s own month stay until the month
+        is entirely older than the cut-off. ``dry_run`` only lists them with counts.
+        """
+        if self.dialect != "postgresql":
+            raise ConfigurationError(
+                "event retention drops monthly partitions, which only PostgreSQL has; "
+                f"this database is {self.dialect}")
+        dropped = partitions.drop_before(self.engine, before, dry_run=dry_run)
+        if dropped and not dry_run:
+            self.partitions.forget()  # a late event of a dropped month recreates it
+        return dropped
 
     def count_events(self) -> int:
         with self.session() as s:
@@ -599,20 +636,27 @@ class _SqliteEvents:
 
 
 class _PostgresEvents:
-    """PostgreSQL COPY for new events; keyed ones through a temporary table so that
-    ``ON CONFLICT DO NOTHING RETURNING`` says which event ids were new."""
+    """PostgreSQL COPY for new events; keyed ones through a temporary table, their
+    ids claimed in ``event_keys`` (``ON CONFLICT DO NOTHING RETURNING`` says which
+    were new) and only those rows inserted, in the same transaction. The partitions
+    the rows need exist already (:class:`recsdk.storage.partitions.PartitionCache`)."""
 
     COLUMNS = ", ".join(EVENT_COLUMNS)
-    BULK = ("user_id", "session_id", "item_id", "type", "timestamp", "value")
+    PREFIXED = ", ".join(f"i.{c}" for c in EVENT_COLUMNS)
+    #: The columns (and their binary COPY kinds) of bulk-loaded events.
+    BULK = (("user_id", bulk.TEXT), ("session_id", bulk.TEXT), ("item_id", bulk.TEXT),
+            ("type", bulk.TEXT), ("timestamp", bulk.TIMESTAMP), ("value", bulk.FLOAT))
 
     @classmethod
-    def copy_csv(cls, conn: Any, text: str) -> None:
-        """COPY CSV text with the :attr:`BULK` columns (NULL as ``\\N``) into events."""
+    def copy_binary(cls, conn: Any, data: bytes) -> None:
+        """COPY a binary stream (:func:`recsdk.storage.bulk.pg_binary_copy` of the
+        :attr:`BULK` columns) into events."""
         raw = conn.connection.dbapi_connection
+        names = ", ".join(name for name, _ in cls.BULK)
         with raw.cursor() as cursor, cursor.copy(
-            f"COPY events ({', '.join(cls.BULK)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+            f"COPY events ({names}) FROM STDIN WITH (FORMAT binary)"
         ) as copy:
-            copy.write(text)
+            copy.write(data)
 
     @staticmethod
     def _copy(cursor: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
@@ -633,9 +677,13 @@ class _PostgresEvents:
                                "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
                 cls._copy(cursor, "incoming_events", keyed)
                 cursor.execute(
-                    f"INSERT INTO events ({cls.COLUMNS}) SELECT {cls.COLUMNS} "
-                    "FROM incoming_events ORDER BY event_id "  # one lock order for all
-                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+                    f"WITH new AS (INSERT INTO {partitions.KEYS_TABLE} (event_id, timestamp) "
+                    "SELECT event_id, timestamp FROM incoming_events "
+                    "ORDER BY event_id "  # one lock order for all
+                    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
+                    f"INSERT INTO events ({cls.COLUMNS}) SELECT {cls.PREFIXED} "
+                    "FROM incoming_events i JOIN new ON new.event_id = i.event_id "
+                    "ORDER BY i.event_id RETURNING event_id")
                 new_ids = {row[0] for row in cursor.fetchall()}
                 cursor.execute("DELETE FROM incoming_events")
                 stored = [r for r in keyed if r[7] in new_ids]
@@ -653,6 +701,24 @@ def _driver_errors(conn: Connection, statement: str) -> Iterator[None]:
     except driver.Error as exc:
         raise DBAPIError.instance(statement, None, exc, driver.Error,
                                   dialect=conn.dialect) from exc
+
+
+#: SQLite page cache (KiB) while a bulk chunk is written: with SQLite's default 2 MiB,
+#: a 100,000-row chunk's index pages spill to the WAL again and again mid-transaction,
+#: so a chunk got slower as the indexes outgrew the cache; with room for them each
+#: dirty page is written once, at commit. Restored after the chunk (memory is freed).
+SQLITE_BULK_CACHE_KIB = 262_144
+
+
+@contextmanager
+def _sqlite_page_cache(conn: Connection, kib: int) -> Iterator[None]:
+    """Give this SQLite connection a page cache of ``kib`` KiB for the block."""
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size = -{int(kib)}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
 
 
 def _without_feedback(requests: Any) -> Any:

@@ -373,13 +373,17 @@ def test_a_deadlock_with_an_outside_transaction_is_retried() -> None:
 
 
 def insert_event_outside(other: psycopg.Connection, event_id: str) -> None:
+    """Another writer of keyed events, as the partitioned schema asks: the key is claimed
+    in event_keys (whose primary key is what concurrent batches wait on), then the row."""
+    other.execute("INSERT INTO event_keys (event_id, timestamp) VALUES (%s, now())",
+                  (event_id,))
     other.execute("INSERT INTO events (user_id, item_id, type, timestamp, event_id) "
                   "VALUES ('outside', 'i', 'view', now(), %s)", (event_id,))
 
 
 def test_a_deadlock_between_event_batches_is_retried() -> None:
     """Keyed events go in event_id order, but an outside writer may not: the SDK's batch
-    (a then b) and an outside transaction (b then a) deadlock on the unique index; the
+    (a then b) and an outside transaction (b then a) deadlock on event_keys; the
     aborted batch is run again and answers which events were new."""
     with postgres_sdk() as (sdk, url):
         database = url.rsplit("/", 1)[1]

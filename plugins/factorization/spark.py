@@ -63,10 +63,12 @@ def mllib_reg_param(regularization: float, matrix: sp.csr_matrix) -> float:
 
 
 def fit_als(data: SparkEvents, params: dict, weighting: Weighting, seed: int,
-            plugin: str = "als") -> tuple[UserRows, np.ndarray, np.ndarray]:
+            plugin: str = "als", reg_param: float | None = None
+            ) -> tuple[UserRows, np.ndarray, np.ndarray]:
     """The weighted rows and the (users x factors, items x factors) float32 factors of
     MLlib's implicit ALS with the plugin's ``factors``, ``iterations``,
-    ``regularization`` and ``alpha``."""
+    ``regularization`` and ``alpha``; ``reg_param`` overrides MLlib's ``regParam``
+    (default: :func:`mllib_reg_param`; benchmarks/spark_als.py compares)."""
     from pyspark.ml.recommendation import ALS
 
     from recsdk.engines.spark_data import collect_vectors
@@ -78,7 +80,8 @@ def fit_als(data: SparkEvents, params: dict, weighting: Weighting, seed: int,
         matrix.eliminate_zeros()
         blocks = max(1, data.spark.sparkContext.defaultParallelism)
         model = ALS(rank=params["factors"], maxIter=params["iterations"],
-                    regParam=mllib_reg_param(params["regularization"], matrix),
+                    regParam=(mllib_reg_param(params["regularization"], matrix)
+                              if reg_param is None else reg_param),
                     alpha=params["alpha"], implicitPrefs=True, seed=seed,
                     numUserBlocks=blocks, numItemBlocks=blocks, userCol="user",
                     itemCol="item", ratingCol="strength").fit(cells)

@@ -37,7 +37,7 @@ def _weight_of(types: Column, weights: Mapping[str, float]) -> Column:
 
     pairs = [x for t, w in weights.items() for x in (F.lit(t), F.lit(float(w)))]
     table = F.create_map(*pairs) if pairs else F.create_map().cast("map<string,double>")
-    return F.coalesce(F.element_at(table, types), F.lit(1.0)).cast("float")
+    return F.coalesce(F.try_element_at(table, types), F.lit(1.0)).cast("float")
 
 
 @dataclass
@@ -79,7 +79,9 @@ class SparkEvents:
         source = source.select(
             F.col("user_id").cast("string"), F.col("item_id").cast("string"),
             F.col("type").cast("string"),
-            (F.unix_micros(F.col("timestamp")) / F.lit(1e6)).alias("timestamp"),
+            # a timestamp without zone (another writer's Parquet) is taken as UTC
+            (F.unix_micros(F.col("timestamp").cast("timestamp")) / F.lit(1e6))
+            .alias("timestamp"),
             F.col("value").cast("double")).cache()
         users = sorted(r[0] for r in source.select("user_id").distinct().toLocalIterator())
         items = {r[0] for r in source.select("item_id").distinct().toLocalIterator()}

@@ -148,7 +148,7 @@ def one_run(engine: str, n_events: int, master: str, factors: int, iterations: i
         plugin.recsdk_fit(dataset=dataset, context=context)
         seconds = time.perf_counter() - start
     else:
-        session = start_session(master, {"spark.driver.memory": "6g"})
+        session = start_session(master, {"spark.driver.memory": "2g"})
         data = SparkEvents.from_dataset(session, dataset, slices=8)
         start = time.perf_counter()
         fit_als(data, dict(plugin.params), plugin.weighting, SEED)  # collected arrays too

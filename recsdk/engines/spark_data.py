@@ -110,7 +110,8 @@ class SparkEvents:
                    inter["item"].to_numpy(np.int64).tolist(),
                    inter["type"].astype(str).tolist(),
                    inter["timestamp"].to_numpy(np.float64).tolist(),
-                   [None if v != v else v for v in inter["value"].to_numpy(np.float64)],
+                   [None if v != v else v
+                    for v in inter["value"].to_numpy(np.float64).tolist()],
                    inter["weight"].to_numpy(np.float64).tolist()]
         rdd = spark.sparkContext.parallelize(list(zip(*columns, strict=True)), slices)
         events = spark.createDataFrame(rdd, "user int, item int, type string, timestamp "

@@ -179,8 +179,8 @@ def test_the_command_line_exports_and_trains(spark: Any, tmp_path: Path) -> None
 
 def clustered_dataset(seed: int = 3) -> tuple[InteractionDataset, dict[str, str]]:
     """90 users in three taste groups of 12 items each; each user saw 7 items of their
-    group (one more is held out) and one random item. Returns the training dataset and
-    each user's held-out item."""
+    group (one more is held out) and one random item (some events carry a value, some
+    none). Returns the training dataset and each user's held-out item."""
     rng = np.random.default_rng(seed)
     rows, held_out = [], {}
     for u in range(90):
@@ -188,7 +188,8 @@ def clustered_dataset(seed: int = 3) -> tuple[InteractionDataset, dict[str, str]
         picked = rng.permutation(group)[:8]
         held_out[f"u{u}"] = f"i{picked[7]}"
         for item in [*picked[:7], rng.integers(36)]:
-            rows.append({"user_id": f"u{u}", "item_id": f"i{item}", "type": "view"})
+            rows.append({"user_id": f"u{u}", "item_id": f"i{item}", "type": "view",
+                         "value": float(item % 5) if item % 2 else None})
     return InteractionDataset.from_frame(pd.DataFrame(rows)), held_out
 
 

@@ -79,9 +79,11 @@ def quality(data: Path, master: str) -> list[tuple[str, float, float]]:
     rows = []
     try:
         params = {"index": "none"}
-        for label, cls, reg in (("implicit ALS", None, None), ("Spark MLlib ALS", SparkALS, None),
-                                ("Spark MLlib ALS, same number", SparkALS,
-                                 ALS.Params().load({})["regularization"])):
+        same = ALS.Params().load({})["regularization"]
+        for label, cls, reg in (("implicit ALS", None, None),
+                                ("Spark MLlib ALS (regParam mapped)", SparkALS, None),
+                                (f"Spark MLlib ALS, same number (regParam {same:g})", SparkALS,
+                                 same)):
             extra = None
             if cls is not None:
                 cls.reg_param = reg
@@ -206,9 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         by = {(r["events"], r["engine"]): r for r in lines}
         for r in lines:
             ref = by[(r["events"], "implicit")]["seconds"]
-            rss = (r["python_kib"] + r["jvm_kib"]) / 1024
-            print(f"| {r['events']:,} | {r['nnz']:,} | {r['engine']} | {r['seconds']:.1f} | "
-                  f"{rss:.0f} | {r['seconds'] / ref:.1f}x |")
+            python, jvm = r["python_kib"] / 1024, r["jvm_kib"] / 1024
+            rss = (f"{python + jvm:,.0f} ({python:,.0f} + {jvm:,.0f})" if jvm
+                   else f"{python:,.0f}")
+            engine = f"Spark `{args.master}`" if r["engine"] == "spark" else "implicit"
+            print(f"| {r['events']:,} | {r['nnz']:,} | {engine} | {r['seconds']:.1f} | "
+                  f"{rss} | {r['seconds'] / ref:.1f}x |")
     return 0
 
 

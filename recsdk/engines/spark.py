@@ -87,8 +87,6 @@ def train_with_spark(sdk: RecSDK, job: SparkJob,
     ``session``: a Spark session to use (else the process's active one, as in a notebook
     or a test); else one is started from ``job`` and stopped at the end.
     """
-    from recsdk.sdk import TrainReport
-
     start = time.perf_counter()
     plugins = sdk._new_plugins()
     try:
@@ -101,19 +99,17 @@ def train_with_spark(sdk: RecSDK, job: SparkJob,
         own = session is None
         spark = session or start_session(job.master, job.conf, job.jars)
         try:
-            report = _train(sdk, plugins, job, spark, start)
+            return _train(sdk, plugins, job, spark, start)
         finally:
             if own:
                 spark.stop()
     finally:
         plugins.close()
-    return TrainReport(report["run_id"], report["users"], report["items"],
-                       report["interactions"], report["bytes"], time.perf_counter() - start)
 
 
 def _train(sdk: RecSDK, plugins: PluginManager, job: SparkJob, spark: SparkSession,
-           start: float) -> dict[str, Any]:
-    from recsdk.sdk import training_reports
+           start: float) -> TrainReport:
+    from recsdk.sdk import TrainReport, training_reports
 
     sdk.refresh_catalog()
     catalog = sdk.catalog
@@ -150,8 +146,8 @@ def _train(sdk: RecSDK, plugins: PluginManager, job: SparkJob, spark: SparkSessi
         raise
     finally:
         data.close()
-    return {"run_id": run_id, "users": data.n_users, "items": data.n_items,
-            "interactions": data.n_events, "bytes": sizes}
+    return TrainReport(run_id, data.n_users, data.n_items, data.n_events, sizes,
+                       time.perf_counter() - start)
 
 
 def _last_row_id(source: Any) -> int | None:

@@ -24,7 +24,7 @@ $(INSTALLED): setup.cfg setup.py pyproject.toml | $(PYTHON)
 	# torch pinned first: an unpinned torch pulls a multi-GB CUDA build, while 2.13.0
 	# takes the CPU build where the machine offers one
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e ".[postgres,test,text,torch]"
+	$(PIP) install -q -e ".[postgres,spark,test,text,torch]"
 	touch $@
 
 install: $(INSTALLED)

@@ -8,13 +8,18 @@ conjugate-gradient solver (Takacs, Pilaszy & Tikk 2011).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 from recsdk_plugins.factorization.base import FactorizationPlugin
 from recsdk_plugins.factorization.foldin import als_fold_in, als_gram
 from recsdk_plugins.factorization.params import ALSParams
+
+from recsdk.types import PluginContext
+
+if TYPE_CHECKING:
+    from recsdk.engines.spark_data import SparkEvents
 
 
 class ALS(FactorizationPlugin):
@@ -32,6 +37,15 @@ class ALS(FactorizationPlugin):
             alpha=1.0 if gpu else p["alpha"],  # on the GPU: scaled in confidence()
             iterations=p["iterations"], num_threads=p["num_threads"], use_gpu=gpu,
             random_state=seed)
+
+    def fit_spark(self, data: SparkEvents, context: PluginContext) -> None:
+        """``recsdk_fit`` with Spark MLlib's ALS (``recsdk train --engine spark``)."""
+        from recsdk_plugins.factorization.spark import fit_als
+
+        self.recsdk_configure(context)
+        rows, users, items = fit_als(data, dict(self.params), self.weighting, self._seed,
+                                     self.NAME)
+        self._set_factors(rows, users, items, data.vocabulary.item_ids)
 
     def confidence(self, matrix: sp.csr_matrix, gpu: bool) -> sp.csr_matrix:
         """implicit 0.7.3's CUDA ALS ignores ``alpha`` in ``fit`` (its CPU ALS scales the

@@ -110,13 +110,19 @@ class FactorizationPlugin(Plugin):
         rows = UserRows.fit(dataset, self.weighting, self.NAME)
         gpu = self.HAS_GPU and use_gpu(context.device)
         user_factors, item_factors = self.train(rows.matrix, gpu, self._seed)
+        self._set_factors(rows, user_factors, item_factors, dataset.item_ids)
+
+    def _set_factors(self, rows: UserRows, user_factors: np.ndarray,
+                     item_factors: np.ndarray, item_ids: np.ndarray) -> None:
+        """The fitted state from trained factors, whoever trained them (implicit, the
+        Adam solver, Spark MLlib): the same arrays, caches and retrieval index."""
         self.rows_ = rows
         self.user_factors_ = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(item_factors, dtype=np.float32)
         if self.params.get("refit_users"):
             self._refit_users(rows.matrix)
         self._after_factors()
-        self.retriever_ = build_retriever(dataset.item_ids, self.item_factors_, self.params)
+        self.retriever_ = build_retriever(item_ids, self.item_factors_, self.params)
 
     def train(self, matrix: sp.csr_matrix, gpu: bool,
               seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ is capped, and a long-time customer's old purchases must stay filtered too.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +18,10 @@ from marshmallow import RAISE, Schema, fields
 
 from recsdk import Plugin, hookimpl
 from recsdk.dataset import InteractionDataset
-from recsdk.types import Ranking, RecommendationRequest
+from recsdk.types import PluginContext, Ranking, RecommendationRequest
+
+if TYPE_CHECKING:
+    from recsdk.engines.spark_data import SparkEvents
 
 #: What a user already "has": bought or rated items are not recommended again.
 DEFAULT_CONSUMED_TYPES = ["purchase", "rating", "review"]
@@ -68,6 +72,13 @@ class AvailabilityFilters(Plugin):
              (inter["user"].to_numpy(), inter["item"].to_numpy())),
             shape=(dataset.n_users, dataset.n_items))
         self._vocabulary(dataset)
+
+    def fit_spark(self, data: SparkEvents, context: PluginContext) -> None:
+        """``recsdk_fit`` with Spark SQL (``recsdk train --engine spark``)."""
+        from recsdk_plugins.filters.spark import consumed_matrix
+
+        self.consumed_ = consumed_matrix(data, self.params["consumed_types"])
+        self._vocabulary(data.vocabulary)
 
     def _vocabulary(self, dataset: InteractionDataset) -> None:
         self._user_index = dataset.user_index

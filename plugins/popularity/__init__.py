@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,10 @@ from marshmallow import RAISE, Schema, fields, validate
 from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
 from recsdk.dataset import InteractionDataset
-from recsdk.types import CandidateSet, Event, RecommendationRequest
+from recsdk.types import CandidateSet, Event, PluginContext, RecommendationRequest
+
+if TYPE_CHECKING:
+    from recsdk.engines.spark_data import SparkEvents
 
 COUNT_MODES = ("users", "events", "weight")
 
@@ -56,6 +60,12 @@ def item_popularity(dataset: InteractionDataset, count: str,
     return np.bincount(pairs["item"].to_numpy(), minlength=n).astype(np.float64)
 
 
+def _normalised(popularity: np.ndarray) -> np.ndarray:
+    """Popularity divided by its maximum (unchanged when empty or all zero)."""
+    top = popularity.max() if len(popularity) else 0.0
+    return popularity / top if top > 0 else popularity
+
+
 def _lookup(values: np.ndarray, codes: np.ndarray, missing: float = 0.0) -> np.ndarray:
     out = np.full(len(codes), missing, dtype=np.float64)
     known = (codes >= 0) & (codes < len(values))
@@ -76,6 +86,12 @@ class GlobalPopularity(Plugin):
     def recsdk_fit(self, dataset: InteractionDataset) -> None:
         self.popularity_ = item_popularity(dataset, self.params["count"],
                                            self.params["window_days"])
+
+    def fit_spark(self, data: SparkEvents, context: PluginContext) -> None:
+        """``recsdk_fit`` with Spark SQL (``recsdk train --engine spark``)."""
+        from recsdk_plugins.popularity.spark import item_popularity as on_spark
+
+        self.popularity_ = on_spark(data, self.params["count"], self.params["window_days"])
 
     @hookimpl
     def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
@@ -158,11 +174,22 @@ class CategoryPopularity(Plugin):
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset) -> None:
         pop = item_popularity(dataset, self.params["count"], self.params["window_days"])
-        self.popularity_ = pop / pop.max() if len(pop) and pop.max() > 0 else pop
+        self._fitted(_normalised(pop), dataset)
+        self._training = dataset  # for the offline batch path only; not saved
+
+    def fit_spark(self, data: SparkEvents, context: PluginContext) -> None:
+        """``recsdk_fit`` with Spark SQL (``recsdk train --engine spark``)."""
+        from recsdk_plugins.popularity.spark import item_popularity as on_spark
+
+        pop = on_spark(data, self.params["count"], self.params["window_days"])
+        self._fitted(_normalised(pop), data.vocabulary)
+
+    def _fitted(self, popularity: np.ndarray, dataset: InteractionDataset) -> None:
+        self.popularity_ = popularity
         self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._paths: dict[str | None, list[str]] = {}
         self._index_: _CategoryIndex | None = None
-        self._training = dataset  # for the offline batch path only; not saved
+        self._training: InteractionDataset | None = None
 
     def _item_nodes(self, dataset: InteractionDataset) -> sp.csr_matrix:
         """Items x category-tree nodes: 1 where the node is on the item's path."""
@@ -318,6 +345,15 @@ class TrendingPopularity(Plugin):
         self.scores_ = np.bincount(inter["item"].to_numpy(),
                                    weights=inter["weight"].to_numpy() * decay,
                                    minlength=dataset.n_items)
+
+    def fit_spark(self, data: SparkEvents, context: PluginContext) -> None:
+        """``recsdk_fit`` with Spark SQL (``recsdk train --engine spark``)."""
+        from recsdk_plugins.popularity.spark import trending_scores
+
+        self.item_index_ = dict(data.vocabulary.item_index)
+        self.trained_at_ = self.wall_clock()
+        self.reference_time_ = self.data_end_ = data.data_end
+        self.scores_ = trending_scores(data, self._half_life_s)
 
     @property
     def _half_life_s(self) -> float:

@@ -12,7 +12,7 @@ from recsdk import __version__
 #: Modules that each define ``register(group)``, adding their commands.
 COMMAND_MODULES: tuple[str, ...] = ("db", "train", "recommend", "plugins", "serve", "evaluate",
                                    "importer", "demo", "models", "maintenance", "experiments",
-                                   "evaluate_policy")
+                                   "evaluate_policy", "export")
 
 
 @click.group()

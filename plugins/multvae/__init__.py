@@ -5,9 +5,11 @@ The network (:mod:`.model`, imported only once torch is required) encodes a user
 L2-normalised row into a Gaussian latent and decodes it to a softmax over all items;
 training maximises the ELBO with the KL term annealed from 0 up to ``anneal_cap``, with
 dropout on the input row, on the device of the run (CUDA when present, bf16 autocast
-there). Early stopping watches NDCG@10 on a validation split carved from the training
-matrix (:mod:`recsdk_plugins.deep_training`); by default the model is then trained
-again on all the training data for the best number of epochs.
+there). The network kept is an exponential moving average of the trained weights
+(``ema_decay``), which on small data scores higher and steadier than the last step's
+weights. Early stopping watches its NDCG@10 on a validation split carved from the
+training matrix (:mod:`recsdk_plugins.deep_training`); by default the model is then
+trained again on all the training data for the best number of epochs.
 
 Serving is the encoder's fold-in by construction: a user's scores are the decoder's
 logits at ``z = mu(x)`` for the user's row *now* (:meth:`UserRows.request_row`: the
@@ -19,6 +21,7 @@ down), so the blend falls back to other plugins for them.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -94,7 +97,12 @@ class MultVAE(DeepRowsPlugin):
                epochs: int) -> tuple[Any, TrainingReport]:
         """A model trained on ``matrix`` (seeded), early-stopped on ``validation``."""
         import torch
-        from recsdk_plugins.multvae.model import MultVAEModel, annealed_beta, dense_rows
+        from recsdk_plugins.multvae.model import (
+            MultVAEModel,
+            annealed_beta,
+            dense_rows,
+            update_average,
+        )
 
         p = self.params
         device = self._device
@@ -107,11 +115,18 @@ class MultVAE(DeepRowsPlugin):
         rng = np.random.default_rng(self._seed)
         batch = int(p.get("batch_size", 128))
         cap, anneal_steps = float(p.get("anneal_cap", 0.2)), int(p.get("anneal_steps", 0))
+        decay = float(p.get("ema_decay", 0.99))
+        # the network that is validated, kept and served: a running average of the
+        # trained weights (ema_decay > 0), or the trained network itself
+        kept = model
+        if decay > 0:
+            kept = copy.deepcopy(model).requires_grad_(False)
         steps = 0
 
         def train_epoch(epoch: int) -> float:
             nonlocal steps
             total = 0.0
+            model.train()
             order = rng.permutation(users)
             for start in range(0, len(order), batch):
                 chunk = order[start:start + batch]
@@ -121,6 +136,8 @@ class MultVAE(DeepRowsPlugin):
                     loss = model.loss(x, annealed_beta(steps, cap, anneal_steps))
                 loss.backward()
                 optimizer.step()
+                if kept is not model:
+                    update_average(kept, model, decay)
                 steps += 1
                 total += float(loss.detach()) * len(chunk)
             return total / max(len(users), 1)
@@ -128,13 +145,13 @@ class MultVAE(DeepRowsPlugin):
         validate = None
         if validation is not None:
             def validate() -> float:
-                return self._validation_ndcg(model, matrix, validation)
+                return self._validation_ndcg(kept, matrix, validation)
 
         report = fit_with_early_stopping(
-            model, train_epoch, validate, name=NAME, device=device, max_epochs=epochs,
+            kept, train_epoch, validate, name=NAME, device=device, max_epochs=epochs,
             eval_every=int(p.get("eval_every", 5)), patience=int(p.get("patience", 5)),
             progress=bool(p.get("progress", False)))
-        return model, report
+        return kept, report
 
     def _validation_ndcg(self, model: Any, train: sp.csr_matrix,
                          validation: sp.csr_matrix) -> float:

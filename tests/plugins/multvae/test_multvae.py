@@ -30,6 +30,7 @@ from recsdk_plugins.multvae.model import (  # noqa: E402 (needs torch)
     Architecture,
     MultVAEModel,
     annealed_beta,
+    update_average,
 )
 
 WEIGHTS = {"view": 1.0, "purchase": 4.0}
@@ -40,7 +41,7 @@ N_USERS, N_ITEMS, PER_USER = 40, 20, 6
 #: small, fast settings that still learn the planted groups
 FAST = {"hidden": [32], "latent": 8, "learning_rate": 0.01, "batch_size": 8,
         "max_epochs": 40, "eval_every": 5, "patience": 2, "anneal_steps": 100,
-        "num_threads": 1}
+        "ema_decay": 0.9, "num_threads": 1}
 
 
 def planted_events() -> pd.DataFrame:
@@ -150,7 +151,32 @@ def test_training_samples_the_latent_and_drops_input_while_scoring_does_not() ->
     assert shapes == [(16, 30), (8, 16), (16, 4), (30, 16)]
 
 
+def test_the_average_moves_towards_the_trained_weights_by_one_minus_decay() -> None:
+    torch.manual_seed(0)
+    arch = Architecture(n_items=9, hidden=(4,), latent=2, dropout=0.5)
+    average, trained = MultVAEModel(arch), MultVAEModel(arch)
+    before = {k: v.clone() for k, v in average.state_dict().items()}
+    update_average(average, trained, 0.9)
+    for key, value in average.state_dict().items():
+        torch.testing.assert_close(value, 0.9 * before[key] + 0.1 * trained.state_dict()[key])
+    update_average(average, trained, 0.0)
+    for key, value in average.state_dict().items():
+        torch.testing.assert_close(value, trained.state_dict()[key])
+
+
 # ---- training ----------------------------------------------------------------------
+
+
+def test_the_kept_network_is_the_average_only_when_ema_decay_is_set(model) -> None:
+    plugin, ds = model
+    plain = fitted(ds, ema_decay=0.0)
+    assert MultVAE.from_config({}, "multvae").params["ema_decay"] == 0.99
+    assert not all(torch.equal(plain.weights_[k], v) for k, v in plugin.weights_.items())
+    # both learn the planted groups; the averaged weights are served, not the last ones
+    scores = plain.recsdk_score_users(user_ids=list(ds.user_ids), candidates=all_items(ds))
+    assert mean_group_share(ds, scores) >= 0.9
+    assert all(not v.requires_grad for v in plugin.net_.parameters())
+
 
 
 def test_learns_the_planted_groups_better_than_popularity(model) -> None:
@@ -325,6 +351,7 @@ def test_registered_as_a_builtin_plugin_and_an_entry_point() -> None:
     ({"anneal_cap": 1.5}, "anneal_cap"), ({"anneal_steps": -1}, "anneal_steps"),
     ({"learning_rate": 0}, "learning_rate"), ({"weight_decay": -1.0}, "weight_decay"),
     ({"batch_size": 0}, "batch_size"), ({"validation_share": 0.9}, "validation_share"),
+    ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay"),
     ({"beta": 0.2}, "beta")])
 def test_bad_parameters_are_refused_by_name(params: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=rf"plugins\.multvae: invalid .*'{name}'"):

@@ -132,12 +132,20 @@ class Pipeline:
         """The union of every retriever's answer, cut to its quota; all items if none."""
         limit = int(self.settings.pipeline["candidate_limit"])
         answers: list[tuple[str, list[str], list[float] | None]] = []
-        for name in self.plugins.implementers("recsdk_retrieve_candidates"):
+        names = self.plugins.implementers("recsdk_retrieve_candidates")
+        quotas: dict[str, int] = {}
+        for name in names:
             cfg = self.plugins.settings.get(name)
-            quota = cfg.quota if cfg is not None and cfg.quota is not None else limit
-            (r,) = self.plugins.call_each("recsdk_retrieve_candidates", only=[name],
-                                          timeout_ms=self.timeout_ms, request=request,
-                                          n=quota)
+            quotas[name] = cfg.quota if cfg is not None and cfg.quota is not None else limit
+        # retrievers with the same quota are asked at once (in parallel, as scorers are)
+        results: dict[str, HookResult] = {}
+        for quota in dict.fromkeys(quotas.values()):
+            for r in self.plugins.call_each(
+                    "recsdk_retrieve_candidates", timeout_ms=self.timeout_ms,
+                    only=[n for n in names if quotas[n] == quota], request=request, n=quota):
+                results[r.plugin] = r
+        for name in names:
+            r, quota = results[name], quotas[name]
             if not r.ok:
                 failures.append(f"{r.plugin}.retrieve_candidates: {r.error}")
                 continue

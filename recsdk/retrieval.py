@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 from marshmallow import Schema, fields, validate
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from recsdk.registry import ArtifactReader, ArtifactWriter
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V")
 
 INDEX_KINDS = ("none", "exact", "hnsw", "auto")
 #: ``index = "auto"`` builds HNSW from this many items up, and retrieves nothing below it
@@ -238,18 +240,18 @@ def load_retriever(item_ids: Sequence[str], vectors: np.ndarray, params: Mapping
     return build_retriever(item_ids, vectors, p, index)
 
 
-class RequestVectors:
-    """A user's query vector computed once per request: the pipeline asks an embedding
-    plugin for it in retrieval and again in scoring, and a fold-in can cost as much as
-    the rest of the request. Keeps the last ``size`` requests' vectors (thread-safe)."""
+class RequestVectors(Generic[V]):
+    """A user's query vector (or another per-request value) computed once per request:
+    the pipeline asks a plugin for it in retrieval and again in scoring, and a fold-in
+    can cost as much as the rest of the request. Keeps the last ``size`` requests'
+    values (thread-safe)."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        self._vectors: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._vectors: OrderedDict[str, V | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, request_id: str, compute: Callable[[], np.ndarray | None]
-            ) -> np.ndarray | None:
+    def get(self, request_id: str, compute: Callable[[], V | None]) -> V | None:
         with self._lock:
             if request_id in self._vectors:
                 return self._vectors[request_id]

@@ -47,7 +47,13 @@ from recsdk.catalog import Catalog
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
 from recsdk.interactions import SECONDS_PER_DAY, Weighting, WeightingParams, candidate_scores
-from recsdk.retrieval import PoolSettings, pool_answer, served_items, top_positions
+from recsdk.retrieval import (
+    PoolSettings,
+    RequestVectors,
+    pool_answer,
+    served_items,
+    top_positions,
+)
 from recsdk.types import (
     CandidateSet,
     PluginContext,
@@ -378,6 +384,14 @@ class Cooccurrence(Plugin):
         sums = np.asarray(self.associations_[codes].sum(axis=0), dtype=np.float64).ravel()
         return sums + self.tie_break_
 
+    def request_neighbours(self, request: RecommendationRequest, codes: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`basket_neighbours` once per request (retrieval, then scoring)."""
+        cache = getattr(self, "_neighbours", None)
+        if cache is None:
+            cache = self._neighbours = RequestVectors[tuple[np.ndarray, np.ndarray]]()
+        return cache.get(request.request_id, lambda: self.basket_neighbours(codes))
+
     def basket_neighbours(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The items the basket points to (sorted codes) and their summed association
         plus tie-break: the basket's rows only, no pass over the catalogue."""
@@ -387,14 +401,15 @@ class Cooccurrence(Plugin):
                            minlength=len(items))
         return items.astype(np.int64), sums + self.tie_break_[items]
 
-    def candidate_basket_scores(self, codes: np.ndarray,
-                                candidates: CandidateSet) -> np.ndarray:
+    def candidate_basket_scores(self, codes: np.ndarray, candidates: CandidateSet,
+                                request: RecommendationRequest | None = None) -> np.ndarray:
         """:meth:`basket_scores` at the candidates; a few candidates (retrieval on) are
         looked up in the basket's neighbours instead of a dense row over every item."""
         n = len(self.tie_break_)
         if len(candidates) >= SPARSE_SHARE * n:
             return candidate_scores(self.basket_scores(codes), candidates)
-        items, sums = self.basket_neighbours(codes)
+        found = None if request is None else self.request_neighbours(request, codes)
+        items, sums = found if found is not None else self.basket_neighbours(codes)
         cand = np.asarray(candidates.codes, dtype=np.int64)
         known = (cand >= 0) & (cand < n)
         c = cand[known]
@@ -421,7 +436,10 @@ class Cooccurrence(Plugin):
         codes = self.request_basket(request)
         if not len(codes):
             return None
-        items, scores = self.basket_neighbours(codes)
+        found = self.request_neighbours(request, codes)
+        if found is None:
+            return None
+        items, scores = found
         best = top_positions(scores, pools.take(n))
         if not len(best):
             return None
@@ -437,7 +455,7 @@ class Cooccurrence(Plugin):
         codes = self.request_basket(request)
         if len(codes) == 0:
             return None
-        return self.candidate_basket_scores(codes, candidates)
+        return self.candidate_basket_scores(codes, candidates, request)
 
     @hookimpl
     def recsdk_score_users(self, user_ids: list[str],

@@ -46,7 +46,14 @@ from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
-from recsdk.interactions import SECONDS_PER_DAY, Weighting, WeightingParams, candidate_scores
+from recsdk.interactions import (
+    SECONDS_PER_DAY,
+    SPARSE_SCORING_SHARE,
+    Weighting,
+    WeightingParams,
+    candidate_scores,
+    sorted_lookup,
+)
 from recsdk.retrieval import (
     PoolSettings,
     RequestVectors,
@@ -72,9 +79,6 @@ DEFAULT_EVENT_TYPES = ("add_to_cart", "purchase")
 BLOCK_PAIRS = 2**22
 #: Unassociated items score at most this share of the smallest association.
 TIE_BREAK = 1e-3
-#: Below this share of the trained items, a request's candidates are scored from the
-#: basket's association rows alone; from it up, through one dense row over all items.
-SPARSE_SHARE = 0.25
 #: Columns of ``dataset.interactions`` that may carry session ids (``session``: the
 #: events' session ids, see InteractionDataset.from_frame).
 SESSION_COLUMNS = ("session", "session_id")
@@ -406,17 +410,14 @@ class Cooccurrence(Plugin):
         """:meth:`basket_scores` at the candidates; a few candidates (retrieval on) are
         looked up in the basket's neighbours instead of a dense row over every item."""
         n = len(self.tie_break_)
-        if len(candidates) >= SPARSE_SHARE * n:
+        if len(candidates) >= SPARSE_SCORING_SHARE * n:
             return candidate_scores(self.basket_scores(codes), candidates)
         found = None if request is None else self.request_neighbours(request, codes)
         items, sums = found if found is not None else self.basket_neighbours(codes)
         cand = np.asarray(candidates.codes, dtype=np.int64)
         known = (cand >= 0) & (cand < n)
-        c = cand[known]
-        at = np.minimum(np.searchsorted(items, c), max(len(items) - 1, 0))
-        hit = (items[at] == c) if len(items) else np.zeros(len(c), dtype=bool)
         out = np.full(len(cand), np.nan)
-        out[known] = np.where(hit, sums[at] if len(items) else 0.0, self.tie_break_[c])
+        out[known] = sorted_lookup(items, sums, cand[known], self.tie_break_[cand[known]])
         return out
 
     def request_basket(self, request: RecommendationRequest) -> np.ndarray:

@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsdk.data.frames import ShopData
-from recsdk.data.synthetic import generate_shop
+from benchmarks.quickstart_blend import shop_split
 from recsdk.evaluation.catalogue import EvaluationCatalogue
 from recsdk.evaluation.served import evaluate_served
 from recsdk.evaluation.splits import temporal_split
@@ -40,22 +39,8 @@ DEMO = {"als": {"weight": 1.0}, "category_popularity": {"weight": 0.3},
         "popularity": {"weight": 0.1}, "cooccurrence": {"weight": 0.1}}
 
 
-def shop(n_events: int, n_items: int, seed: int
-         ) -> tuple[pd.DataFrame, pd.DataFrame, EvaluationCatalogue]:
-    made = generate_shop(n_events, n_items=n_items, seed=seed)
-    events = made.events
-    frame = pd.DataFrame({"user": events["user_id"].astype(str),
-                          "item": events["item_id"].astype(str),
-                          "type": events["type"].astype(str),
-                          "timestamp": events["timestamp"].astype("int64") // 10**9})
-    catalogue = EvaluationCatalogue(
-        ShopData(categories=made.categories, items=made.items),
-        pd.DataFrame({"item": made.items["id"].astype(str),
-                      "categories": [[c] for c in made.items["category_id"].astype(str)]}))
-    return frame, frame.iloc[:0], catalogue
-
-
 def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The newest 20% held out; test users without training events dropped."""
     parts = temporal_split(frame, 0.2)
     return parts.train, parts.test[parts.test["user"].isin(set(parts.train["user"]))]
 
@@ -82,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--tolerance", type=float, default=0.01)
     args = parser.parse_args(argv)
-    shops = {s: shop(args.events, args.items, s) for s in args.seeds}
-    outer = {s: split(frame) for s, (frame, _, _) in shops.items()}
+    shops = {s: shop_split(args.events, s, args.items) for s in args.seeds}
+    outer = {s: (train, test) for s, (train, test, _) in shops.items()}
     validation: dict[int | None, list[float]] = {}
     for size in [None, *sorted(args.sizes)]:
         for s in args.seeds:

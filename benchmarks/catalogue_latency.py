@@ -34,7 +34,8 @@ Result cache off except for the ``hit`` rows: a ``default`` instance with the ca
 what a precomputed top-N in the cache would cost to serve. Besides wall time, each
 request's process CPU time (``time.process_time``, every thread: the plugin workers'
 too) is reported: on a shared machine wall time is mostly waiting for a core, CPU time
-is what the request itself costs. Users: ``--known`` served from
+is what the request itself costs. A request whose plugin overran its 250 ms budget
+(waiting for a core) is served degraded and counted, not dropped. Users: ``--known`` served from
 stored factors, ``--foldin`` with 3 events after training (fold-in per request). One
 numpy / faiss thread. ``--profile``: cProfile of the ``default`` instance's timed
 requests at the largest size.
@@ -233,6 +234,7 @@ def run_size(n_items: int, args: argparse.Namespace, profile: bool) -> list[str]
                     sdks[m].recommend(u, k=10)
             times: dict[tuple[str, str], list[float]] = {}
             cpus: dict[tuple[str, str], list[float]] = {}
+            degraded: dict[tuple[str, str], int] = {}
             lists: dict[str, dict[str, list[str]]] = {m: {} for m in sdks}
             profiler = cProfile.Profile() if profile else None
             hooks = time_hooks(sdks[args.modes[0]]) if profile else {}
@@ -250,8 +252,8 @@ def run_size(n_items: int, args: argparse.Namespace, profile: bool) -> list[str]
                     cpu = (time.process_time() - c0) * 1e3
                     if profiler is not None and m == args.modes[0]:
                         profiler.disable()
-                    assert not result.degraded, (m, result.failures)
                     for g in (group, "all"):
+                        degraded[(m, g)] = degraded.get((m, g), 0) + int(result.degraded)
                         times.setdefault((m, g), []).append(elapsed)
                         cpus.setdefault((m, g), []).append(cpu)
                     lists[m][u] = result.item_ids
@@ -264,7 +266,8 @@ def run_size(n_items: int, args: argparse.Namespace, profile: bool) -> list[str]
                     same = np.mean([len(set(lists[m][u]) & set(lists[base][u]))
                                     / max(1, len(lists[base][u])) for u in names])
                     out.append(f"| {n_items:,} | {group} ({len(names)}) | {m} | {p50:.2f} | "
-                               f"{p99:.2f} | {c50:.2f} | {c99:.2f} | {same:.3f} |")
+                               f"{p99:.2f} | {c50:.2f} | {c99:.2f} | {same:.3f} | "
+                               f"{degraded[(m, group)]} |")
             print(f"  load per instance {load:.1f} s", flush=True)
             if profiler is not None:
                 buf = io.StringIO()
@@ -313,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} cores (shared)\n", flush=True)
     table = []
     header = (f"| items | users | mode | p50 ms | p99 ms | CPU p50 ms | CPU p99 ms | "
-              f"share of {args.modes[0]}'s top 10 |\n|---|---|---|---|---|---|---|---|")
+              f"share of {args.modes[0]}'s top 10 | degraded |"
+              "\n|---|---|---|---|---|---|---|---|---|")
     with threadpool_limits(1):
         for size in args.sizes:
             rows = run_size(size, args, args.profile and size == max(args.sizes))

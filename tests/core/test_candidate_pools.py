@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -248,3 +250,41 @@ def test_cached_top_n_is_dropped_on_the_users_new_events_and_on_a_new_run(make_s
     sdk.fit()  # a new run: lists cached for the old one are not served
     sdk.recommend("u1", k=4)
     assert cached() == 2
+
+
+# ---- the catalogue check ----------------------------------------------------------------
+
+
+def test_catalogue_checks_run_off_the_request_thread_and_still_see_changes(make_sdk):
+    sdk = filled(make_sdk, {}, cache={"result_ttl_s": 0, "catalog_refresh_s": 0.01})
+    checked_on: list[str] = []
+    version = sdk.store.catalog_version
+
+    def spy() -> str:
+        checked_on.append(threading.current_thread().name)
+        return version()
+
+    sdk.store.catalog_version = spy
+    first = sdk.recommend("u1", k=3).item_ids
+    # another process takes the first item out of stock
+    make_sdk({}).upsert_items([{"id": first[0], "title": "gone", "stock": 0}])
+    time.sleep(0.05)
+    sdk.recommend("u1", k=3)  # due: the check starts in the background
+    sdk._catalog_refresher.join(timeout=30)
+    assert checked_on and set(checked_on) == {"recsdk-catalog-refresh"}
+    assert first[0] not in sdk.recommend("u1", k=3).item_ids
+
+
+def test_catalogue_refresh_zero_checks_inline_before_every_request(make_sdk):
+    sdk = filled(make_sdk, {}, cache={"result_ttl_s": 0, "catalog_refresh_s": 0})
+    checked_on: list[str] = []
+    version = sdk.store.catalog_version
+
+    def spy() -> str:
+        checked_on.append(threading.current_thread().name)
+        return version()
+
+    sdk.store.catalog_version = spy
+    sdk.recommend("u1", k=3)
+    sdk.recommend("u2", k=3)
+    assert checked_on == [threading.current_thread().name] * 2

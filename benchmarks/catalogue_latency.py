@@ -69,6 +69,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from benchmarks.recommend_latency import percentiles
 from recsdk import RecSDK
 from recsdk.dataset import InteractionDataset
 
@@ -164,10 +165,6 @@ def time_hooks(sdk: RecSDK) -> dict[str, list[float]]:
                     _t.append((time.perf_counter() - t0) * 1e3)
             impl.function = timed
     return spent
-
-
-def percentiles(ms: list[float]) -> tuple[float, float]:
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
 def store_shop(sdk: RecSDK, catalogue: pd.DataFrame, n_leaves: int, n_parents: int) -> None:

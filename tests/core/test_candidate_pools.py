@@ -255,16 +255,22 @@ def test_cached_top_n_is_dropped_on_the_users_new_events_and_on_a_new_run(make_s
 # ---- the catalogue check ----------------------------------------------------------------
 
 
-def test_catalogue_checks_run_off_the_request_thread_and_still_see_changes(make_sdk):
-    sdk = filled(make_sdk, {}, cache={"result_ttl_s": 0, "catalog_refresh_s": 0.01})
-    checked_on: list[str] = []
+def threads_checking_the_catalogue(sdk: Any) -> list[str]:
+    """The names of the threads that ask the store for the catalogue version, from now."""
+    names: list[str] = []
     version = sdk.store.catalog_version
 
     def spy() -> str:
-        checked_on.append(threading.current_thread().name)
+        names.append(threading.current_thread().name)
         return version()
 
     sdk.store.catalog_version = spy
+    return names
+
+
+def test_catalogue_checks_run_off_the_request_thread_and_still_see_changes(make_sdk):
+    sdk = filled(make_sdk, {}, cache={"result_ttl_s": 0, "catalog_refresh_s": 0.01})
+    checked_on = threads_checking_the_catalogue(sdk)
     first = sdk.recommend("u1", k=3).item_ids
     # another process takes the first item out of stock
     make_sdk({}).upsert_items([{"id": first[0], "title": "gone", "stock": 0}])
@@ -277,14 +283,7 @@ def test_catalogue_checks_run_off_the_request_thread_and_still_see_changes(make_
 
 def test_catalogue_refresh_zero_checks_inline_before_every_request(make_sdk):
     sdk = filled(make_sdk, {}, cache={"result_ttl_s": 0, "catalog_refresh_s": 0})
-    checked_on: list[str] = []
-    version = sdk.store.catalog_version
-
-    def spy() -> str:
-        checked_on.append(threading.current_thread().name)
-        return version()
-
-    sdk.store.catalog_version = spy
+    checked_on = threads_checking_the_catalogue(sdk)
     sdk.recommend("u1", k=3)
     sdk.recommend("u2", k=3)
     assert checked_on == [threading.current_thread().name] * 2

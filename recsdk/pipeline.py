@@ -399,8 +399,8 @@ def _order_scores(request: RecommendationRequest, candidates: CandidateSet,
 def _excluded(candidates: CandidateSet, exclude: set[str],
               index: Mapping[str, int] | None) -> np.ndarray:
     """Which candidates are in ``exclude``: by code through ``index`` (the vocabulary
-    the candidates' codes come from), so the cost follows the excluded items, not the
-    candidates; by id for candidates without a code, or without an index."""
+    the candidates' codes come from), one vectorised pass instead of a Python test per
+    candidate; by id for candidates without a code, or without an index."""
     ids = candidates.ids
     if index is None:
         return np.fromiter((i in exclude for i in ids), bool, len(candidates))

@@ -43,9 +43,9 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
-def shop_split(n_events: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                  EvaluationCatalogue]:
-    shop = generate_shop(n_events, seed=seed)
+def shop_split(n_events: int, seed: int, n_items: int | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame, EvaluationCatalogue]:
+    shop = generate_shop(n_events, n_items=n_items, seed=seed)
     events = shop.events
     frame = pd.DataFrame({"user": events["user_id"].astype(str),
                           "item": events["item_id"].astype(str),

@@ -61,7 +61,20 @@ class PipelineSchema(Schema):
     k = fields.Integer(load_default=10, validate=validate.Range(1, 1000))
     timeout_ms = fields.Float(load_default=250.0, validate=validate.Range(min=1))
     fallback = fields.String(load_default="popularity")
-    candidate_limit = fields.Integer(load_default=1000, validate=validate.Range(min=1))
+    # each retriever's default quota; 200 was chosen with pool_size on a validation split
+    # (docs/benchmarks.md, "Latency independent of catalogue size"): 50 to 400 served
+    # lists as good as scoring every item, and an HNSW search costs its quota
+    candidate_limit = fields.Integer(load_default=200, validate=validate.Range(min=1))
+    # candidate retrieval (docs/plugins.md, "Candidate retrieval by default"): auto turns
+    # the built-in pool retrievers on from retrieval_min_items catalogue items, so that
+    # scorers see a bounded candidate set; on: always; off: every item is scored
+    retrieval = fields.String(load_default="auto",
+                              validate=validate.OneOf(("auto", "on", "off")))
+    retrieval_min_items = fields.Integer(load_default=100_000,
+                                         validate=validate.Range(1, 1_000_000_000))
+    # most items each pool retriever (popularity, trending, category_popularity,
+    # cooccurrence) answers; a plugin's quota can lower it
+    pool_size = fields.Integer(load_default=200, validate=validate.Range(1, 100_000))
     # candidates a final ranker (recsdk_rank) reorders: the blend's best rank_depth
     rank_depth = fields.Integer(load_default=100, validate=validate.Range(1, 100_000))
     # each plugin's default max_concurrency (calls of it running at once)

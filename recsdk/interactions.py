@@ -216,6 +216,25 @@ def candidate_scores(scores: np.ndarray, candidates: CandidateSet) -> np.ndarray
     return out
 
 
+#: Below this share of a model's items, a request's candidates are scored from their
+#: own rows (or a sparse row's entries), not through a dense row over every item.
+SPARSE_SCORING_SHARE = 0.25
+
+
+def sorted_lookup(keys: np.ndarray, values: np.ndarray, codes: np.ndarray,
+                  default: np.ndarray | float) -> np.ndarray:
+    """``values`` at ``codes`` for sorted unique ``keys`` (a sparse row's columns), and
+    ``default`` (a scalar, or one value per code) where a code is not a key: scores a few
+    candidates from a sparse row without making it dense over the catalogue."""
+    codes = np.asarray(codes, dtype=np.int64)
+    out = np.array(np.broadcast_to(default, codes.shape), dtype=np.float64)
+    if len(keys) and len(codes):
+        at = np.minimum(np.searchsorted(keys, codes), len(keys) - 1)
+        hit = keys[at] == codes
+        out[hit] = values[at[hit]]
+    return out
+
+
 def candidate_dot(item_vectors: np.ndarray, query: np.ndarray,
                   candidates: CandidateSet) -> np.ndarray:
     """``item_vectors[code] @ query`` for each candidate, on the candidates' rows only

@@ -29,17 +29,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 from marshmallow import Schema, fields, validate
 
-from recsdk.types import Retrieved
+from recsdk.types import RecommendationRequest, Retrieved
 
 if TYPE_CHECKING:
     from recsdk.registry import ArtifactReader, ArtifactWriter
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V")
 
 INDEX_KINDS = ("none", "exact", "hnsw", "auto")
 #: ``index = "auto"`` builds HNSW from this many items up, and retrieves nothing below it
@@ -280,18 +282,18 @@ def load_retriever(item_ids: Sequence[str], vectors: np.ndarray, params: Mapping
     return build_retriever(item_ids, vectors, p, index)
 
 
-class RequestVectors:
-    """A user's query vector computed once per request: the pipeline asks an embedding
-    plugin for it in retrieval and again in scoring, and a fold-in can cost as much as
-    the rest of the request. Keeps the last ``size`` requests' vectors (thread-safe)."""
+class RequestVectors(Generic[V]):
+    """A user's query vector (or another per-request value) computed once per request:
+    the pipeline asks a plugin for it in retrieval and again in scoring, and a fold-in
+    can cost as much as the rest of the request. Keeps the last ``size`` requests'
+    values (thread-safe)."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        self._vectors: OrderedDict[str, np.ndarray | None] = OrderedDict()
+        self._vectors: OrderedDict[str, V | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, request_id: str, compute: Callable[[], np.ndarray | None]
-            ) -> np.ndarray | None:
+    def get(self, request_id: str, compute: Callable[[], V | None]) -> V | None:
         with self._lock:
             if request_id in self._vectors:
                 return self._vectors[request_id]
@@ -301,3 +303,73 @@ class RequestVectors:
             while len(self._vectors) > self.size:
                 self._vectors.popitem(last=False)
         return vector
+
+
+#: ``[pipeline] retrieval`` values: see :class:`PoolSettings`.
+RETRIEVAL_MODES = ("auto", "on", "off")
+
+
+class PoolSettings:
+    """``[pipeline]`` retrieval settings, read by the built-in pool retrievers
+    (``popularity``, ``trending``, ``category_popularity``, ``cooccurrence``).
+
+    Their pools are precomputed (at training, or once per catalogue snapshot), so a
+    request's retrieval costs the pool's size, not the catalogue's: with them on, the
+    scorers see a bounded candidate set. ``auto`` turns them on from ``min_items``
+    catalogue items, where scoring every item stops being cheap; below it every item is
+    scored, which is exact and fast there.
+    """
+
+    def __init__(self, mode: str = "auto", min_items: int = AUTO_HNSW_MIN_ITEMS,
+                 size: int = 200) -> None:
+        if mode not in RETRIEVAL_MODES:
+            raise ValueError(f"pipeline.retrieval must be one of {RETRIEVAL_MODES}, "
+                             f"got {mode!r}")
+        if int(min_items) < 1 or int(size) < 1:
+            raise ValueError(f"pipeline.retrieval_min_items and pipeline.pool_size must be "
+                             f"at least 1; got {min_items} and {size}")
+        self.mode, self.min_items, self.size = mode, int(min_items), int(size)
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Mapping[str, Any]) -> PoolSettings:
+        """From the validated ``[pipeline]`` table (defaults where a key is missing)."""
+        default = cls()
+        return cls(pipeline.get("retrieval", default.mode),
+                   pipeline.get("retrieval_min_items", default.min_items),
+                   pipeline.get("pool_size", default.size))
+
+    def active(self, n_items: int) -> bool:
+        """Whether pools answer for a catalogue of ``n_items`` items."""
+        return self.mode == "on" or (self.mode == "auto" and n_items >= self.min_items)
+
+    def take(self, n: int) -> int:
+        """How many items a pool answers for the pipeline's quota ``n``."""
+        return max(0, min(int(n), self.size))
+
+
+def top_positions(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` highest finite ``scores``, best first (ties by position)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(scores))
+    n = min(int(n), len(finite))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    values = scores[finite]
+    if n < len(finite):
+        kth = values[np.argpartition(-values, n - 1)[n - 1]]
+        keep = np.flatnonzero(values >= kth)
+        finite, values = finite[keep], values[keep]
+    order = np.lexsort((finite, -values))[:n]
+    return finite[order].astype(np.int64)
+
+
+def served_items(request: RecommendationRequest, trained: int) -> int:
+    """Catalogue size that ``[pipeline] retrieval = "auto"`` compares: the served
+    catalogue's, else (no catalogue) the trained vocabulary's."""
+    catalog = request.catalog
+    return len(catalog) if catalog is not None and len(catalog) else int(trained)
+
+
+def pool_answer(item_ids: np.ndarray, codes: np.ndarray, scores: np.ndarray) -> Retrieved:
+    """A pool retriever's answer: the ids of ``codes`` with their scores."""
+    return Retrieved(item_ids[codes].tolist(), np.asarray(scores, dtype=np.float64).tolist())

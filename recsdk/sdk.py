@@ -160,6 +160,8 @@ class RecSDK:
         self.request_log = RequestLog(self.store, telemetry=self.telemetry)
         self.served = ServedDispatcher(self.telemetry)
         self._swap_lock = threading.RLock()
+        #: the periodic catalogue check runs here, off the request threads
+        self._catalog_refresher: threading.Thread | None = None
         self._training_run: str | None = None
         self.jobs = TrainingJobs()
         catalog = self._read_catalog()
@@ -251,6 +253,9 @@ class RecSDK:
 
     def close(self) -> None:
         self._watcher.stop()
+        refresher = self._catalog_refresher
+        if refresher is not None:
+            refresher.join(timeout=5)
         if self.thompson is not None:
             self.thompson.close()
         self.jobs.wait(timeout_s=5)
@@ -296,9 +301,33 @@ class RecSDK:
             self._run = replace(run, state=ModelState.build(catalog, run.state.dataset))
 
     def _maybe_refresh_catalog(self) -> None:
+        """When due, look for catalogue changes on a background thread: the version
+        query counts the items table, a full scan whose cost grows with the catalogue
+        (hundreds of ms at 1M items on SQLite), so a request must not wait for it; it
+        is served from the current snapshot meanwhile. ``catalog_refresh_s = 0`` checks
+        inline before every request."""
         every = self.settings.cache["catalog_refresh_s"]
-        if time.monotonic() - self._catalog_checked >= every:
+        if time.monotonic() - self._catalog_checked < every:
+            return
+        if every == 0:
             self.refresh_catalog(if_changed=True)
+            return
+        with self._swap_lock:
+            running = self._catalog_refresher
+            if running is not None and running.is_alive():
+                return
+            self._catalog_checked = time.monotonic()
+            self._catalog_refresher = threading.Thread(
+                target=self._refresh_catalog_quietly, name="recsdk-catalog-refresh",
+                daemon=True)
+            self._catalog_refresher.start()
+
+    def _refresh_catalog_quietly(self) -> None:
+        try:
+            self.refresh_catalog(if_changed=True)
+        except Exception:  # the next check retries; requests keep the current snapshot
+            log.warning("catalogue refresh failed; serving the current snapshot",
+                        exc_info=True)
 
     @property
     def catalog(self) -> Catalog:

@@ -46,8 +46,28 @@ from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.errors import ConfigurationError
-from recsdk.interactions import SECONDS_PER_DAY, Weighting, WeightingParams, candidate_scores
-from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
+from recsdk.interactions import (
+    SECONDS_PER_DAY,
+    SPARSE_SCORING_SHARE,
+    Weighting,
+    WeightingParams,
+    candidate_scores,
+    sorted_lookup,
+)
+from recsdk.retrieval import (
+    PoolSettings,
+    RequestVectors,
+    pool_answer,
+    served_items,
+    top_positions,
+)
+from recsdk.types import (
+    CandidateSet,
+    PluginContext,
+    RecommendationRequest,
+    Retrieved,
+    UserHistory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +254,7 @@ class Cooccurrence(Plugin):
     @hookimpl
     def recsdk_configure(self, context: PluginContext) -> None:
         self._configure(context.settings.event_weights)
+        self.pools_ = PoolSettings.from_pipeline(context.settings.pipeline)
 
     def _configure(self, event_weights: Mapping[str, float]) -> None:
         params = {**self.params, "half_life_days": None}  # decay weighs baskets, not events
@@ -278,6 +299,7 @@ class Cooccurrence(Plugin):
             baskets, basket_weights, self.params["measure"], self.params["min_support"],
             self.params["neighbours"], self.params["shrinkage"])
         self.item_index_ = dict(dataset.item_index)
+        self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._set_tie_break()
         # offline batch path only (not saved): each user's newest basket
         users = pd.Series(inter["user"].to_numpy(np.int64)).groupby(sessions).first()
@@ -325,6 +347,7 @@ class Cooccurrence(Plugin):
         self.item_baskets_ = counts
         self.n_baskets_, self.data_end_ = (float(v) for v in state["totals"])
         self.item_index_ = dict(dataset.item_index)
+        self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._last_baskets = None
         self._set_tie_break()
 
@@ -365,6 +388,64 @@ class Cooccurrence(Plugin):
         sums = np.asarray(self.associations_[codes].sum(axis=0), dtype=np.float64).ravel()
         return sums + self.tie_break_
 
+    def request_neighbours(self, request: RecommendationRequest, codes: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`basket_neighbours` once per request (retrieval, then scoring)."""
+        cache = getattr(self, "_neighbours", None)
+        if cache is None:
+            cache = self._neighbours = RequestVectors[tuple[np.ndarray, np.ndarray]]()
+        return cache.get(request.request_id, lambda: self.basket_neighbours(codes))
+
+    def basket_neighbours(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The items the basket points to (sorted codes) and their summed association
+        plus tie-break: the basket's rows only, no pass over the catalogue."""
+        rows = self.associations_[codes]
+        items, inverse = np.unique(rows.indices, return_inverse=True)
+        sums = np.bincount(inverse, weights=rows.data.astype(np.float64),
+                           minlength=len(items))
+        return items.astype(np.int64), sums + self.tie_break_[items]
+
+    def candidate_basket_scores(self, codes: np.ndarray, candidates: CandidateSet,
+                                request: RecommendationRequest | None = None) -> np.ndarray:
+        """:meth:`basket_scores` at the candidates; a few candidates (retrieval on) are
+        looked up in the basket's neighbours instead of a dense row over every item."""
+        n = len(self.tie_break_)
+        if len(candidates) >= SPARSE_SCORING_SHARE * n:
+            return candidate_scores(self.basket_scores(codes), candidates)
+        found = None if request is None else self.request_neighbours(request, codes)
+        items, sums = found if found is not None else self.basket_neighbours(codes)
+        cand = np.asarray(candidates.codes, dtype=np.int64)
+        known = (cand >= 0) & (cand < n)
+        out = np.full(len(cand), np.nan)
+        out[known] = sorted_lookup(items, sums, cand[known], self.tie_break_[cand[known]])
+        return out
+
+    def request_basket(self, request: RecommendationRequest) -> np.ndarray:
+        """The cart's codes, else those of the newest session's basket."""
+        codes = self._codes(request.cart)
+        return codes if len(codes) else self.session_basket(request.history)
+
+    @hookimpl
+    def recsdk_retrieve_candidates(self, request: RecommendationRequest,
+                                   n: int) -> Retrieved | None:
+        """With pools on: the basket's strongest neighbours (its association rows)."""
+        pools = getattr(self, "pools_", None) or PoolSettings()
+        if not hasattr(self, "associations_"):
+            return None
+        if not pools.active(served_items(request, len(self.tie_break_))):
+            return None
+        codes = self.request_basket(request)
+        if not len(codes):
+            return None
+        found = self.request_neighbours(request, codes)
+        if found is None:
+            return None
+        items, scores = found
+        best = top_positions(scores, pools.take(n))
+        if not len(best):
+            return None
+        return pool_answer(self.item_ids_, items[best], scores[best])
+
     # ---- scoring -----------------------------------------------------------------------
 
     @hookimpl
@@ -372,12 +453,10 @@ class Cooccurrence(Plugin):
                      candidates: CandidateSet) -> np.ndarray | None:
         if not hasattr(self, "associations_"):
             return None
-        codes = self._codes(request.cart)
-        if len(codes) == 0:
-            codes = self.session_basket(request.history)
+        codes = self.request_basket(request)
         if len(codes) == 0:
             return None
-        return candidate_scores(self.basket_scores(codes), candidates)
+        return self.candidate_basket_scores(codes, candidates, request)
 
     @hookimpl
     def recsdk_score_users(self, user_ids: list[str],

@@ -21,6 +21,7 @@ from recsdk.catalog import Catalog
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset, lookup_codes
 from recsdk.interactions import (
+    SPARSE_SCORING_SHARE,
     UserRows,
     Weighting,
     candidate_dot,
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 INDEX_ARTIFACT = "hnsw.faiss"
 #: user vectors kept per request id, so that retrieval and scoring of one request
 #: fold a user in once; a few dozen covers the requests in flight at once
-#: below this share of the catalogue, score the candidates' rows only, not every item
-SPARSE_SCORING_SHARE = 0.25
 
 
 def use_gpu(device: str) -> bool:

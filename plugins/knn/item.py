@@ -22,7 +22,12 @@ from recsdk_plugins.knn.similarity import neighbours, squared_norms
 from recsdk import hookimpl
 from recsdk.catalog import Catalog
 from recsdk.dataset import InteractionDataset
-from recsdk.interactions import UserRows, candidate_scores
+from recsdk.interactions import (
+    SPARSE_SCORING_SHARE,
+    UserRows,
+    candidate_scores,
+    sorted_lookup,
+)
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
 #: Defaults: ``recsdk tune`` on the ML-100K training split (docs/algorithms/knn.md).
@@ -89,10 +94,23 @@ class ItemKNN(KNNPlugin):
         row = self.rows_.request_row(request.user_id, request.history)
         if row.nnz == 0:
             return None
-        scores = self._scores(row)
-        if no_signal(scores)[0]:
+        n = self.similarity_.shape[1]
+        if len(candidates) >= SPARSE_SCORING_SHARE * n:
+            scores = self._scores(row)
+            if no_signal(scores)[0]:
+                return None
+            return candidate_scores(scores, candidates)[0]
+        # a few candidates (retrieval): read them off the sparse product, no dense row
+        product = sp.csr_matrix(sp.csr_matrix(row, dtype=np.float32) @ self.similarity_)
+        product.sum_duplicates()
+        if not (product.data > 0).any():
             return None
-        return candidate_scores(scores, candidates)[0]
+        codes = np.asarray(candidates.codes, dtype=np.int64)
+        known = (codes >= 0) & (codes < n)
+        out = np.full(len(codes), np.nan)
+        out[known] = sorted_lookup(product.indices.astype(np.int64),
+                                   product.data.astype(np.float64), codes[known], 0.0)
+        return out
 
     @hookimpl
     def recsdk_score_users(self, user_ids: list[str],

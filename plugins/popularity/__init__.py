@@ -20,7 +20,8 @@ from marshmallow import RAISE, Schema, fields, validate
 from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
 from recsdk.dataset import InteractionDataset
-from recsdk.types import CandidateSet, Event, PluginContext, RecommendationRequest
+from recsdk.retrieval import PoolSettings, pool_answer, served_items, top_positions
+from recsdk.types import CandidateSet, Event, PluginContext, RecommendationRequest, Retrieved
 
 if TYPE_CHECKING:
     from recsdk.engines.spark_data import SparkEvents
@@ -77,8 +78,26 @@ def _same_for_all(row: np.ndarray, n_users: int) -> np.ndarray:
     return np.broadcast_to(row, (n_users, len(row)))
 
 
-class GlobalPopularity(Plugin):
-    """Ranks items by how many users (or events) they had; scores every user alike."""
+class PoolRetriever:
+    """The ``[pipeline]`` pool settings of a built-in pool retriever, read at configure
+    (a plugin built directly, without configure, gets the defaults)."""
+
+    @hookimpl
+    def recsdk_configure(self, context: PluginContext) -> None:
+        self.pools_ = PoolSettings.from_pipeline(context.settings.pipeline)
+
+    def pool_settings(self) -> PoolSettings:
+        pools = getattr(self, "pools_", None)
+        if pools is None:
+            pools = self.pools_ = PoolSettings()
+        return pools
+
+
+class GlobalPopularity(PoolRetriever, Plugin):
+    """Ranks items by how many users (or events) they had; scores every user alike.
+
+    Retrieves its ``[pipeline] pool_size`` most popular items (the pool, kept sorted
+    from training) when pools are on."""
 
     Params = PopularityParams
 
@@ -86,20 +105,38 @@ class GlobalPopularity(Plugin):
     def recsdk_fit(self, dataset: InteractionDataset) -> None:
         self.popularity_ = item_popularity(dataset, self.params["count"],
                                            self.params["window_days"])
+        self._pool(dataset)
+
+    def _pool(self, dataset: InteractionDataset) -> None:
+        self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
+        self.pool_ = top_positions(self.popularity_, self.pool_settings().size)
 
     def fit_spark(self, data: SparkEvents, context: PluginContext) -> None:
         """``recsdk_fit`` with Spark SQL (``recsdk train --engine spark``)."""
         from recsdk_plugins.popularity.spark import item_popularity as on_spark
 
         self.popularity_ = on_spark(data, self.params["count"], self.params["window_days"])
+        self._pool(data.vocabulary)
 
     @hookimpl
     def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
         return {"popularity": self.popularity_} if hasattr(self, "popularity_") else None
 
     @hookimpl
-    def recsdk_load_state(self, state: Mapping[str, np.ndarray]) -> None:
+    def recsdk_load_state(self, state: Mapping[str, np.ndarray],
+                          dataset: InteractionDataset) -> None:
         self.popularity_ = np.asarray(state["popularity"], dtype=np.float64)
+        self._pool(dataset)
+
+    @hookimpl
+    def recsdk_retrieve_candidates(self, request: RecommendationRequest,
+                                   n: int) -> Retrieved | None:
+        pools = self.pool_settings()
+        if not hasattr(self, "pool_") or not pools.active(served_items(request,
+                                                                   len(self.popularity_))):
+            return None
+        codes = self.pool_[:pools.take(n)]
+        return pool_answer(self.item_ids_, codes, self.popularity_[codes])
 
     @hookimpl
     def recsdk_score(self, candidates: CandidateSet) -> np.ndarray | None:
@@ -127,6 +164,10 @@ class _CategoryIndex:
     paths: sp.csr_matrix
     by_position: np.ndarray
     by_code: np.ndarray
+    #: per category row, trained item codes by popularity, best first (``pool_codes``
+    #: from ``pool_start[row]`` to ``pool_start[row + 1]``); built on first use
+    pool_start: np.ndarray | None = None
+    pool_codes: np.ndarray | None = None
 
     @classmethod
     def build(cls, catalog: Catalog, item_ids: np.ndarray | None,
@@ -147,6 +188,17 @@ class _CategoryIndex:
                    else np.zeros(0, dtype=np.int64))
         return cls(catalog, nodes, paths, by_position, by_code)
 
+    def pools(self, popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each category's items by popularity (one sort per catalogue snapshot), so a
+        request takes its categories' heads without looking at other items."""
+        if self.pool_start is None or self.pool_codes is None:
+            rows = self.by_code[:len(popularity)]
+            codes = np.lexsort((np.arange(len(rows)), -popularity[:len(rows)], rows))
+            counts = np.bincount(rows, minlength=self.paths.shape[0])
+            self.pool_start = np.concatenate([[0], np.cumsum(counts)])
+            self.pool_codes = codes.astype(np.int64)
+        return self.pool_start, self.pool_codes
+
     def categories_of(self, candidates: CandidateSet) -> np.ndarray:
         """Category row of each candidate: by trained code where it has one, else by
         catalogue position (items added since training), else "no category"."""
@@ -160,12 +212,15 @@ class _CategoryIndex:
         return out
 
 
-class CategoryPopularity(Plugin):
+class CategoryPopularity(PoolRetriever, Plugin):
     """Popular items in the categories (at every level of the tree) the user touched.
 
     score = sum over the item's category path of the user's share of history in that
     category, plus a small popularity term that orders items within a category.
     Abstains for users without history; the global popularity fallback serves them.
+    With pools on it retrieves the most popular items of the categories of the user's
+    history, each category's share of ``[pipeline] pool_size`` following its share of
+    the history (per-category pools sorted once per catalogue snapshot).
     """
 
     Params = PopularityParams
@@ -287,6 +342,34 @@ class CategoryPopularity(Plugin):
         return self._affinity_scores(catalog, affinity, candidates)
 
     @hookimpl
+    def recsdk_retrieve_candidates(self, request: RecommendationRequest,
+                                   n: int) -> Retrieved | None:
+        catalog, pools = request.catalog, self.pool_settings()
+        history = request.history.item_ids
+        if (not hasattr(self, "popularity_") or catalog is None or not history
+                or not pools.active(served_items(request, len(self.popularity_)))):
+            return None
+        index = self._category_index(catalog)
+        start, codes = index.pools(self.popularity_)
+        none = index.paths.shape[0] - 1
+        rows = index.by_position[catalog.positions(list(history))]
+        rows, counts = np.unique(rows[rows != none], return_counts=True)
+        if not len(rows):
+            return None
+        order = np.lexsort((rows, -counts))  # the user's main categories first
+        rows, share = rows[order], counts[order] / len(history)
+        quota = pools.take(n)
+        # each category's share of the quota, at least one item each, up to the quota
+        takes = np.maximum(1, np.floor(quota * counts[order] / counts.sum())).astype(int)
+        parts = [codes[start[r]:start[r] + min(t, start[r + 1] - start[r])]
+                 for r, t in zip(rows.tolist(), takes.tolist(), strict=True)]
+        picked = np.concatenate(parts)[:quota]
+        scores = (np.repeat(share, [len(p) for p in parts])[:quota]
+                  + self.POPULARITY_TIE_BREAK * self.popularity_[picked])
+        best = np.argsort(-scores, kind="stable")
+        return pool_answer(self.item_ids_, picked[best], scores[best])
+
+    @hookimpl
     def recsdk_score_similar(self, item_id: str, candidates: CandidateSet,
                              catalog: Catalog | None) -> np.ndarray | None:
         if not hasattr(self, "popularity_") or catalog is None:
@@ -307,7 +390,7 @@ class TrendingParams(Schema):
     )
 
 
-class TrendingPopularity(Plugin):
+class TrendingPopularity(PoolRetriever, Plugin):
     """Time-decayed popularity, updated as events arrive (no retraining needed).
 
     score_i = sum over events e on i of weight_e * 2 ** (-(t_now - t_e) / half_life).
@@ -320,6 +403,11 @@ class TrendingPopularity(Plugin):
     nothing and topping every cold-start list on its own; on live data the clock
     follows the events. The idle time between the newest training event and the
     training itself is not counted. An event dated ahead of the clock counts as "now".
+
+    With pools on it retrieves its ``[pipeline] pool_size`` top items. Decay scales
+    every score alike and keeps their order, so only items with new events can climb:
+    the pool is the top items at training plus every item an event touched since,
+    trimmed back to the top when it has grown; it always holds the true top.
     """
 
     Params = TrendingParams
@@ -338,6 +426,7 @@ class TrendingPopularity(Plugin):
         if len(inter) == 0:  # no data clock yet: follow the wall clock
             self.scores_, self.reference_time_ = np.zeros(dataset.n_items), self.trained_at_
             self.data_end_ = self.reference_time_
+            self._start_pool()
             return
         t = inter["timestamp"].to_numpy(float)
         self.reference_time_ = self.data_end_ = float(np.nanmax(t))
@@ -345,6 +434,16 @@ class TrendingPopularity(Plugin):
         self.scores_ = np.bincount(inter["item"].to_numpy(),
                                    weights=inter["weight"].to_numpy() * decay,
                                    minlength=dataset.n_items)
+        self._start_pool()
+
+    def _start_pool(self) -> None:
+        #: item id of each score slot (trained items, then items first seen live)
+        ids: list[str] = [""] * len(self.scores_)
+        for item, code in self.item_index_.items():
+            if code < len(ids):
+                ids[code] = item
+        self.slot_ids_ = ids
+        self.pool_ = top_positions(self.scores_, self.pool_settings().size)
 
     def fit_spark(self, data: SparkEvents, context: PluginContext) -> None:
         """``recsdk_fit`` with Spark SQL (``recsdk train --engine spark``)."""
@@ -354,6 +453,7 @@ class TrendingPopularity(Plugin):
         self.trained_at_ = self.wall_clock()
         self.reference_time_ = self.data_end_ = data.data_end
         self.scores_ = trending_scores(data, self._half_life_s)
+        self._start_pool()
 
     @property
     def _half_life_s(self) -> float:
@@ -377,6 +477,7 @@ class TrendingPopularity(Plugin):
         else:  # saved before the clock was bounded: start it at load
             self.data_end_, self.trained_at_ = self.reference_time_, self.wall_clock()
         self.item_index_ = dict(dataset.item_index)
+        self._start_pool()
 
     def clock_limit(self) -> float:
         """The furthest the data clock may be now: data end plus wall time since training."""
@@ -388,6 +489,7 @@ class TrendingPopularity(Plugin):
             return
         with self._lock:
             limit = self.clock_limit()
+            touched: list[int] = []
             for e in sorted(events, key=lambda e: e.timestamp):
                 t = min(e.timestamp.timestamp(), max(limit, self.reference_time_))
                 if t > self.reference_time_:
@@ -398,8 +500,34 @@ class TrendingPopularity(Plugin):
                 if code is None:  # a new item: give it a slot
                     code = self.item_index_[e.item_id] = len(self.scores_)
                     self.scores_ = np.append(self.scores_, 0.0)
+                    if hasattr(self, "slot_ids_"):
+                        self.slot_ids_.append(e.item_id)
                 w = weights.get(e.type, 1.0)
                 self.scores_[code] += w * np.exp2(-(self.reference_time_ - t) / self._half_life_s)
+                touched.append(code)
+            if hasattr(self, "pool_") and touched:
+                self._grow_pool(np.asarray(touched, dtype=np.int64))
+
+    def _grow_pool(self, codes: np.ndarray) -> None:
+        """Add the items events touched; past four times the pool size, keep the top
+        (caller holds the lock)."""
+        pool = np.union1d(self.pool_, codes)
+        size = self.pool_settings().size
+        if len(pool) > 4 * size:
+            pool = pool[top_positions(self.scores_[pool], size)]
+        self.pool_ = pool
+
+    @hookimpl
+    def recsdk_retrieve_candidates(self, request: RecommendationRequest,
+                                   n: int) -> Retrieved | None:
+        pools = self.pool_settings()
+        if not hasattr(self, "pool_") or not pools.active(served_items(request,
+                                                                   len(self.scores_))):
+            return None
+        with self._lock:
+            pool, scores, ids = self.pool_, self.scores_, self.slot_ids_
+            codes = pool[top_positions(scores[pool], pools.take(n))]
+            return Retrieved([ids[c] for c in codes.tolist()], scores[codes].tolist())
 
     @hookimpl
     def recsdk_score(self, candidates: CandidateSet) -> np.ndarray | None:

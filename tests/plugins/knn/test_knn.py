@@ -187,6 +187,22 @@ def test_item_knn_folds_in_an_event_made_after_training() -> None:
     np.testing.assert_allclose(after - before, 3.0 * s[dataset.item_index["i5"]], rtol=1e-5)
 
 
+def test_item_knn_scores_a_few_candidates_as_it_scores_every_item() -> None:
+    """Retrieval hands scorers a few candidates; item_knn then reads them off its sparse
+    product instead of a dense row over the catalogue: the same numbers."""
+    plugin, dataset = fitted(ItemKNN)
+    request = RecommendationRequest(k=10, user_id="u0", history=UserHistory(
+        ["i2", "i5"], ["view", "purchase"], [0.0, 1000 * DAY]))
+    full = plugin.recsdk_score(request=request, candidates=everything(dataset))
+    assert full is not None
+    for item in dataset.item_ids:  # one candidate: under a quarter of the six items
+        one = CandidateSet(np.array([item], dtype=object), np.array([dataset.item_index[item]]))
+        got = plugin.recsdk_score(request=request, candidates=one)
+        assert got[0] == pytest.approx(full[dataset.item_index[item]], rel=1e-6), item
+    unknown = CandidateSet(np.array(["missing"], dtype=object), np.array([-1]))
+    assert np.isnan(plugin.recsdk_score(request=request, candidates=unknown)[0])
+
+
 def test_unknown_user_without_history_abstains_with_history_is_served() -> None:
     for cls in (ItemKNN, UserKNN):
         plugin, dataset = fitted(cls)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from recsdk_plugins.knn.user import UserModel
 
 from recsdk.interactions import UserRows
 from tests.core.shop import fill
@@ -29,6 +30,8 @@ MAPPED = {
     "als": ["user_factors_", "item_factors_", "item_unit_", "rows_.matrix.data"],
     "bpr": ["user_factors_", "item_factors_", "item_unit_"],
     "content": ["model_.user_items.data"],
+    "user_knn": ["model_.rows.matrix.data", "model_.weighted_t.data", "model_.items_t.data",
+                 "model_.user_sq", "model_.item_sq", "model_.row_weighting.idf"],
 }
 PARAMS: dict[str, dict[str, Any]] = {"als": {"factors": 4, "iterations": 2},
                                      "bpr": {"factors": 4, "iterations": 2}}
@@ -96,3 +99,18 @@ def test_als_of_a_run_without_saved_unit_vectors_computes_them(loaded) -> None:
     np.testing.assert_allclose(als.item_unit_, saved, rtol=1e-6)
     norms = np.linalg.norm(als.item_unit_, axis=1)
     assert np.allclose(norms[norms > 0], 1.0, atol=1e-5)
+
+
+def test_user_knn_of_a_run_with_rows_only_rebuilds_the_same_model(loaded) -> None:
+    """A run saved before user_knn stored its derived arrays (or one whose weighting
+    parameters changed since) is rebuilt from the rows, as it was before."""
+    plugin = loaded._run.plugins.get("user_knn")
+    saved = plugin.model_
+    rebuilt = UserModel.from_state(saved.rows.state(), saved.rows, plugin)
+    assert not memory_mapped(rebuilt.weighted_t.data)
+    for name in ("weighted_t", "items_t"):
+        assert (getattr(rebuilt, name) != getattr(saved, name)).nnz == 0
+    np.testing.assert_allclose(rebuilt.user_sq, saved.user_sq)
+    np.testing.assert_allclose(rebuilt.row_weighting.idf, saved.row_weighting.idf)
+    other = {**saved.state(), "weighting": np.array(["none"])}  # trained with another
+    assert not memory_mapped(UserModel.from_state(other, saved.rows, plugin).user_sq)

@@ -196,6 +196,41 @@ def worker_pids(pid: int, workers: int) -> list[int]:
     return sorted(children)
 
 
+#: Run in a fresh interpreter: its memory after each step of what a worker does at boot.
+BREAKDOWN = """
+import json, sys
+def step(name):
+    fields = {}
+    for line in open("/proc/self/smaps_rollup"):
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Private_Clean", "Private_Dirty"):
+            fields[key] = int(rest.split()[0]) / 1024
+    print(json.dumps([name, fields["Rss"],
+                      fields["Private_Clean"] + fields["Private_Dirty"]]), flush=True)
+step("interpreter")
+from recsdk import RecSDK
+from recsdk.api import create_app
+step("recsdk and Flask imported")
+sdk = RecSDK(serve_models=False, migrate=False)
+create_app(sdk)
+step("SDK open: settings, database, catalogue, plugins configured (no run)")
+sdk.load_models()
+step("active run loaded")
+for user in sys.argv[1:]:
+    sdk.recommend(user, k=10, log_request=False)
+step("after recommendations for 200 users")
+sdk.close()
+"""
+
+
+def private_breakdown(env: dict[str, str], users: list[str]) -> list[tuple[str, float, float]]:
+    """(step, RSS MiB, private MiB) of one process doing what a worker does at boot."""
+    done = subprocess.run([sys.executable, "-c", BREAKDOWN, *users], env=env,
+                          capture_output=True, text=True, check=True)
+    return [tuple(json.loads(line)) for line in done.stdout.splitlines()
+            if line.startswith("[")]
+
+
 # ---- load ----------------------------------------------------------------------------------
 
 def _client(port: int, paths: list[str], cold: list[str], miss: float, seconds: float,
@@ -436,6 +471,15 @@ def main(argv: list[str] | None = None) -> int:
             rng = random.Random(args.seed)
             rng.shuffle(users)
             hot, cold = users[:HOT_USERS], users[HOT_USERS:]
+            print("\nOne worker's memory, step by step (MiB):\n\n| step | RSS | private |"
+                  "\n|---|---|---|")
+            for name, rss, private in private_breakdown(env_config, cold[-200:]):
+                print(f"| {name} | {rss:.0f} | {private:.0f} |")
+            files = sorted((p for p in artifacts.rglob("*") if p.is_file()),
+                           key=lambda p: -p.stat().st_size)[:6]
+            print("largest artifact files: " + ", ".join(
+                f"{p.relative_to(artifacts).as_posix().split('/', 1)[1]} "
+                f"{p.stat().st_size / 2**20:.0f} MiB" for p in files), flush=True)
             rows, last = [], None
             for i, workers in enumerate(counts):
                 share = cold[i::len(counts)]  # a cold user is never asked twice

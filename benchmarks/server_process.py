@@ -40,14 +40,17 @@ def run_recsdk(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProces
 class ServerProcess:
     """``recsdk serve`` on a free loopback port, ready (``/healthz`` answered) on entry."""
 
-    def __init__(self, env: Mapping[str, str], extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, env: Mapping[str, str], extra_args: Sequence[str] = (),
+                 start_timeout_s: float = 30.0) -> None:
+        """``start_timeout_s``: how long loading the model run may take (large runs)."""
         self.port = free_port()
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "recsdk.cli", "serve", "--host", "127.0.0.1",
              "--port", str(self.port), *extra_args],
             env=dict(env), stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(300):
+        deadline = time.monotonic() + start_timeout_s
+        while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
             try:

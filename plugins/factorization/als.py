@@ -8,6 +8,7 @@ conjugate-gradient solver (Takacs, Pilaszy & Tikk 2011).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,10 +54,10 @@ class ALS(FactorizationPlugin):
         same model (measured: NDCG@10 0.094 on the GPU against 0.215 without this)."""
         return sp.csr_matrix(matrix * np.float32(self.params["alpha"])) if gpu else matrix
 
-    def _after_factors(self) -> None:
+    def _after_factors(self, state: Mapping[str, np.ndarray] | None = None) -> None:
         """Also Y'Y, which every fold-in needs: computing it per request cost about
         as much as the rest of a request (100,000 items x 128 factors: 1.6 GFLOP)."""
-        super()._after_factors()
+        super()._after_factors(state)
         self.gram_ = als_gram(self.item_factors_)
 
     def fold_in(self, row: sp.csr_matrix) -> np.ndarray | None:

@@ -144,8 +144,14 @@ class FactorizationPlugin(Plugin):
         ok = np.isfinite(refit).all(axis=1)
         self.user_factors_[ok] = refit[ok].astype(np.float32)
 
-    def _after_factors(self) -> None:
-        """Caches derived from the factors (normalised item vectors for similarity)."""
+    def _after_factors(self, state: Mapping[str, np.ndarray] | None = None) -> None:
+        """Caches derived from the factors (normalised item vectors for similarity).
+
+        A run saved since they are part of its state serves the saved ones: memory-
+        mapped, so serving processes share them instead of each computing a copy."""
+        if state is not None and "item_unit" in state:
+            self.item_unit_ = np.asarray(state["item_unit"], dtype=np.float32)
+            return
         latent = self.item_factors_[:, :self.latent_dims(self.item_factors_.shape[1])]
         norms = np.linalg.norm(latent, axis=1, keepdims=True)
         self.item_unit_ = np.divide(latent, norms, out=np.zeros_like(latent),
@@ -158,7 +164,7 @@ class FactorizationPlugin(Plugin):
         if getattr(self, "retriever_", None) is not None:
             self.retriever_.save_index(artifacts, INDEX_ARTIFACT)
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
-                **self.rows_.state()}
+                "item_unit": self.item_unit_, **self.rows_.state()}
 
     @hookimpl
     def recsdk_load_state(self, state: Mapping[str, np.ndarray], dataset: InteractionDataset,
@@ -166,7 +172,7 @@ class FactorizationPlugin(Plugin):
         self.rows_ = UserRows.from_state(state, dataset, self.weighting)
         self.user_factors_ = np.asarray(state["user_factors"], dtype=np.float32)
         self.item_factors_ = np.asarray(state["item_factors"], dtype=np.float32)
-        self._after_factors()
+        self._after_factors(state)
         self.retriever_ = load_retriever(dataset.item_ids, self.item_factors_, self.params,
                                          artifacts, INDEX_ARTIFACT, self.NAME)
 

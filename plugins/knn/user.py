@@ -33,10 +33,27 @@ UserKNNParams = knn_params("UserKNNParams", similarity="cosine", alpha=0.5, shri
                            neighbours=100, weighting="bm25")
 
 
+#: The weighting statistics and derived matrices saved with a run (besides the rows).
+_MATRICES = ("weighted_t", "items_t")
+
+
+def _csr_state(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    return {f"{prefix}_data": matrix.data, f"{prefix}_indices": matrix.indices,
+            f"{prefix}_indptr": matrix.indptr,
+            f"{prefix}_shape": np.array(matrix.shape, dtype=np.int64)}
+
+
+def _csr_from_state(prefix: str, state: Mapping[str, np.ndarray]) -> sp.csr_matrix:
+    shape = tuple(int(n) for n in state[f"{prefix}_shape"])
+    return sp.csr_matrix((state[f"{prefix}_data"], state[f"{prefix}_indices"],
+                          state[f"{prefix}_indptr"]), shape=shape)
+
+
 @dataclass(frozen=True)
 class UserModel:
-    """Everything ``user_knn`` serves from; derived from the rows alone, so the saved
-    state is the rows and loading recomputes the same arrays."""
+    """Everything ``user_knn`` serves from; derived from the rows alone. A run saves
+    the derived arrays too, so that serving processes map them from the run's files
+    (shared pages) instead of each computing copies several times the rows' size."""
 
     rows: UserRows
     row_weighting: RowWeighting
@@ -54,6 +71,31 @@ class UserModel:
         return cls(rows, weighting, sp.csr_matrix(weighted.T), squared_norms(weighted),
                    items_t, squared_norms(items_t))
 
+    def state(self) -> dict[str, np.ndarray]:
+        w = self.row_weighting
+        out = {**self.rows.state(), "user_sq": self.user_sq, "item_sq": self.item_sq,
+               "idf": w.idf, "weighting": np.array([w.kind]),
+               "weighting_numbers": np.array([w.avg_length, w.k1, w.b])}
+        for name in _MATRICES:
+            out.update(_csr_state(name, getattr(self, name)))
+        return out
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, np.ndarray], rows: UserRows,
+                   plugin: KNNPlugin) -> UserModel:
+        """The saved model; rebuilt from the rows when the run predates saved derived
+        arrays or the weighting parameters changed since it was trained."""
+        p = plugin.params
+        if "weighting" not in state:
+            return cls.build(rows, plugin)
+        avg_length, k1, b = (float(x) for x in state["weighting_numbers"])
+        if (str(state["weighting"][0]), k1, b) != (p["weighting"], float(p["bm25_k1"]),
+                                                   float(p["bm25_b"])):
+            return cls.build(rows, plugin)
+        weighting = RowWeighting(p["weighting"], state["idf"], avg_length, k1, b)
+        return cls(rows, weighting, _csr_from_state("weighted_t", state), state["user_sq"],
+                   _csr_from_state("items_t", state), state["item_sq"])
+
 
 class UserKNN(KNNPlugin):
     """User-user neighbourhood: what the most similar users chose."""
@@ -67,12 +109,13 @@ class UserKNN(KNNPlugin):
 
     @hookimpl
     def recsdk_save_state(self) -> Mapping[str, np.ndarray] | None:
-        return self.model_.rows.state() if hasattr(self, "model_") else None
+        return self.model_.state() if hasattr(self, "model_") else None
 
     @hookimpl
     def recsdk_load_state(self, state: Mapping[str, np.ndarray],
                           dataset: InteractionDataset) -> None:
-        self.model_ = UserModel.build(UserRows.from_state(state, dataset, self.weighting), self)
+        rows = UserRows.from_state(state, dataset, self.weighting)
+        self.model_ = UserModel.from_state(state, rows, self)
 
     # ---- scoring ---------------------------------------------------------------------
 

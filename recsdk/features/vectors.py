@@ -41,11 +41,14 @@ def dot_rows(left: Matrix, right: Matrix) -> np.ndarray:
 
 
 def has_rows(matrix: Matrix) -> np.ndarray:
-    """Which rows hold any non-zero value."""
+    """Which rows hold any non-zero value.
+
+    Reads the matrix without changing it: a loaded run's matrices are memory-mapped
+    read-only (and shared by the serving processes), so no ``eliminate_zeros``."""
     if sp.issparse(matrix):
         csr = sp.csr_matrix(matrix)
-        csr.eliminate_zeros()
-        return np.diff(csr.indptr) > 0
+        seen = np.concatenate(([0], np.cumsum(csr.data != 0)))
+        return seen[csr.indptr[1:]] > seen[csr.indptr[:-1]]
     return np.any(np.asarray(matrix) != 0, axis=1)
 
 

@@ -206,6 +206,59 @@ def test_with_redis_an_event_sent_to_one_worker_changes_the_other_workers_list(
         raw.close()
 
 
+def shared_kib(pid: int, fragment: str) -> tuple[int, int]:
+    """(Rss, Shared_Clean + Shared_Dirty) in KiB of ``pid``'s mappings of files whose
+    path contains ``fragment`` (``/proc/PID/smaps``); shared pages are those mapped by
+    more than one process."""
+    rss = shared = 0
+    inside = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if head and not head[0].endswith(":"):
+            inside = len(head) == 6 and fragment in head[5]
+        elif inside and head[0] == "Rss:":
+            rss += int(head[1])
+        elif inside and head[0] in ("Shared_Clean:", "Shared_Dirty:"):
+            shared += int(head[1])
+    return rss, shared
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux /proc")
+def test_workers_share_the_mapped_artifacts_and_follow_a_new_run(tmp_path: Path) -> None:
+    """Both workers map the run's state files (one copy of the pages between them),
+    and a run trained by another process reaches every worker without a restart."""
+    config, run_id = trained_shop(
+        tmp_path, "[models]\ninline_max_bytes = 0\nmodel_refresh_s = 0.2\n")
+    state = f"{run_id}/plugin_popularity/state/popularity.npy"
+    assert (tmp_path / "shop-artifacts" / state).is_file()
+    with workers_server(config) as (proc, port):
+        # each worker has served a list, so each has read the popularity pages
+        pinned = pinned_connections(port, "/api/v1/recommendations?user_id=user-1&k=3")
+        for worker in pinned:
+            rss, shared = shared_kib(int(worker), state)
+            assert rss > 0 and shared == rss, (worker, rss, shared)
+        sdk = RecSDK(str(config), environ={})
+        try:
+            sdk.track_many(generated_events(10, 25, seed=4))
+            new_run = sdk.fit().run_id  # another process: the workers were not told
+        finally:
+            sdk.close()
+        assert new_run != run_id
+        deadline = time.monotonic() + 60
+        serving: dict[str, str] = {}
+        while set(serving.values()) != {new_run}:
+            assert time.monotonic() < deadline, serving
+            time.sleep(0.1)
+            for worker, conn in pinned.items():
+                status, answered, body = get(conn, "/healthz")
+                assert status == 200 and answered == worker
+                serving[worker] = body["model_run"]
+        for conn in pinned.values():
+            conn.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
 def test_a_preloaded_app_says_its_workers_cannot_refresh(tmp_path: Path) -> None:
     """gunicorn --preload builds the SDK before the fork: the worker says so."""
     config, _ = trained_shop(tmp_path)

@@ -26,6 +26,23 @@ def test_unit_rows_keep_zero_rows_zero():
     assert has_rows(sparse).tolist() == [True, False]
 
 
+def test_has_rows_reads_a_read_only_matrix_without_changing_it(tmp_path):
+    """A loaded run's matrices are memory-mapped read-only: has_rows must not write
+    (it once called eliminate_zeros, and the content plugin failed to load)."""
+    parts = {"data": np.array([0.0, 2.0, 0.0, 1.0], dtype=np.float32),
+             "indices": np.array([0, 1, 0, 1], dtype=np.int32),
+             "indptr": np.array([0, 1, 2, 2, 4], dtype=np.int32)}
+    mapped = {}
+    for key, value in parts.items():
+        np.save(tmp_path / f"{key}.npy", value)
+        mapped[key] = np.load(tmp_path / f"{key}.npy", mmap_mode="r")
+    matrix = sp.csr_matrix((mapped["data"], mapped["indices"], mapped["indptr"]),
+                           shape=(4, 2))
+    # row 0: an explicit zero only; row 2: empty; row 3: a zero and a value
+    assert has_rows(matrix).tolist() == [False, True, False, True]
+    assert matrix.nnz == 4 and np.shares_memory(matrix.data, mapped["data"])
+
+
 def test_weighted_cosine_averages_over_shared_blocks():
     query = {"a": unit_rows(np.array([[1.0, 0.0]])), "b": unit_rows(np.array([[0.0, 1.0]]))}
     items = {

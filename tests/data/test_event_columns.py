@@ -62,27 +62,27 @@ def assert_same_dataset(store: Store, catalog: Catalog, chunk_rows: int) -> None
     assert got.fingerprint() == want.fingerprint()
 
 
-def test_sqlite_chunks_build_the_frame_dataset(tmp_path, shop):
-    store = Store(f"sqlite:///{tmp_path / 'shop.db'}")
-    store.create_all()
+def check_both_paths(store: Store, shop: SyntheticShop) -> None:
+    """Fill ``store`` and compare the two datasets with small and default pages."""
     try:
         catalog = fill(store, shop)
         for chunk_rows in (997, 250_000):
             assert_same_dataset(store, catalog, chunk_rows)
     finally:
         store.close()
+
+
+def test_sqlite_chunks_build_the_frame_dataset(tmp_path, shop):
+    store = Store(f"sqlite:///{tmp_path / 'shop.db'}")
+    store.create_all()
+    check_both_paths(store, shop)
 
 
 @pytest.mark.postgres
 def test_postgresql_chunks_build_the_frame_dataset(postgres_db, shop):
     store = Store(postgres_db)
     store.upgrade()
-    try:
-        catalog = fill(store, shop)
-        for chunk_rows in (997, 250_000):
-            assert_same_dataset(store, catalog, chunk_rows)
-    finally:
-        store.close()
+    check_both_paths(store, shop)
 
 
 def test_chunks_are_keyset_pages_up_to_the_cut_off(tmp_path):

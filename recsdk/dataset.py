@@ -21,6 +21,8 @@ from recsdk.errors import ValidationFailed
 
 #: Columns of :attr:`InteractionDataset.interactions`.
 INTERACTION_COLUMNS = ("user", "item", "type", "timestamp", "value", "weight")
+#: Rows hashed at a time by :meth:`InteractionDataset.fingerprint`.
+FINGERPRINT_ROWS = 1_000_000
 
 
 def lookup_codes(index: Mapping[str, int], ids: Iterable[str]) -> np.ndarray:
@@ -93,15 +95,28 @@ class InteractionDataset:
         return m.indices[m.indptr[code] : m.indptr[code + 1]]
 
     def fingerprint(self) -> str:
-        """sha256 of the vocabularies and interactions: which data a run was fit on."""
+        """sha256 of the vocabularies and interactions: which data a run was fit on.
+
+        Hashed a slice of rows at a time in fixed dtypes (int64 codes, float64 times,
+        float32 weights, type names joined by ``\\x1f``), so the digest neither depends
+        on the columns' dtypes nor needs a string per event in memory at once.
+        """
         digest = hashlib.sha256()
         for ids in (self.user_ids, self.item_ids):
             digest.update("\x1f".join(map(str, ids)).encode("utf-8", "surrogatepass"))
             digest.update(b"\x1e")
         inter = self.interactions
-        for column in ("user", "item", "timestamp", "weight"):
-            digest.update(np.ascontiguousarray(inter[column].to_numpy()).tobytes())
-        digest.update("\x1f".join(map(str, inter["type"])).encode("utf-8", "surrogatepass"))
+        n = len(inter)
+        for column, dtype in (("user", np.int64), ("item", np.int64),
+                              ("timestamp", np.float64), ("weight", np.float32)):
+            values = inter[column].to_numpy()
+            for start in range(0, n, FINGERPRINT_ROWS):
+                digest.update(np.ascontiguousarray(
+                    values[start : start + FINGERPRINT_ROWS], dtype=dtype).tobytes())
+        types = inter["type"]
+        for start in range(0, n, FINGERPRINT_ROWS):
+            part = "\x1f".join(map(str, types.iloc[start : start + FINGERPRINT_ROWS]))
+            digest.update((("\x1f" if start else "") + part).encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 
     def vocabulary_state(self) -> dict[str, np.ndarray]:
@@ -167,13 +182,116 @@ class InteractionDataset:
         user_index = {u: i for i, u in enumerate(user_ids)}
         item_index = {t: i for i, t in enumerate(item_ids)}
         inter = pd.DataFrame({
-            "user": users.map(user_index).to_numpy(np.int64),
-            "item": items.map(item_index).to_numpy(np.int64),
-            "type": types.to_numpy(),
+            "user": users.map(user_index).to_numpy(np.int32),
+            "item": items.map(item_index).to_numpy(np.int32),
+            "type": pd.Categorical(types.to_numpy()),
             "timestamp": seconds.to_numpy(float),
-            "value": value.to_numpy(float),
+            "value": value.to_numpy(np.float32),
             "weight": types.map(weights).fillna(1.0).to_numpy(np.float32),
         })
         if "session_id" in frame:  # basket and session models group by it
-            inter["session"] = frame["session_id"].astype("category").to_numpy()
+            inter["session"] = frame["session_id"].astype("category").array
         return cls(user_ids=user_ids, item_ids=item_ids, interactions=inter, catalog=catalog)
+
+    @classmethod
+    def from_event_chunks(
+        cls,
+        chunks: Iterable[pd.DataFrame],
+        catalog: Catalog | None = None,
+        event_weights: Mapping[str, float] | None = None,
+    ) -> InteractionDataset:
+        """Build from :meth:`recsdk.storage.store.Store.iter_event_columns` chunks: the
+        dataset :meth:`from_frame` builds from :meth:`~recsdk.storage.store.Store.events_frame`,
+        without holding every event's strings at once.
+
+        Each chunk's ids become int32 codes as it arrives (a chunk's distinct ids are
+        looked up once, not each event), so memory is the per-event arrays (about 30
+        bytes an event) and the vocabularies. Chunks must come in row-id order; events
+        end up ordered by time, then row id, as :meth:`~recsdk.storage.store.Store.events_frame`
+        orders them.
+        """
+        catalog = catalog or Catalog.empty()
+        weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
+        users, items, types, sessions = (_Vocabulary() for _ in range(4))
+        parts: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("user", "item", "type", "session", "micros", "value")}
+        for chunk in chunks:
+            missing = set(EVENT_CHUNK_COLUMNS) - set(chunk.columns)
+            if missing:
+                raise ValidationFailed(
+                    {"columns": [f"missing column(s) {sorted(missing)}; got "
+                                 f"{list(chunk.columns)}"]}, "event chunk")
+            parts["user"].append(users.encode(chunk["user_id"].to_numpy()))
+            parts["item"].append(items.encode(chunk["item_id"].to_numpy()))
+            parts["type"].append(types.encode(chunk["type"].to_numpy()))
+            parts["session"].append(sessions.encode(chunk["session_id"].to_numpy()))
+            parts["micros"].append(chunk["micros"].to_numpy(np.int64))
+            parts["value"].append(chunk["value"].to_numpy(np.float32))
+        for item_id in catalog.ids:
+            items.add(str(item_id))
+        micros = _concat(parts.pop("micros"), np.int64)
+        order = np.argsort(micros, kind="stable")  # chunks are in row-id order
+        seconds = micros[order] / 1e6
+        del micros
+
+        def column(name: str, dtype: type) -> np.ndarray:
+            return _concat(parts.pop(name), dtype)[order]
+
+        user_ids, user_rank = users.sorted()
+        item_ids, item_rank = items.sorted()
+        type_names, type_rank = types.sorted()
+        type_codes = type_rank[column("type", np.int32)]
+        type_weight = np.array([weights.get(t, 1.0) for t in type_names], dtype=np.float32)
+        session_names, session_rank = sessions.sorted()
+        inter = pd.DataFrame({
+            "user": user_rank[column("user", np.int32)],
+            "item": item_rank[column("item", np.int32)],
+            "type": pd.Categorical.from_codes(type_codes, categories=pd.Index(type_names)),
+            "timestamp": seconds,
+            "value": column("value", np.float32),
+            "weight": type_weight[type_codes] if len(type_names) else
+                np.zeros(len(type_codes), np.float32),
+            "session": pd.Categorical.from_codes(session_rank[column("session", np.int32)],
+                                                 categories=pd.Index(session_names)),
+        }, copy=False)  # the columns are fresh: no second copy of every event
+        return cls(user_ids=user_ids, item_ids=item_ids, interactions=inter, catalog=catalog)
+
+
+#: Columns :meth:`InteractionDataset.from_event_chunks` reads from each chunk.
+EVENT_CHUNK_COLUMNS = ("user_id", "session_id", "item_id", "type", "micros", "value")
+
+
+def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+
+
+class _Vocabulary:
+    """Ids in order of first sight, coding each chunk of ids as it is read.
+
+    A chunk is factorised in C and only its distinct ids pass through the dict, so a
+    chunk costs its length plus its distinct ids, not a dict lookup per event.
+    Missing ids (None, NaN) get code -1.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def add(self, value: str) -> None:
+        self.index.setdefault(value, len(self.index))
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        local, uniques = pd.factorize(values, use_na_sentinel=True)
+        index = self.index
+        lookup = np.fromiter((index.setdefault(str(u), len(index)) for u in uniques),
+                             dtype=np.int32, count=len(uniques))
+        return np.append(lookup, np.int32(-1))[local]  # -1 (missing) stays -1
+
+    def sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ids sorted (as ``sorted`` orders strings) and, for each first-sight code,
+        its sorted code; index -1 maps -1 (missing) to -1."""
+        ids = np.array(list(self.index), dtype=object)
+        order = np.argsort(ids, kind="stable") if len(ids) else np.empty(0, np.intp)
+        rank = np.empty(len(ids) + 1, dtype=np.int32)
+        rank[order] = np.arange(len(ids), dtype=np.int32)
+        rank[-1] = -1
+        return ids[order], rank

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from marshmallow import RAISE, Schema, fields, validate
 
@@ -62,14 +63,23 @@ class Weighting:
         return cls(dict(event_weights), tuple(types) if types else None,
                    params.get("half_life_days"))
 
-    def weights(self, types: Sequence[str] | np.ndarray, timestamps: np.ndarray,
+    def weights(self, types: Sequence[str] | np.ndarray | pd.Series, timestamps: np.ndarray,
                 reference_time: float) -> np.ndarray:
-        """Each event's weight: its type's weight (0 when filtered out), decayed."""
+        """Each event's weight: its type's weight (0 when filtered out), decayed.
+
+        Types are looked up once per distinct type, not per event (a categorical
+        column passes its codes through as they are)."""
         get = self.event_weights.get
         allowed = None if self.event_types is None else set(self.event_types)
-        w = np.fromiter(
-            (get(t, 1.0) if allowed is None or t in allowed else 0.0 for t in types),
-            dtype=np.float64, count=len(types))
+        if isinstance(types, pd.Series) and isinstance(types.dtype, pd.CategoricalDtype):
+            codes, names = types.cat.codes.to_numpy(), types.cat.categories
+        else:
+            codes, names = pd.factorize(np.asarray(types, dtype=object))
+        per_type = np.fromiter(
+            (get(t, 1.0) if allowed is None or t in allowed else 0.0 for t in names),
+            dtype=np.float64, count=len(names))
+        # a missing type (code -1): weight 1 unless only some types are kept
+        w = np.append(per_type, 1.0 if allowed is None else 0.0)[codes]
         if self.half_life_days is not None and len(w):
             age = reference_time - np.asarray(timestamps, dtype=np.float64)
             age = np.where(np.isfinite(age), np.maximum(age, 0.0), 0.0)
@@ -92,7 +102,7 @@ def weighted_matrix(dataset: InteractionDataset, weighting: Weighting,
     inter = dataset.interactions
     timestamps = inter["timestamp"].to_numpy(np.float64)
     end = _data_end(timestamps)
-    values = weighting.weights(inter["type"].to_numpy(), timestamps, end)
+    values = weighting.weights(inter["type"], timestamps, end)
     matrix = sp.csr_matrix(
         (values.astype(np.float32), (inter["user"].to_numpy(), inter["item"].to_numpy())),
         shape=(dataset.n_users, dataset.n_items))

@@ -427,14 +427,16 @@ class RecSDK:
         start = time.perf_counter()
         catalog = self._read_catalog()
         through = self.store.max_event_id()
-        events = self.store.events_frame(through_id=through)
+        # chunk by chunk into integer codes: memory follows the arrays, not the rows
+        dataset = InteractionDataset.from_event_chunks(
+            self.store.iter_event_columns(through_id=through), catalog,
+            self.settings.event_weights)
         offline = None
         if save and self.settings.models["offline_eval"]:
             from recsdk.evaluation.holdout import holdout_metrics  # pandas/evaluation: here
 
-            offline = holdout_metrics(self.settings, self.store, events)
+            offline = holdout_metrics(self.settings, self.store, dataset)
             start = time.perf_counter()  # the run's seconds are its own training's
-        dataset = InteractionDataset.from_frame(events, catalog, self.settings.event_weights)
         return self.fit_dataset(dataset, save=save, started=start, events_through=through,
                                 offline=offline)
 

@@ -279,7 +279,7 @@ class Cooccurrence(Plugin):
             inter["user"].to_numpy(np.int64), timestamps,
             None if session_column is None else inter[session_column].to_numpy(object),
             self.gap_seconds)
-        weights = self.weighting_.weights(inter["type"].to_numpy(), timestamps, self.data_end_)
+        weights = self.weighting_.weights(inter["type"], timestamps, self.data_end_)
         chosen = weights != 0
         baskets, times, basket_sessions = basket_matrix(
             sessions[chosen], inter["item"].to_numpy(np.int64)[chosen], weights[chosen],

@@ -50,8 +50,10 @@ def carve(dataset: InteractionDataset, share: float, how: str, seed: int
     sizes = pairs.groupby("user")["item"].transform("size").to_numpy()
     held = np.minimum(np.floor(share * sizes + rng.random(len(pairs))), sizes - 1)
     out = pairs[pairs["order"].to_numpy() <= held][["user", "item"]].reset_index(drop=True)
-    pair_key = inter["user"].to_numpy() * dataset.n_items + inter["item"].to_numpy()
-    drop = np.isin(pair_key, out["user"].to_numpy() * dataset.n_items + out["item"].to_numpy())
+    # int64: int32 codes would overflow at users x items past 2**31
+    pair_key = inter["user"].to_numpy(np.int64) * dataset.n_items + inter["item"].to_numpy()
+    drop = np.isin(pair_key, out["user"].to_numpy(np.int64) * dataset.n_items
+                   + out["item"].to_numpy())
     kept = inter[~drop].reset_index(drop=True)
     rest = InteractionDataset(user_ids=dataset.user_ids, item_ids=dataset.item_ids,
                               interactions=kept, catalog=dataset.catalog)

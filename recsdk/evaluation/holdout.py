@@ -20,6 +20,7 @@ import pandas as pd
 
 from recsdk.config import Settings
 from recsdk.data.frames import ShopData
+from recsdk.dataset import InteractionDataset
 from recsdk.evaluation.catalogue import EvaluationCatalogue
 from recsdk.evaluation.served import evaluate_served
 from recsdk.evaluation.splits import temporal_split
@@ -28,15 +29,19 @@ from recsdk.evaluation.splits import temporal_split
 MIN_EVENTS = 100
 
 
-def interactions(events: pd.DataFrame) -> pd.DataFrame:
-    """Store events as the evaluation's ``user, item, timestamp, type, rating`` frame."""
-    seconds = ((pd.to_datetime(events["timestamp"], utc=True) - pd.Timestamp(0, tz="UTC"))
-               / pd.Timedelta(seconds=1))
-    return pd.DataFrame({"user": events["user_id"].astype(str).to_numpy(dtype=object),
-                         "item": events["item_id"].astype(str).to_numpy(dtype=object),
-                         "timestamp": seconds.to_numpy(dtype=float),
-                         "type": events["type"].astype(str).to_numpy(dtype=object),
-                         "rating": pd.to_numeric(events["value"]).to_numpy(dtype=float)})
+def interactions(dataset: InteractionDataset) -> pd.DataFrame:
+    """A training dataset as the evaluation's ``user, item, timestamp, type, rating`` frame.
+
+    Id columns are gathered from the vocabularies (``ids[codes]``): each row points at
+    the vocabulary's string, so the frame costs 8 bytes per id cell, not a string per
+    event. Rows keep the dataset's order (time, then storage order).
+    """
+    inter = dataset.interactions
+    return pd.DataFrame({"user": dataset.user_ids[inter["user"].to_numpy()],
+                         "item": dataset.item_ids[inter["item"].to_numpy()],
+                         "timestamp": inter["timestamp"].to_numpy(dtype=float),
+                         "type": inter["type"].to_numpy(dtype=object),
+                         "rating": inter["value"].to_numpy(dtype=float)})
 
 
 def store_catalogue(store: Any) -> EvaluationCatalogue | None:
@@ -51,12 +56,13 @@ def store_catalogue(store: Any) -> EvaluationCatalogue | None:
                                categories)
 
 
-def holdout_metrics(settings: Settings, store: Any, events: pd.DataFrame) -> dict[str, Any]:
+def holdout_metrics(settings: Settings, store: Any,
+                    dataset: InteractionDataset) -> dict[str, Any]:
     """The configuration's metrics on the latest events (see the module), JSON-able;
     ``{"skipped": why}`` when there is too little to measure."""
     models = settings.models
     started = time.perf_counter()
-    frame = interactions(events)
+    frame = interactions(dataset)
     if len(frame) < MIN_EVENTS:
         return {"skipped": f"{len(frame)} events: at least {MIN_EVENTS} are needed"}
     split = temporal_split(frame, models["offline_eval_test_ratio"])

@@ -66,12 +66,17 @@ def test_bad_settings_are_named(key: str, value: Any) -> None:
 def test_store_events_become_evaluation_rows_in_unix_seconds() -> None:
     import pandas as pd
 
+    from recsdk.dataset import InteractionDataset
     from recsdk.evaluation.holdout import interactions
 
-    events = pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"], "type": ["purchase"],
-                           "timestamp": pd.to_datetime(["2024-01-01T00:00:10Z"]),
-                           "value": [9.5]})
-    row = interactions(events).iloc[0]
-    assert (row["user"], row["item"], row["type"], row["rating"]) == ("u1", "i1", "purchase",
+    events = pd.DataFrame({"user_id": ["u2", "u1"], "item_id": ["i1", "i2"],
+                           "type": ["view", "purchase"],
+                           "timestamp": pd.to_datetime(["2024-01-01T00:00:00Z",
+                                                        "2024-01-01T00:00:10Z"]),
+                           "value": [None, 9.5]})
+    frame = interactions(InteractionDataset.from_frame(events))
+    row = frame.iloc[1]
+    assert (row["user"], row["item"], row["type"], row["rating"]) == ("u1", "i2", "purchase",
                                                                        9.5)
     assert row["timestamp"] == 1_704_067_210.0
+    assert frame["user"].tolist() == ["u2", "u1"]  # the dataset's (time) order

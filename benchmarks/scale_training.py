@@ -1,0 +1,259 @@
+"""Training at scale: reading events and fitting plugins, old path against new.
+
+Generates ``--events`` synthetic events (``recsdk.data.synthetic.generate_shop``,
+streamed, never all in memory), imports them into a fresh PostgreSQL database of its
+own (``--database``, created here and dropped at the end unless ``--keep``; reused
+as it is when it already holds that many events) and, with ``--sqlite FILE``, into a
+SQLite file too, by ``Store.copy_events`` without the generated event ids. Then,
+for each case and path, a fresh child interpreter reads the events and trains, and
+reports:
+
+* read (s): catalogue, events and the :class:`~recsdk.dataset.InteractionDataset`;
+* train (s): ``RecSDK.fit_dataset`` (plugins' fit, artifacts saved to the registry,
+  fingerprint, activation), as ``RecSDK.fit`` runs it;
+* peak RSS: the child's ``VmHWM`` (whole process, read and fit together).
+
+Paths: ``old`` is ``Store.events_frame`` + ``InteractionDataset.from_frame`` (one
+frame of Python strings); ``new`` is ``Store.iter_event_columns`` +
+``InteractionDataset.from_event_chunks`` (what ``RecSDK.fit`` does now). With
+``--old-tree DIR`` (a checkout of the code before the change, e.g. ``git worktree
+add --detach ../before main``) the old path runs that checkout's code, its dataset
+dtypes and fingerprint included; without it, this checkout's ``from_frame``.
+
+Cases: ``popularity``; ``als``; ``item_knn``; ``defaults``: the quick start's
+plugins (``config/demo.toml``: als, category_popularity, trending, popularity,
+cooccurrence, rating_mf), offline evaluation off.
+
+Run (from the repository root; .shim holds ``recsdk_plugins -> ../plugins``):
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=.shim:. \\
+        python benchmarks/scale_training.py --events 1000000 [--cases popularity,als]
+        [--paths old,new] [--old-tree ../before] [--old-max-events 5000000]
+        [--sqlite /tmp/scale.db] [--database scale_bench] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+POSTGRES_SERVER = os.environ.get("RECSDK_BENCH_POSTGRES_URL",
+                                 "postgresql://postgres@127.0.0.1:5432/test")
+CASES: dict[str, dict[str, dict[str, Any]]] = {
+    "popularity": {"popularity": {}},
+    "als": {"als": {}},
+    "item_knn": {"item_knn": {}},
+    "defaults": {"als": {"weight": 1.0}, "category_popularity": {"weight": 0.3},
+                 "trending": {"weight": 0.1, "half_life_hours": 72},
+                 "popularity": {"weight": 0.1}, "cooccurrence": {"weight": 0.1},
+                 "rating_mf": {"weight": 0.0}},
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- child: one case, one path, in a fresh interpreter --------------------------------
+
+def vm_hwm_mib() -> float:
+    """Peak resident memory of this process so far (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Read and train as ``RecSDK.fit`` does, timing the two phases."""
+    from recsdk import RecSDK
+    from recsdk.dataset import InteractionDataset
+
+    with tempfile.TemporaryDirectory(prefix="scale_training_") as artifacts:
+        plugins = CASES[spec["case"]]
+        fallback = "popularity" if "popularity" in plugins else next(iter(plugins))
+        sdk = RecSDK({"database_url": spec["url"], "seed": 42, "plugins": plugins,
+                      "pipeline": {"fallback": fallback},
+                      "models": {"artifact_dir": artifacts}}, environ={})
+        try:
+            started = time.perf_counter()
+            catalog = sdk._read_catalog()
+            through = sdk.store.max_event_id()
+            weights = sdk.settings.event_weights
+            if spec["path"] == "old":  # the frame stays referenced during fit, as it did
+                events = sdk.store.events_frame(through_id=through)
+                dataset = InteractionDataset.from_frame(events, catalog, weights)
+            else:
+                dataset = InteractionDataset.from_event_chunks(
+                    sdk.store.iter_event_columns(through_id=through), catalog, weights)
+            read_s = time.perf_counter() - started
+            read_peak = vm_hwm_mib()
+            report = sdk.fit_dataset(dataset, save=True, started=time.perf_counter(),
+                                     events_through=through)
+            train_s = time.perf_counter() - started - read_s
+        finally:
+            sdk.close()
+    return {"events": report.interactions, "users": report.users, "items": report.items,
+            "read_s": read_s, "train_s": train_s, "read_peak_mib": read_peak,
+            "peak_mib": vm_hwm_mib()}
+
+
+# ---- parent ---------------------------------------------------------------------------
+
+def database_url(name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(POSTGRES_SERVER).set(database=name).render_as_string(hide_password=False)
+
+
+def admin(statement: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_SERVER).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def stored_events(url: str) -> int | None:
+    """Events in the database, None when it does not exist or has no schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from recsdk.storage.store import Store
+
+    store = Store(url)
+    try:
+        return store.count_events()
+    except SQLAlchemyError:
+        return None
+    finally:
+        store.close()
+
+
+def fill(url: str, n_events: int, postgres: bool, name: str) -> dict[str, float] | None:
+    """Import the synthetic shop unless the database already holds it; import figures."""
+    from recsdk.data.frames import ShopData
+    from recsdk.data.synthetic import generate_shop
+    from recsdk.storage.store import Store
+
+    have = stored_events(url)
+    if have == n_events:
+        print(f"{url}: reusing {have:,} stored events", flush=True)
+        return None
+    if postgres:
+        if have is not None or _exists(name):
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin(f'CREATE DATABASE "{name}"')
+    else:
+        Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    store = Store(url)
+    try:
+        store.upgrade()
+        started = time.perf_counter()
+        shop = generate_shop(n_events, seed=42, materialize=False)
+        # catalogue and users as the CLI writes them; events by bulk COPY without their
+        # event ids (idempotency keys would route them through add_events, slower)
+        ShopData(shop.categories, shop.items, shop.users).write_to(store, validate=False)
+        stored = 0
+        for chunk in shop.iter_events(200_000):
+            stored += store.copy_events(chunk.drop(columns=["event_id"], errors="ignore"))
+        seconds = time.perf_counter() - started
+    finally:
+        store.close()
+    print(f"{url}: imported {stored:,} events in {seconds:.1f} s "
+          f"({stored / seconds:,.0f} events/s, generation included)", flush=True)
+    return {"seconds": seconds, "events": stored}
+
+
+def _exists(name: str) -> bool:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_SERVER).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False)) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (name,)).fetchone() is not None
+
+
+def run_child(spec: dict[str, Any], tree: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": f"{tree / '.shim'}:{tree}"}
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
+                           json.dumps(spec)], env=env, cwd=tree, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1],
+                "returncode": done.returncode}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--cases", default="popularity,als,item_knn,defaults")
+    parser.add_argument("--paths", default="old,new")
+    parser.add_argument("--old-tree", type=Path, default=None,
+                        help="checkout whose code runs the old path (default: this one)")
+    parser.add_argument("--old-max-events", type=int, default=5_000_000,
+                        help="skip the old path above this many events (its memory)")
+    parser.add_argument("--database", default=None,
+                        help="PostgreSQL database to create (default scale_bench_<events>)")
+    parser.add_argument("--sqlite", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    cases = args.cases.split(",")
+    paths = args.paths.split(",")
+    unknown = sorted(set(cases) - set(CASES)) + sorted(set(paths) - {"old", "new"})
+    if unknown:
+        parser.error(f"unknown case or path {unknown}; cases: {sorted(CASES)}")
+    name = args.database or f"scale_bench_{args.events}"
+    targets = [("postgresql", database_url(name))]
+    if args.sqlite is not None:
+        targets.append(("sqlite", f"sqlite:///{args.sqlite.resolve()}"))
+    rows = []
+    try:
+        for kind, url in targets:
+            fill(url, args.events, kind == "postgresql", name)
+            for case in cases:
+                result: dict[str, dict[str, Any]] = {}
+                for path in paths:
+                    if path == "old" and args.events > args.old_max_events:
+                        result[path] = {"error": f"skipped above {args.old_max_events:,} "
+                                                 "events (--old-max-events)"}
+                        continue
+                    tree = (args.old_tree or ROOT) if path == "old" else ROOT
+                    result[path] = run_child({"url": url, "case": case, "path": path},
+                                             tree.resolve())
+                    print(kind, case, path, json.dumps(result[path]), flush=True)
+                rows.append((kind, case, result))
+    finally:
+        if not args.keep:
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if args.sqlite is not None:
+                args.sqlite.unlink(missing_ok=True)
+    print(f"\n{args.events:,} events; old tree: {args.old_tree or 'this checkout'}\n")
+    print("| db | case | path | read (s) | train (s) | peak RSS (MiB) | read peak (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, case, result in rows:
+        for path, r in result.items():
+            if "error" in r:
+                print(f"| {kind} | {case} | {path} | {r['error']} | | | |")
+            else:
+                print(f"| {kind} | {case} | {path} | {r['read_s']:.1f} | {r['train_s']:.1f} "
+                      f"| {r['peak_mib']:,.0f} | {r['read_peak_mib']:,.0f} |")
+        old, new = result.get("old", {}), result.get("new", {})
+        if "peak_mib" in old and "peak_mib" in new:
+            print(f"| {kind} | {case} | new/old | {new['read_s'] / old['read_s']:.2f} "
+                  f"| {new['train_s'] / old['train_s']:.2f} "
+                  f"| {new['peak_mib'] / old['peak_mib']:.2f} "
+                  f"| {new['read_peak_mib'] / old['read_peak_mib']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

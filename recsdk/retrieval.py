@@ -185,7 +185,16 @@ class HnswIndex:
 
     @classmethod
     def read(cls, path: Path | str, ef_search: int, ef_growth: float = 0.0) -> HnswIndex:
-        return cls(_faiss().read_index(str(path)), ef_search, ef_growth)
+        """Map the file rather than copy it where faiss can (``IO_FLAG_MMAP_IFC``
+        where faiss offers it): the serving processes of one machine then share its pages, as
+        they share the other artifacts (docs/deployment.md)."""
+        faiss = _faiss()
+        flag = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
+        try:
+            index = faiss.read_index(str(path), flag)
+        except RuntimeError:  # a faiss that cannot map this index type: read a copy
+            index = faiss.read_index(str(path))
+        return cls(index, ef_search, ef_growth)
 
 
 class EmbeddingRetriever:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -125,3 +128,16 @@ def test_build_retriever_passes_the_growth_to_the_index():
                                       "hnsw_ef_growth": 0.25})
     assert got is not None and got.index is not None
     assert (got.index.ef_search, got.index.ef_growth) == (30, 0.25)
+
+
+def test_a_read_index_maps_its_file_so_processes_share_its_pages(tmp_path):
+    data = vectors(3000, dim=32)
+    path = tmp_path / "items.faiss"
+    HnswIndex.build(data, m=8, ef_construction=40, ef_search=50).write(path)
+    loaded = HnswIndex.read(path, ef_search=50)
+    maps = Path("/proc/self/maps").read_text() if sys.platform == "linux" else ""
+    if not maps or not hasattr(retrieval._faiss(), "IO_FLAG_MMAP_IFC"):
+        pytest.skip("needs Linux's /proc and a faiss that maps indexes")
+    assert str(path) in maps
+    queries = vectors(5, dim=32, seed=3)
+    assert loaded.search(queries, 10)[0].shape == (5, 10)

@@ -185,9 +185,9 @@ class HnswIndex:
 
     @classmethod
     def read(cls, path: Path | str, ef_search: int, ef_growth: float = 0.0) -> HnswIndex:
-        """Map the file rather than copy it where faiss can (``IO_FLAG_MMAP_IFC``
-        where faiss offers it): the serving processes of one machine then share its pages, as
-        they share the other artifacts (docs/deployment.md)."""
+        """Map the file rather than copy it, where faiss can (``IO_FLAG_MMAP_IFC``):
+        the serving processes of one machine then share its pages, as they share the
+        other artifacts (docs/deployment.md)."""
         faiss = _faiss()
         flag = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
         try:

@@ -107,6 +107,19 @@ def recsdk_load_state(
     """
 
 
+@hookspec
+def recsdk_catalog_refreshed(catalog: Catalog) -> None:
+    """A new catalogue snapshot is about to be served (items or categories changed).
+
+    Broadcast, off the request path: the snapshot is swapped in only after every
+    implementation returned, so derived structures built here (category indexes,
+    per-category pools) are ready for the snapshot's first request. Not called at
+    training or loading: ``recsdk_fit`` and ``recsdk_load_state`` get the catalogue
+    with their dataset. A plugin that raises here is logged and the snapshot is
+    served anyway.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Stage 1: collect event
 # --------------------------------------------------------------------------------------

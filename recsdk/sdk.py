@@ -296,6 +296,8 @@ class RecSDK:
             if self.store.catalog_version() == self._state.catalog.version:
                 return
         catalog = self._read_catalog()
+        # plugins prepare what depends on the snapshot before any request sees it
+        self._run.plugins.call_each("recsdk_catalog_refreshed", catalog=catalog)
         with self._swap_lock:
             run = self._run
             self._run = replace(run, state=ModelState.build(catalog, run.state.dataset))

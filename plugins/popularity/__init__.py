@@ -243,8 +243,8 @@ class CategoryPopularity(PoolRetriever, Plugin):
         self.popularity_ = popularity
         self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._paths: dict[str | None, list[str]] = {}
-        self._index_: _CategoryIndex | None = None
         self._training: InteractionDataset | None = None
+        self._index_ = self._built_index(dataset.catalog)
 
     def _item_nodes(self, dataset: InteractionDataset) -> sp.csr_matrix:
         """Items x category-tree nodes: 1 where the node is on the item's path."""
@@ -294,8 +294,8 @@ class CategoryPopularity(PoolRetriever, Plugin):
         self.popularity_ = np.asarray(state["popularity"], dtype=np.float64)
         self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._paths = {}
-        self._index_ = None
         self._training = None
+        self._index_ = self._built_index(dataset.catalog)
 
     def _path(self, catalog: Catalog, category: str | None) -> list[str]:
         paths = getattr(self, "_paths", None)
@@ -305,14 +305,27 @@ class CategoryPopularity(PoolRetriever, Plugin):
             paths[category] = catalog.tree.path(category)
         return paths[category]
 
+    def _built_index(self, catalog: Catalog) -> _CategoryIndex:
+        """The catalogue's category paths and per-category pools as arrays."""
+        index = _CategoryIndex.build(catalog, getattr(self, "item_ids_", None), self._path)
+        if hasattr(self, "popularity_"):
+            index.pools(self.popularity_)
+        return index
+
     def _category_index(self, catalog: Catalog) -> _CategoryIndex:
-        """The catalogue's category paths as arrays, built once per catalogue snapshot
-        (a refresh makes a new one), so that a request does no per-item Python work."""
+        """The index of the request's catalogue snapshot, so that a request does no
+        per-item Python work. Built when the run is trained or loaded and when the SDK
+        refreshes the catalogue (``recsdk_catalog_refreshed``), off the request path;
+        here only for a snapshot that came another way."""
         cached = getattr(self, "_index_", None)
         if cached is None or cached.catalog is not catalog:
-            cached = self._index_ = _CategoryIndex.build(
-                catalog, getattr(self, "item_ids_", None), self._path)
+            cached = self._index_ = self._built_index(catalog)
         return cached
+
+    @hookimpl
+    def recsdk_catalog_refreshed(self, catalog: Catalog) -> None:
+        if hasattr(self, "popularity_"):
+            self._index_ = self._built_index(catalog)
 
     def _affinity_scores(self, catalog: Catalog, affinity: Mapping[str, float],
                          candidates: CandidateSet) -> np.ndarray:
@@ -352,7 +365,7 @@ class CategoryPopularity(PoolRetriever, Plugin):
         index = self._category_index(catalog)
         start, codes = index.pools(self.popularity_)
         none = index.paths.shape[0] - 1
-        rows = index.by_position[catalog.positions(list(history))]
+        rows = index.by_position[index.catalog.positions(list(history))]
         rows, counts = np.unique(rows[rows != none], return_counts=True)
         if not len(rows):
             return None

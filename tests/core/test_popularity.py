@@ -152,3 +152,25 @@ def test_category_scores_follow_the_path_for_new_and_uncategorised_items():
     tie = CategoryPopularity.POPULARITY_TIE_BREAK * np.array(
         [plugin.popularity_[c] if c >= 0 else 0.0 for c in codes])
     np.testing.assert_allclose(scores, np.array(expected_paths) + tie)
+
+
+def test_category_index_is_ready_for_a_refreshed_catalogue_before_its_first_request(
+        make_sdk):
+    """Trained, loaded and refreshed snapshots get their category index off the request
+    path (at 1M items building it costs more than a request's budget)."""
+    sdk = make_sdk({"plugins": {"popularity": {}, "category_popularity": {}}})
+    fill(sdk)
+    sdk.fit()
+    plugin = sdk.plugins.get("category_popularity")
+    assert plugin._index_.catalog is sdk._state.catalog  # built by fit
+    sdk.upsert_items([{"id": "new-hat", "title": "New hat", "category_id": "hats",
+                       "price": 12.0, "stock": 3}])
+    sdk.refresh_catalog()
+    snapshot = sdk._state.catalog
+    assert "new-hat" in set(snapshot.ids)
+    index = plugin._index_
+    assert index.catalog is snapshot  # built by recsdk_catalog_refreshed, before any request
+    assert index.pool_start is not None  # and its per-category pools
+    result = sdk.recommend("u1", k=20)
+    assert plugin._index_ is index  # the request did not rebuild it
+    assert not result.degraded

@@ -23,6 +23,7 @@ from recsdk.dataset import InteractionDataset
 from recsdk.engines.spark import SparkJob, train_with_spark
 from recsdk.engines.spark_data import SparkEvents
 from recsdk.engines.spark_export import EVENTS_SCHEMA, export_parquet
+from recsdk.engines.spark_session import DEFAULT_JDBC_JAR
 from recsdk.registry import STATE, VOCABULARY
 from recsdk.sdk import RUN_OWNER
 from recsdk.types import PluginContext
@@ -123,6 +124,9 @@ def test_served_lists_equal_a_local_runs(trained: dict[str, Any]) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.skipif(not Path(DEFAULT_JDBC_JAR).exists(),
+                    reason=f"PostgreSQL's JDBC driver is not at {DEFAULT_JDBC_JAR} (apt-get "
+                    "install libpostgresql-jdbc-java; .ci/run installs it)")
 def test_reads_postgresql_over_jdbc(spark: Any) -> None:
     with fresh_postgres_database() as url:
         shop = generate_shop(url, n_users=30, n_items=12)

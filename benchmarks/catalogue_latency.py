@@ -46,6 +46,7 @@ requests at the largest size.
     PYTHONPATH=.shim:. python benchmarks/catalogue_latency.py [--sizes 10000 100000 1000000]
         [--modes default off] [--known 300] [--foldin 100] [--events 15] [--factors 64]
         [--iterations 10] [--profile] [--redis-url redis://127.0.0.1:6379/0]
+        [--recall-ef 256 512 1024] [--als-ef-growth G]
 
 Run it against another tree (the code before a change) with ``--modes default`` and
 that tree on PYTHONPATH: the modes other than ``default`` need this tree's settings.
@@ -130,6 +131,8 @@ def config(folder: Path, mode: str, args: argparse.Namespace, cache_on: bool = F
     plugins: dict[str, Any] = {name: {"weight": w} for name, w in DEMO_WEIGHTS.items()}
     plugins["als"].update(factors=args.factors, iterations=args.iterations,
                           hnsw_m=args.hnsw_m, hnsw_ef_construction=args.hnsw_ef_construction)
+    if args.als_ef_growth is not None:
+        plugins["als"]["hnsw_ef_growth"] = args.als_ef_growth
     plugins["trending"]["half_life_hours"] = 72
     plugins["filters"] = {}
     out: dict[str, Any] = {
@@ -185,6 +188,37 @@ def store_shop(sdk: RecSDK, catalogue: pd.DataFrame, n_leaves: int, n_parents: i
     sdk.refresh_catalog()
 
 
+def hnsw_recall(sdk: RecSDK, users: list[str], n: int, efs: list[int]) -> None:
+    """Recall@n of `als`'s HNSW index against exact search, and the search's time, for
+    each search list in ``efs``, over the stored factors of ``users`` (users the timed
+    requests do not use: a validation set for choosing the list)."""
+    als = sdk.plugins._pm.get_plugin("als")  # a benchmark's instrument
+    retriever = getattr(als, "retriever_", None)
+    if retriever is None or retriever.index is None:
+        print("  recall: als built no HNSW index at this size", flush=True)
+        return
+    from recsdk.retrieval import HnswIndex
+
+    codes = [c for c in (als.rows_.user_code(u) for u in users) if c is not None]
+    queries = np.ascontiguousarray(als.user_factors_[codes], dtype=np.float32)
+    exact = [set(retriever.exact_search(q, n)[0].tolist()) for q in queries]
+    graph = retriever.index
+    print(f"  als HNSW recall@{n} against exact search, {len(queries)} validation users; "
+          f"graph of {len(graph):,} non-zero item vectors (the default list at this "
+          f"size: {graph.effective_ef_search}):", flush=True)
+    for ef in efs:
+        fixed = HnswIndex(graph.index, ef, 0.0, graph.members)
+        spent, hits = [], 0
+        for q, truth in zip(queries, exact, strict=True):
+            t0 = time.process_time()
+            found = fixed.search(q, n)[0][0]
+            spent.append((time.process_time() - t0) * 1e3)
+            hits += len(truth & set(found.tolist()))
+        p50, p99 = percentiles(spent)
+        print(f"    ef {ef:5d}: recall {hits / (n * len(queries)):.4f}, CPU ms per search "
+              f"p50 {p50:.2f} p99 {p99:.2f}", flush=True)
+
+
 def run_size(n_items: int, args: argparse.Namespace, profile: bool) -> list[str]:
     out: list[str] = []
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -221,6 +255,13 @@ def run_size(n_items: int, args: argparse.Namespace, profile: bool) -> list[str]
             trainer.track_many([{"user_id": u, "item_id": rng.choice(in_stock),
                                  "type": rng.choice(["view", "add_to_cart", "purchase"])}
                                 for _ in range(3)])
+        if args.recall_ef:
+            timed = set(chosen)
+            others = [u for u in user_ids if u not in timed]
+            sample = random.Random(n_items + 1).sample(others, min(args.recall_users,
+                                                                   len(others)))
+            hnsw_recall(trainer, sample,
+                        int(trainer.settings.pipeline["candidate_limit"]), args.recall_ef)
         if not args.in_trainer:
             trainer.close()
         print(f"{n_items:,} items, {n_leaves:,} leaves: {report.users:,} users, "
@@ -309,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--hnsw-ef-construction", type=int, default=80)
+    parser.add_argument("--als-ef-growth", type=float, default=None,
+                        help="als's hnsw_ef_growth (default: the plugin's)")
+    parser.add_argument("--recall-ef", type=int, nargs="*", default=[],
+                        help="after training, als's HNSW recall against exact search at "
+                        "these search lists, on users the timed requests do not use")
+    parser.add_argument("--recall-users", type=int, default=500)
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--tmp", default=None, help="folder for the temporary SQLite shop")

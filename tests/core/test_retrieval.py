@@ -62,6 +62,34 @@ def test_index_round_trip_through_the_artifact_store(tmp_path):
     engine.dispose()
 
 
+def test_zero_vectors_stay_out_of_the_graph_and_hits_keep_their_positions(tmp_path):
+    """Items without a training interaction have all-zero factors: left out of the graph
+    (they strand its greedy search), while hits are still numbered in the full order,
+    also after a trip through the artifact store."""
+    data = vectors(2000)
+    empty = np.random.default_rng(3).random(2000) < 0.6
+    data[empty] = 0.0
+    index = HnswIndex.build(data, m=8, ef_construction=40, ef_search=64)
+    assert len(index) == int((~empty).sum())
+    assert np.array_equal(index.members, np.flatnonzero(~empty))
+    queries = np.random.default_rng(4).normal(size=(50, 16)).astype(np.float32)
+    found = index.search(queries, 20)[0]
+    assert not empty[found.ravel()].any()
+    assert recall(index, data, queries, 20) >= 0.95
+    ids = [f"i{n}" for n in range(2000)]
+    got = EmbeddingRetriever(ids, data, index).retrieve(queries[0], 5)
+    assert got.ids == EmbeddingRetriever(ids, data).retrieve(queries[0], 5).ids
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
+    models.Base.metadata.create_all(engine)
+    registry = ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
+    run = registry.begin_run("cfg", ["p"])
+    index.save(registry.writer(run, "plugin:p"), "items.faiss")
+    loaded = HnswIndex.load(registry.reader(run, "plugin:p"), "items.faiss", ef_search=64)
+    assert np.array_equal(loaded.search(queries, 20)[0], found)
+    engine.dispose()
+
+
 def test_retriever_with_an_index_rescored_exactly_and_exact_fallback():
     data = vectors(300)
     ids = [f"i{n}" for n in range(300)]

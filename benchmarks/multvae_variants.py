@@ -30,13 +30,13 @@ from recsdk_plugins.deep_training import (
     masked_scores,
     ndcg_at_k,
     seed_everything,
+    update_average,
     validation_split,
 )
 from recsdk_plugins.multvae.model import (
     Architecture,
     MultVAEModel,
     score_rows,
-    update_average,
 )
 from torch.nn import functional as F
 

@@ -13,7 +13,10 @@ Every deep plugin trains the same way, so the rules live here once:
   stopping (:func:`fit_with_early_stopping`) watches NDCG@k on it and keeps the best
   ``state_dict``: the test split is never looked at;
 * a tqdm progress bar per run and seconds per epoch in the :class:`TrainingReport`,
-  which plugins keep as ``report_`` and log.
+  which plugins keep as ``report_`` and log;
+* a plugin may validate, keep and serve an exponential moving average of its trained
+  weights (:func:`update_average`, the ``ema_decay`` parameter of
+  :func:`ema_decay_field`) instead of the last step's.
 
 Nothing here downloads a model or data.
 """
@@ -83,6 +86,38 @@ def autocast(device: str) -> contextlib.AbstractContextManager[Any]:
     import torch
 
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+
+
+def ema_decay_field(default: float) -> fields.Float:
+    """The ``ema_decay`` parameter of a plugin that keeps a weight average."""
+    return fields.Float(
+        load_default=default,
+        validate=validate.Range(min=0.0, max=1.0, max_inclusive=False),
+        metadata={"description": "the network kept (validated, saved, served) is an "
+                  "exponential moving average of the trained weights with this decay per "
+                  "step (0: the trained weights themselves)"})
+
+
+def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """One step of the exponential moving average of ``model``'s weights kept in
+    ``average`` (same architecture): ``average <- decay * average + (1 - decay) * model``.
+
+    Averaging the last few hundred steps smooths the step-to-step noise of small
+    batches, which on small data moves validation NDCG by more than most settings do.
+    """
+    import torch
+
+    with torch.no_grad():
+        for kept, current in zip(average.parameters(), model.parameters(), strict=True):
+            kept.lerp_(current, 1.0 - decay)
+
+
+def averaged_copy(model: torch.nn.Module, decay: float) -> torch.nn.Module:
+    """The module that keeps ``model``'s weight average (a frozen copy), or ``model``
+    itself when ``decay`` is 0 (no average)."""
+    if decay <= 0:
+        return model
+    return copy.deepcopy(model).requires_grad_(False)
 
 
 class DeepParams(Schema):

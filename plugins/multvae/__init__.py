@@ -21,7 +21,6 @@ down), so the blend falls back to other plugins for them.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -32,12 +31,14 @@ from recsdk_plugins.deep_training import (
     DeepRowsPlugin,
     TrainingReport,
     autocast,
+    averaged_copy,
     fit_with_early_stopping,
     masked_scores,
     ndcg_at_k,
     seed_everything,
     torch_threads,
     train_then_refit,
+    update_average,
 )
 from recsdk_plugins.multvae.params import MultVAEParams
 
@@ -101,7 +102,6 @@ class MultVAE(DeepRowsPlugin):
             MultVAEModel,
             annealed_beta,
             dense_rows,
-            update_average,
         )
 
         p = self.params
@@ -118,9 +118,7 @@ class MultVAE(DeepRowsPlugin):
         decay = float(p.get("ema_decay", 0.99))
         # the network that is validated, kept and served: a running average of the
         # trained weights (ema_decay > 0), or the trained network itself
-        kept = model
-        if decay > 0:
-            kept = copy.deepcopy(model).requires_grad_(False)
+        kept = averaged_copy(model, decay)
         steps = 0
 
         def train_epoch(epoch: int) -> float:

@@ -110,18 +110,6 @@ def annealed_beta(step: int, cap: float, anneal_steps: int) -> float:
     return cap * min(1.0, step / anneal_steps)
 
 
-@torch.no_grad()
-def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
-    """One step of the exponential moving average of ``model``'s weights kept in
-    ``average`` (same architecture): ``average <- decay * average + (1 - decay) * model``.
-
-    Averaging the last few hundred steps smooths the step-to-step noise of small
-    batches, which on small data moves validation NDCG by more than most settings do.
-    """
-    for kept, current in zip(average.parameters(), model.parameters(), strict=True):
-        kept.lerp_(current, 1.0 - decay)
-
-
 def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: str) -> torch.Tensor:
     """The ``rows`` of a sparse matrix as a dense float32 tensor on ``device``."""
     block = np.asarray(matrix[rows].toarray(), dtype=np.float32)

@@ -11,7 +11,7 @@ were chosen").
 from __future__ import annotations
 
 from marshmallow import fields, validate
-from recsdk_plugins.deep_training import DeepParams
+from recsdk_plugins.deep_training import DeepParams, ema_decay_field
 
 from recsdk.interactions import WeightingParams
 
@@ -46,11 +46,7 @@ class MultVAEParams(DeepParams, WeightingParams):
     batch_size = fields.Integer(
         load_default=128, validate=validate.Range(min=1, max=65_536),
         metadata={"description": "users per gradient step"})
-    ema_decay = fields.Float(
-        load_default=0.99, validate=validate.Range(min=0.0, max=1.0, max_inclusive=False),
-        metadata={"description": "the network kept (validated, saved, served) is an "
-                  "exponential moving average of the trained weights with this decay per "
-                  "step (0: the trained weights themselves)"})
+    ema_decay = ema_decay_field(0.99)
     num_threads = fields.Integer(
         load_default=0, validate=validate.Range(min=0, max=4096),
         metadata={"description": "torch CPU threads while training; 0: torch's setting"})

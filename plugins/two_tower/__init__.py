@@ -180,7 +180,7 @@ class TwoTower(Plugin):
                 learning_rate=self.p("learning_rate"), weight_decay=self.p("weight_decay"),
                 id_dropout=self.p("id_dropout"), user_id_dropout=self.p("user_id_dropout"),
                 history_dropout=self.p("history_dropout"),
-                seed=self._seed, device=device)
+                seed=self._seed, device=device, ema_decay=self.p("ema_decay"))
 
         def new_net() -> TwoTowerNet:
             seed_everything(self._seed)
@@ -193,24 +193,21 @@ class TwoTower(Plugin):
         if share > 0:
             train, held = validation_split(matrix, share, self._seed)
             train_t = cell_times(dataset, train)
-            net = new_net()
-            run = trainer(net, train, train_t)
+            run = trainer(new_net(), train, train_t)
             windows = history_windows(train, train_t, width - 1)
             report = fit_with_early_stopping(
-                net, run.train_epoch, run.validator(train, held, windows),
+                run.kept, run.train_epoch, run.validator(train, held, windows),
                 max_epochs=self.p("max_epochs"), **common)
             if not self.p("refit") or held.nnz == 0:
-                return net, report
-            net = new_net()
-            run = trainer(net, matrix, times)
-            refit = fit_with_early_stopping(net, run.train_epoch, None,
+                return run.kept, report
+            run = trainer(new_net(), matrix, times)
+            refit = fit_with_early_stopping(run.kept, run.train_epoch, None,
                                             max_epochs=max(report.best_epoch, 1), **common)
             report.epoch_seconds += refit.epoch_seconds
-            return net, report
-        net = new_net()
-        run = trainer(net, matrix, times)
-        return net, fit_with_early_stopping(net, run.train_epoch, None,
-                                            max_epochs=self.p("max_epochs"), **common)
+            return run.kept, report
+        run = trainer(new_net(), matrix, times)
+        return run.kept, fit_with_early_stopping(run.kept, run.train_epoch, None,
+                                                 max_epochs=self.p("max_epochs"), **common)
 
     def _install(self, net: TwoTowerNet, content: ItemContent, arrays: ItemArrays,
                  matrix: sp.csr_matrix, times: np.ndarray, data_end: float,

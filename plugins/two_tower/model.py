@@ -31,7 +31,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from recsdk_plugins.deep_training import autocast, masked_scores, ndcg_at_k, torch_generator
+from recsdk_plugins.deep_training import (
+    autocast,
+    averaged_copy,
+    masked_scores,
+    ndcg_at_k,
+    torch_generator,
+    update_average,
+)
 from recsdk_plugins.two_tower.features import ItemArrays
 from torch import nn
 
@@ -180,8 +187,12 @@ class Trainer:
                  positives: sp.csr_matrix, windows: np.ndarray, *, temperature: float,
                  batch_size: int, learning_rate: float, weight_decay: float,
                  id_dropout: float, user_id_dropout: float, history_dropout: float,
-                 seed: int, device: str) -> None:
+                 seed: int, device: str, ema_decay: float = 0.0) -> None:
         self.net = net.to(device)
+        #: the network validated, kept and served: the trained weights' moving average
+        #: (``ema_decay`` > 0) or the trained network itself
+        self.kept = averaged_copy(self.net, ema_decay)
+        self.ema_decay = ema_decay
         self.items = items
         self.device = device
         self.has_id = torch.as_tensor(has_id, dtype=torch.bool, device=device)
@@ -206,6 +217,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> float:
         net, n_items, n_users = self.net, self.net.sizes.n_items, self.net.sizes.n_users
+        net.train()
         order = torch.randperm(len(self.pos_user), generator=self.generator,
                                device=self.device)
         total, batches = 0.0, 0
@@ -246,6 +258,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.kept is not net:
+                update_average(self.kept, net, self.ema_decay)
             total += float(loss.detach())
             batches += 1
         return total / max(batches, 1)
@@ -256,8 +270,8 @@ class Trainer:
         users = np.flatnonzero(np.diff(sp.csr_matrix(validation).indptr) > 0)
 
         def validate() -> float:
-            items = embed_items(self.net, self.items, self.has_id, self.device)
-            vectors = embed_users(self.net, self.items, items, users, windows[users],
+            items = embed_items(self.kept, self.items, self.has_id, self.device)
+            vectors = embed_users(self.kept, self.items, items, users, windows[users],
                                   self.device)
             step = max(1, SCORE_CELLS // max(len(items), 1))
             total = 0.0

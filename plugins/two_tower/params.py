@@ -10,7 +10,7 @@ split (docs/algorithms/two_tower.md, "How the defaults were chosen").
 from __future__ import annotations
 
 from marshmallow import fields, validate
-from recsdk_plugins.deep_training import DeepParams
+from recsdk_plugins.deep_training import DeepParams, ema_decay_field
 from recsdk_plugins.two_tower.features import TEXT_ENCODERS
 
 from recsdk.features.text import DEFAULT_TEXT_FIELDS
@@ -75,6 +75,7 @@ class TwoTowerParams(WeightingParams, IndexParams, DeepParams):
         load_default=0.7, validate=validate.Range(min=0, max=1, max_inclusive=False),
         metadata={"description": "share of a user's history items left out of each "
                   "training example"})
+    ema_decay = ema_decay_field(0.99)
     text_encoder = fields.String(
         load_default="auto", validate=validate.OneOf(TEXT_ENCODERS),
         metadata={"description": "item text: minilm (all-MiniLM-L6-v2 from "

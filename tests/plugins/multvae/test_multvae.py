@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from recsdk_plugins.deep_training import update_average
 from recsdk_plugins.multvae import MultVAE
 
 from recsdk import RecSDK
@@ -30,7 +31,6 @@ from recsdk_plugins.multvae.model import (  # noqa: E402 (needs torch)
     Architecture,
     MultVAEModel,
     annealed_beta,
-    update_average,
 )
 
 WEIGHTS = {"view": 1.0, "purchase": 4.0}

@@ -134,6 +134,16 @@ def test_same_seed_same_model_other_seed_another(shop):
     assert not np.allclose(again.item_vectors_, other.item_vectors_)
 
 
+def test_the_weight_average_is_served_only_when_ema_decay_is_set(shop):
+    dataset = shop["dataset"]
+    assert TwoTower.from_config({}, "two_tower").params["ema_decay"] == 0.99
+    averaged = fit(dataset, max_epochs=2, validation_share=0.0)
+    plain = fit(dataset, max_epochs=2, validation_share=0.0, ema_decay=0.0)
+    assert not np.allclose(averaged.item_vectors_, plain.item_vectors_)
+    # the served network is the frozen average, not the trained one
+    assert all(not w.requires_grad for w in averaged.net_.parameters())
+
+
 def test_a_product_added_after_training_is_scored_from_its_content(shop):
     dataset, plugin, full = shop["dataset"], shop["plugin"], shop["full"]
     new_item = shop["new_item"]
@@ -265,6 +275,7 @@ def test_state_round_trip_through_the_registry_gives_identical_scores(shop, regi
     ({"history_window": 0}, "history_window"), ({"batch_size": 1}, "batch_size"),
     ({"towers": 3}, "towers"), ({"hnsw_ef_growth": -0.5}, "hnsw_ef_growth"),
     ({"hnsw_ef_growth": 2}, "hnsw_ef_growth"), ({"hnsw_ef_growth": "fast"}, "hnsw_ef_growth"),
+    ({"ema_decay": 1.0}, "ema_decay"), ({"ema_decay": -0.1}, "ema_decay"),
 ])
 def test_bad_parameters_are_refused_by_name(params, named):
     with pytest.raises(ConfigurationError, match=named):

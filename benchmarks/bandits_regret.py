@@ -2,8 +2,15 @@
 
 Policies: ``linucb`` and ``thompson`` (the plugins' own policy classes,
 :mod:`recsdk_plugins.bandits.policy`, on the plugins' own context features,
-:func:`recsdk_plugins.bandits.features.context_matrix`), and the simulator's
-epsilon-greedy, greedy and random baselines (:mod:`recsdk.simulate`).
+:func:`recsdk_plugins.bandits.features.context_matrix`), the simulator's
+epsilon-greedy, greedy and random baselines (:mod:`recsdk.simulate`), and
+``linear_best``: the best fixed policy of the bandits' own class (one fixed ``theta``
+over the same features and pool, fitted in hindsight to the true expected rewards of
+an oracle run with other users, :func:`fit_linear_best`). Regret against the oracle is
+the bandits' learning regret plus the bias of a linear model of 11 features, which
+``linear_best`` pays too and no exploration removes; the bandits' regret minus
+``linear_best``'s is the regret their bounds speak of (Li et al. 2010; Agrawal and
+Goyal 2013), and is printed by quarter of the run.
 
 **Regret.** At every shown list, the simulator's true expected immediate reward of the
 best list for this user in this state (what :class:`recsdk.simulate.OraclePolicy`
@@ -39,12 +46,14 @@ The baselines (``informed=True``: the same logged-data prior) choose among all i
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from recsdk_plugins.bandits import features
+from recsdk_plugins.bandits.linucb import LinUCBParams
 from recsdk_plugins.bandits.policy import LinearStats, LinearThompson, LinUCB
 from scipy import stats as scistats
 
@@ -54,6 +63,7 @@ from recsdk.simulate import (
     EpsilonGreedyPolicy,
     GreedyPolicy,
     Observation,
+    OraclePolicy,
     Outcome,
     RandomPolicy,
     ShopSimulator,
@@ -61,7 +71,20 @@ from recsdk.simulate import (
     run_policy,
 )
 
-POLICIES = ("linucb", "thompson", "epsilon_greedy", "greedy", "random")
+POLICIES = ("linucb", "thompson", "linear_best", "epsilon_greedy", "greedy", "random")
+
+
+@dataclass(frozen=True)
+class FixedLinear:
+    """The best fixed policy of the bandits' own class: the ``k`` best candidates under
+    one fixed ``theta`` (fitted in hindsight by :func:`fit_linear_best`), never learning."""
+
+    theta: np.ndarray
+
+    def select(self, X: np.ndarray, k: int, stats: LinearStats,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(X))
+        return np.argsort(-(X @ self.theta), kind="stable")[:k], np.ones(k)
 
 
 @dataclass
@@ -69,7 +92,7 @@ class SimulatorBandit:
     """A plugin policy acting in the simulator: upstream pool, context, pulls, rewards."""
 
     sim: ShopSimulator
-    policy: LinUCB | LinearThompson
+    policy: LinUCB | LinearThompson | FixedLinear
     tree: CategoryTree
     pool: int = 50
     position_discount: float = 1.0
@@ -133,19 +156,60 @@ class SimulatorBandit:
         self.stats.add_rewards(self._shown, reward.astype(float))
 
 
+@dataclass
+class _PoolRecorder:
+    """Shows what the oracle shows, recording every pool's contexts and true rewards."""
+
+    bandit: SimulatorBandit
+    oracle: OraclePolicy
+    X: list[np.ndarray] = field(default_factory=list)
+    rewards: list[np.ndarray] = field(default_factory=list)
+
+    def select(self, obs: Observation, k: int, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
+        items, X = self.bandit._contexts(obs)
+        self.X.append(X)
+        self.rewards.append(self.bandit.sim.item_rewards(obs, items))
+        return self.oracle.select(obs, k, rng)
+
+    def update(self, obs: Observation, slate: np.ndarray, outcome: Outcome) -> None:
+        return None
+
+
+def fit_linear_best(sim: ShopSimulator, tree: CategoryTree, args: argparse.Namespace,
+                    seed: int) -> np.ndarray:
+    """``theta`` of the best fixed linear policy over the bandits' context features: a
+    ridge fit of every pool item's TRUE expected reward (at position 1) on its context,
+    over the states of an oracle run with other users (``seed + 100_000``). This is the
+    comparator of LinUCB's and linear Thompson sampling's regret bounds (which bound
+    regret against the best ``theta``, not against an oracle the features cannot
+    express); what the oracle earns above it is the model's bias, which no amount of
+    exploration removes."""
+    recorder = _PoolRecorder(SimulatorBandit(sim, FixedLinear(np.zeros(features.DIM)),
+                                             tree, pool=args.pool), OraclePolicy(sim))
+    run_policy(sim, recorder, args.episodes, seed=seed + 100_000, oracle=False)
+    X, r = np.concatenate(recorder.X), np.concatenate(recorder.rewards)
+    return np.linalg.solve(X.T @ X + np.eye(features.DIM), X.T @ r)
+
+
 def _codes(values: list[str]) -> np.ndarray:
     _, codes = np.unique(np.asarray(values), return_inverse=True)
     return codes.astype(np.int64)
 
 
-def make_policy(name: str, sim: ShopSimulator, tree: CategoryTree, args: argparse.Namespace
-                ) -> object:
+def make_policy(name: str, sim: ShopSimulator, tree: CategoryTree, args: argparse.Namespace,
+                seed: int) -> object:
     if name == "linucb":
         return SimulatorBandit(sim, LinUCB(alpha=args.alpha, epsilon=args.epsilon,
-                                           n_draws=args.n_draws), tree, pool=args.pool)
+                                           n_draws=args.n_draws,
+                                           epsilon_decay_pulls=args.epsilon_decay_pulls),
+                               tree, pool=args.pool)
     if name == "thompson":
         return SimulatorBandit(sim, LinearThompson(v=args.v, n_draws=args.n_draws), tree,
                                pool=args.pool)
+    if name == "linear_best":
+        return SimulatorBandit(sim, FixedLinear(fit_linear_best(sim, tree, args, seed)),
+                               tree, pool=args.pool)
     if name == "epsilon_greedy":
         return EpsilonGreedyPolicy(sim, epsilon=args.baseline_epsilon, informed=True)
     if name == "greedy":
@@ -163,6 +227,8 @@ def main() -> None:
     parser.add_argument("--shop-events", type=int, default=20_000)
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--epsilon", type=float, default=0.1)
+    parser.add_argument("--epsilon-decay-pulls", type=float,
+                        default=LinUCBParams().fields["epsilon_decay_pulls"].load_default)
     parser.add_argument("--v", type=float, default=0.5)
     parser.add_argument("--baseline-epsilon", type=float, default=0.1)
     parser.add_argument("--pool", type=int, default=50)
@@ -182,7 +248,7 @@ def main() -> None:
         runs = {}
         for name in policies:
             start = time.perf_counter()
-            runs[name] = run_policy(sim, make_policy(name, sim, tree, args),
+            runs[name] = run_policy(sim, make_policy(name, sim, tree, args, seed),
                                     args.episodes, seed=seed)
             seconds[name] += time.perf_counter() - start
         horizon = min(r.n_steps for r in runs.values())
@@ -208,6 +274,8 @@ def main() -> None:
               f"{second.mean():.1f} | {np.mean(second) / np.mean(first):.2f} | "
               f"{_growth(c.mean(axis=0)):.3f} | {np.mean(rewards[name]):.3f} | "
               f"{seconds[name] / args.seeds:.1f} |")
+    if "linear_best" in summary:
+        _against_linear_best(summary, horizon)
     for reference in ("epsilon_greedy", "greedy"):
         if reference not in summary:
             continue
@@ -216,13 +284,38 @@ def main() -> None:
               "| paired t-test p |")
         print("|---|---|---|---|")
         for name, c in summary.items():
-            if name in (reference, "random"):
+            if name in (reference, "random", "linear_best"):
                 continue
             diff = c[:, -1] - summary[reference][:, -1]
             p = scistats.ttest_rel(c[:, -1], summary[reference][:, -1]).pvalue
             print(f"| `{name}` | {diff.mean():.1f} ± {_ci(diff):.1f} | "
                   f"{int((diff < 0).sum())} / {len(diff)} | {p:.2g} |")
-    _plot(summary, args.plot, "epsilon_greedy")
+    _plot(summary, args.plot, ("epsilon_greedy", "linear_best"))
+
+
+def _against_linear_best(summary: dict[str, np.ndarray], horizon: int) -> None:
+    """Regret against the best fixed policy of the bandits' class, by halves and
+    quarters: sublinear regret shows as increments that shrink towards 0."""
+    best = summary["linear_best"]
+    quarter = horizon // 4
+    cuts = [0, quarter, 2 * quarter, 3 * quarter, horizon]
+    print("\nagainst `linear_best` (the best fixed theta; cumulative regret minus its "
+          "cumulative regret, paired by seed):\n")
+    print("| policy | final (mean ± 95% CI) | per list, 1st quarter | 2nd | 3rd | 4th | "
+          "2nd half / 1st half | growth exponent |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in ("linucb", "thompson"):
+        if name not in summary:
+            continue
+        diff = np.concatenate([np.zeros((len(best), 1)),
+                               summary[name] - best], axis=1)
+        rates = [(diff[:, b] - diff[:, a]).mean() / (b - a)
+                 for a, b in itertools.pairwise(cuts)]
+        half = horizon // 2
+        first, second = diff[:, half].mean(), (diff[:, -1] - diff[:, half]).mean()
+        print(f"| `{name}` | {diff[:, -1].mean():.1f} ± {_ci(diff[:, -1]):.1f} | "
+              + " | ".join(f"{r:.3f}" for r in rates)
+              + f" | {second / first:.2f} | {_growth(diff[:, 1:].mean(axis=0)):.3f} |")
 
 
 def _band(ax: object, steps: np.ndarray, curves: np.ndarray, label: str, color: str
@@ -251,27 +344,34 @@ def _growth(mean_curve: np.ndarray) -> float:
                             1)[0])
 
 
-def _plot(summary: dict[str, np.ndarray], path: Path, reference: str) -> None:
+def _plot(summary: dict[str, np.ndarray], path: Path, references: tuple[str, ...]
+          ) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=110)
+    references = tuple(r for r in references if r in summary)
+    fig, axes = plt.subplots(1, 1 + len(references), figsize=(6 * (1 + len(references)),
+                                                               4.4), dpi=110)
+    left, panels = axes[0], dict(zip(references, axes[1:], strict=True))
     for color, (name, c) in enumerate(summary.items()):
         steps = np.arange(1, c.shape[1] + 1)
         _band(left, steps, c, name, f"C{color}")
-        if reference in summary and name not in (reference, "random"):
-            _band(right, steps, c - summary[reference], name, f"C{color}")
+        for reference, ax in panels.items():
+            if name not in (reference, "random"):
+                _band(ax, steps, c - summary[reference], name, f"C{color}")
     n = next(iter(summary.values())).shape[0]
-    left.set_title(f"Cumulative regret against the oracle ({n} seeds, 95% CI)")
+    left.set_title(f"Cumulative regret against the oracle ({n} seeds, 95% CI)",
+                   fontsize="medium")
     left.set_ylabel("cumulative regret (expected reward)")
-    right.axhline(0.0, color="grey", lw=0.8)
-    right.set_title(f"Minus {reference}'s, paired by seed (below 0: less regret)",
-                    fontsize="medium")
-    for ax in (left, right):
+    for reference, ax in panels.items():
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_title(f"Minus {reference}'s, paired by seed (below 0: less regret)",
+                     fontsize="medium")
+    for ax in axes:
         ax.set_xlabel("lists shown")
-        ax.legend()
+        ax.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

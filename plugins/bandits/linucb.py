@@ -24,6 +24,11 @@ class LinUCBParams(BanditParams):
         load_default=0.1, validate=validate.Range(min=0, max=1),
         metadata={"description": "probability that a slot is filled with a uniformly "
                   "drawn candidate instead of the best bound (keeps propensities < 1)"})
+    epsilon_decay_pulls = fields.Float(
+        load_default=1000.0, validate=validate.Range(min=0),
+        metadata={"description": "n0 > 0: epsilon shrinks as the shared statistics grow, "
+                  "epsilon * sqrt(n0 / (n0 + pulls)) (sublinear exploration cost, "
+                  "propensities stay above 0); 0: epsilon stays fixed"})
 
 
 class LinUCBBandit(BanditReranker):
@@ -35,4 +40,5 @@ class LinUCBBandit(BanditReranker):
     def make_policy(self) -> LinUCB:
         p = self.params
         return LinUCB(alpha=p["alpha"], epsilon=p["epsilon"],
-                      ridge=p["ridge"], n_draws=p["n_draws"])
+                      ridge=p["ridge"], n_draws=p["n_draws"],
+                      epsilon_decay_pulls=p["epsilon_decay_pulls"])

@@ -13,7 +13,11 @@ slot. What they differ in is how they explore:
   confidence bound ``x^T theta + alpha sqrt(x^T A^-1 x)``; that rule is deterministic,
   so each slot is, with probability ``epsilon``, filled with a uniformly drawn remaining
   candidate instead, which keeps every candidate's propensity above zero for
-  off-policy evaluation.
+  off-policy evaluation. A fixed ``epsilon`` costs a fixed share of every list forever
+  (linear regret); with ``epsilon_decay_pulls`` = n0 > 0 the mix shrinks as the
+  statistics grow, ``epsilon * sqrt(n0 / (n0 + pulls))``, so the exploration's total
+  cost grows as the square root of the pulls (sublinear) while every propensity stays
+  above zero.
 * :class:`LinearThompson` (Agrawal and Goyal 2013, "Thompson sampling for contextual
   bandits with linear payoffs", ICML '13) draws ``theta ~ N(theta_hat, v^2 A^-1)`` and
   shows the ``k`` best candidates under that draw.
@@ -30,6 +34,7 @@ estimate is never 0 (at least ``1 / n_draws``, an upward bias of at most
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,11 +127,22 @@ class LinUCB:
     epsilon: float = 0.1
     ridge: float = 1.0
     n_draws: int = 256
+    epsilon_decay_pulls: float = 0.0
 
     def __post_init__(self) -> None:
         _check_params(alpha=self.alpha, ridge=self.ridge, n_draws=self.n_draws)
         if not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        if not self.epsilon_decay_pulls >= 0:
+            raise ValueError(f"epsilon_decay_pulls must be at least 0, got "
+                             f"{self.epsilon_decay_pulls}")
+
+    def epsilon_at(self, pulls: float) -> float:
+        """The exploration mix after ``pulls`` (weighted) pulls; see the module docstring."""
+        n0 = self.epsilon_decay_pulls
+        if n0 <= 0:
+            return self.epsilon
+        return self.epsilon * math.sqrt(n0 / (n0 + max(float(pulls), 0.0)))
 
     def scores(self, X: np.ndarray, stats: LinearStats) -> np.ndarray:
         """The upper confidence bound of each row of ``X``."""
@@ -146,12 +162,13 @@ class LinUCB:
         # greedy preference: highest bound first, ties in the candidates' order
         preference = np.empty(n)
         preference[np.lexsort((np.arange(n), -ucb))] = -np.arange(n, dtype=np.float64)
-        draws = self.n_draws if self.epsilon > 0 else 1
+        epsilon = self.epsilon_at(stats.pulls)
+        draws = self.n_draws if epsilon > 0 else 1
         slates = np.empty((draws, k), np.int64)
         taken = np.zeros((draws, n), bool)
         rows = np.arange(draws)
         for slot in range(k):
-            explore = rng.random(draws) < self.epsilon
+            explore = rng.random(draws) < epsilon
             uniform = np.where(taken, -np.inf, rng.random((draws, n))).argmax(axis=1)
             greedy = np.where(taken, -np.inf, preference).argmax(axis=1)
             pick = np.where(explore, uniform, greedy)

@@ -197,6 +197,7 @@ def test_same_seed_and_request_give_the_same_list() -> None:
     ({"rewards": {"click": 0.0}}, "non-zero reward"),
     ({"pool": 0}, "pool"),
     ({"epsilon": 2.0}, "epsilon"),
+    ({"epsilon_decay_pulls": -5}, "epsilon_decay_pulls"),
     ({"backend": "mongo"}, "backend"),
     ({"typo": 1}, "typo"),
 ])

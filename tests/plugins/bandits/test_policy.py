@@ -41,6 +41,22 @@ def test_linucb_exploration_keeps_propensities_below_one() -> None:
     assert np.all((props > 0) & (props < 1))
 
 
+def test_linucb_exploration_shrinks_with_the_pulls_but_never_reaches_zero() -> None:
+    fixed, decaying = LinUCB(epsilon=0.2), LinUCB(epsilon=0.2, epsilon_decay_pulls=1000)
+    assert fixed.epsilon_at(1e6) == 0.2
+    assert decaying.epsilon_at(0) == 0.2
+    assert decaying.epsilon_at(3000) == pytest.approx(0.1)  # sqrt(1000 / 4000)
+    assert decaying.epsilon_at(99_000) == pytest.approx(0.02)
+    # after many pulls the greedy slate is shown more often, yet not always
+    stats = trained_stats()
+    X = np.random.default_rng(2).random((8, 4))
+    _, early = decaying.select(X, 3, stats, np.random.default_rng(0))
+    stats.pulls = 1e6
+    _, late = decaying.select(X, 3, stats, np.random.default_rng(0))
+    assert np.all(late >= early) and late.mean() > early.mean()
+    assert np.all((late > 0) & (late < 1))
+
+
 @pytest.mark.parametrize("policy", [LinearThompson(v=1.0, n_draws=4000),
                                     LinUCB(alpha=0.5, epsilon=0.4, n_draws=4000)],
                          ids=["thompson", "linucb"])
@@ -116,6 +132,7 @@ def test_statistics_round_trip_through_their_flat_vector() -> None:
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: LinUCB(alpha=-1), "alpha must be >= 0"),
     (lambda: LinUCB(epsilon=1.5), "epsilon must be in"),
+    (lambda: LinUCB(epsilon_decay_pulls=-1), "epsilon_decay_pulls must be at least 0"),
     (lambda: LinUCB(n_draws=0), "n_draws must be a positive integer"),
     (lambda: LinearThompson(v=0), "v must be > 0"),
     (lambda: LinearThompson(ridge=-1), "ridge must be > 0"),

@@ -35,7 +35,7 @@ are stored with it and compared).
 
     PYTHONPATH=. python benchmarks/two_tower_ann.py [--sizes 100000 1000000]
         [--n 100] [--queries 300] [--validation-queries 300] [--ef 256 512 1024]
-        [--m 32] [--ef-construction 200] [--build-threads 1] [--before 512]
+        [--m 48] [--ef-construction 200] [--build-threads 1] [--before 512]
         [--epochs 10] [--dim 128] [--cache DIR] [--no-request]
 """
 
@@ -72,6 +72,8 @@ WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "rati
            "review": 0.0, "return": -5.0}
 SEED = 7
 CHUNK = 100_000
+#: the plugin's index defaults, which the benchmark's flags start from
+DEFAULTS = {name: f.load_default for name, f in TwoTowerParams().fields.items()}
 
 
 def trained(epochs: int, dim: int | None) -> TwoTower:
@@ -255,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="recall the smallest sufficient --ef is reported for")
     parser.add_argument("--build-threads", type=int, default=1,
                         help="faiss threads while building the index (searches use one)")
-    parser.add_argument("--m", type=int, default=32)
-    parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument("--m", type=int, default=DEFAULTS["hnsw_m"])
+    parser.add_argument("--ef-construction", type=int,
+                        default=DEFAULTS["hnsw_ef_construction"])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--dim", type=int, default=None,
                         help="vector length (default: the plugin's default)")

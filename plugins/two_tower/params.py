@@ -40,6 +40,18 @@ class TwoTowerParams(WeightingParams, IndexParams, DeepParams):
         load_default=512, validate=validate.Range(min=1, max=16384),
         metadata={"description": "HNSW candidate list while searching (raised to n when "
                   "n is larger): more is more accurate and slower per request"})
+    # and at 1,000,000 products a denser graph and a faster-growing list: the smallest
+    # of (hnsw_m 32 or 48) x (growth 0.6 or 0.8) with validation recall@100 >= 0.96
+    # (docs/benchmarks.md, "HNSW at 1,000,000 items with the weight-averaged model")
+    hnsw_m = fields.Integer(
+        load_default=48, validate=validate.Range(min=4, max=256),
+        metadata={"description": "HNSW links per node: more is more accurate, larger "
+                  "and slower to build"})
+    hnsw_ef_growth = fields.Float(
+        load_default=0.8, validate=validate.Range(min=0, max=1),
+        metadata={"description": "exponent by which the HNSW search list grows past "
+                  "100,000 items: ef_search * (items / 100,000) ** growth; 0 keeps "
+                  "hnsw_ef_search at every size"})
     dim = fields.Integer(
         load_default=128, validate=validate.Range(min=2, max=1024),
         metadata={"description": "length of the user and item vectors (and of the index)"})

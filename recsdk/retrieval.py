@@ -61,6 +61,33 @@ EF_REFERENCE_ITEMS = 100_000
 GROWTH_DEFAULT = 0.6
 
 
+def hnsw_m_field(default: int = 32) -> fields.Integer:
+    """``hnsw_m``, with a plugin's own default (a subclass of :class:`IndexParams`
+    redefines the field to change it)."""
+    return fields.Integer(
+        load_default=default, validate=validate.Range(min=4, max=256),
+        metadata={"description": "HNSW links per node: more is more accurate, larger "
+                  "and slower to build"})
+
+
+def ef_search_field(default: int = 256) -> fields.Integer:
+    """``hnsw_ef_search``, with a plugin's own default."""
+    return fields.Integer(
+        load_default=default, validate=validate.Range(min=1, max=16384),
+        metadata={"description": "HNSW candidate list while searching an index of "
+                  "100,000 items or fewer (raised to n when n is larger): more is more "
+                  "accurate and slower per request"})
+
+
+def ef_growth_field(default: float = GROWTH_DEFAULT) -> fields.Float:
+    """``hnsw_ef_growth``, with a plugin's own default."""
+    return fields.Float(
+        load_default=default, validate=validate.Range(min=0, max=1),
+        metadata={"description": "exponent by which the HNSW search list grows past "
+                  "100,000 items: ef_search * (items / 100,000) ** growth; 0 keeps "
+                  "hnsw_ef_search at every size"})
+
+
 class IndexParams(Schema):
     """Candidate-retrieval parameters of a plugin with item vectors; plugins inherit them."""
 
@@ -73,24 +100,13 @@ class IndexParams(Schema):
     index_min_items = fields.Integer(
         load_default=AUTO_HNSW_MIN_ITEMS, validate=validate.Range(min=1),
         metadata={"description": "catalogue size from which index = auto builds HNSW"})
-    hnsw_m = fields.Integer(
-        load_default=32, validate=validate.Range(min=4, max=256),
-        metadata={"description": "HNSW links per node: more is more accurate, larger "
-                  "and slower to build"})
+    hnsw_m = hnsw_m_field()
     hnsw_ef_construction = fields.Integer(
         load_default=200, validate=validate.Range(min=8, max=4096),
         metadata={"description": "HNSW candidate list while building: more is more "
                   "accurate and slower to build"})
-    hnsw_ef_search = fields.Integer(
-        load_default=256, validate=validate.Range(min=1, max=16384),
-        metadata={"description": "HNSW candidate list while searching an index of "
-                  "100,000 items or fewer (raised to n when n is larger): more is more "
-                  "accurate and slower per request"})
-    hnsw_ef_growth = fields.Float(
-        load_default=GROWTH_DEFAULT, validate=validate.Range(min=0, max=1),
-        metadata={"description": "exponent by which the HNSW search list grows past "
-                  "100,000 items: ef_search * (items / 100,000) ** growth; 0 keeps "
-                  "hnsw_ef_search at every size"})
+    hnsw_ef_search = ef_search_field()
+    hnsw_ef_growth = ef_growth_field()
 
 
 def scaled_ef_search(ef_search: int, n_items: int, growth: float) -> int:

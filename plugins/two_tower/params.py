@@ -15,7 +15,7 @@ from recsdk_plugins.two_tower.features import TEXT_ENCODERS
 
 from recsdk.features.text import DEFAULT_TEXT_FIELDS
 from recsdk.interactions import WeightingParams
-from recsdk.retrieval import IndexParams
+from recsdk.retrieval import IndexParams, ef_growth_field, ef_search_field, hnsw_m_field
 
 
 class TwoTowerParams(WeightingParams, IndexParams, DeepParams):
@@ -36,22 +36,12 @@ class TwoTowerParams(WeightingParams, IndexParams, DeepParams):
     # content), so the HNSW search needs a longer candidate list than IndexParams' 256
     # for recall@100 >= 0.95 (0.947 at 256, 0.986 at 512 on 100,000 synthetic products:
     # docs/benchmarks.md); past 100,000 items IndexParams' hnsw_ef_growth lengthens it
-    hnsw_ef_search = fields.Integer(
-        load_default=512, validate=validate.Range(min=1, max=16384),
-        metadata={"description": "HNSW candidate list while searching (raised to n when "
-                  "n is larger): more is more accurate and slower per request"})
+    hnsw_ef_search = ef_search_field(512)
     # and at 1,000,000 products a denser graph and a faster-growing list: the smallest
     # of (hnsw_m 32 or 48) x (growth 0.6 or 0.8) with validation recall@100 >= 0.96
     # (docs/benchmarks.md, "HNSW at 1,000,000 items with the weight-averaged model")
-    hnsw_m = fields.Integer(
-        load_default=48, validate=validate.Range(min=4, max=256),
-        metadata={"description": "HNSW links per node: more is more accurate, larger "
-                  "and slower to build"})
-    hnsw_ef_growth = fields.Float(
-        load_default=0.8, validate=validate.Range(min=0, max=1),
-        metadata={"description": "exponent by which the HNSW search list grows past "
-                  "100,000 items: ef_search * (items / 100,000) ** growth; 0 keeps "
-                  "hnsw_ef_search at every size"})
+    hnsw_m = hnsw_m_field(48)
+    hnsw_ef_growth = ef_growth_field(0.8)
     dim = fields.Integer(
         load_default=128, validate=validate.Range(min=2, max=1024),
         metadata={"description": "length of the user and item vectors (and of the index)"})

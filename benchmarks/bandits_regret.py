@@ -4,13 +4,13 @@ Policies: ``linucb`` and ``thompson`` (the plugins' own policy classes,
 :mod:`recsdk_plugins.bandits.policy`, on the plugins' own context features,
 :func:`recsdk_plugins.bandits.features.context_matrix`), the simulator's
 epsilon-greedy, greedy and random baselines (:mod:`recsdk.simulate`), and
-``linear_best``: the best fixed policy of the bandits' own class (one fixed ``theta``
-over the same features and pool, fitted in hindsight to the true expected rewards of
-an oracle run with other users, :func:`fit_linear_best`). Regret against the oracle is
-the bandits' learning regret plus the bias of a linear model of 11 features, which
-``linear_best`` pays too and no exploration removes; the bandits' regret minus
-``linear_best``'s is the regret their bounds speak of (Li et al. 2010; Agrawal and
-Goyal 2013), and is printed by quarter of the run.
+``linear_best``: a fixed policy of the bandits' own class standing in for its best
+one (one fixed ``theta`` over the same features and pool, a ridge fit of the true
+expected rewards over an oracle run with other users, :func:`fit_linear_best`).
+Regret against the oracle is the bandits' learning regret plus the bias of a linear
+model of 11 features, which ``linear_best`` pays too and no exploration removes; the
+bandits' regret minus ``linear_best``'s is the kind of regret their bounds speak of (Li
+et al. 2010; Agrawal and Goyal 2013), and is printed by quarter of the run.
 
 **Regret.** At every shown list, the simulator's true expected immediate reward of the
 best list for this user in this state (what :class:`recsdk.simulate.OraclePolicy`
@@ -76,8 +76,8 @@ POLICIES = ("linucb", "thompson", "linear_best", "epsilon_greedy", "greedy", "ra
 
 @dataclass(frozen=True)
 class FixedLinear:
-    """The best fixed policy of the bandits' own class: the ``k`` best candidates under
-    one fixed ``theta`` (fitted in hindsight by :func:`fit_linear_best`), never learning."""
+    """A fixed policy of the bandits' own class: the ``k`` best candidates under one
+    fixed ``theta`` (:func:`fit_linear_best`), never learning."""
 
     theta: np.ndarray
 
@@ -178,8 +178,9 @@ class _PoolRecorder:
 
 def fit_linear_best(sim: ShopSimulator, tree: CategoryTree, args: argparse.Namespace,
                     seed: int) -> np.ndarray:
-    """``theta`` of the best fixed linear policy over the bandits' context features: a
-    ridge fit of every pool item's TRUE expected reward (at position 1) on its context,
+    """``theta`` of a fixed linear policy over the bandits' context features standing in
+    for the best one: a ridge fit of every pool item's TRUE expected reward (at position
+    1) on its context,
     over the states of an oracle run with other users (``seed + 100_000``). This is the
     comparator of LinUCB's and linear Thompson sampling's regret bounds (which bound
     regret against the best ``theta``, not against an oracle the features cannot
@@ -294,13 +295,14 @@ def main() -> None:
 
 
 def _against_linear_best(summary: dict[str, np.ndarray], horizon: int) -> None:
-    """Regret against the best fixed policy of the bandits' class, by halves and
-    quarters: sublinear regret shows as increments that shrink towards 0."""
+    """Regret against ``linear_best``, the stand-in for the best fixed policy of the
+    bandits' class, by quarters: sublinear regret shows as increments that shrink
+    towards 0."""
     best = summary["linear_best"]
     quarter = horizon // 4
     cuts = [0, quarter, 2 * quarter, 3 * quarter, horizon]
-    print("\nagainst `linear_best` (the best fixed theta; cumulative regret minus its "
-          "cumulative regret, paired by seed):\n")
+    print("\nagainst `linear_best` (a fixed theta fitted to the true rewards; cumulative "
+          "regret minus its cumulative regret, paired by seed):\n")
     print("| policy | final (mean ± 95% CI) | per list, 1st quarter | 2nd | 3rd | 4th | "
           "2nd half / 1st half | growth exponent |")
     print("|---|---|---|---|---|---|---|---|")

@@ -142,6 +142,7 @@ def test_the_weight_average_is_served_only_when_ema_decay_is_set(shop):
     assert not np.allclose(averaged.item_vectors_, plain.item_vectors_)
     # the served network is the frozen average, not the trained one
     assert all(not w.requires_grad for w in averaged.net_.parameters())
+    assert all(w.requires_grad for w in plain.net_.parameters())
 
 
 def test_a_product_added_after_training_is_scored_from_its_content(shop):

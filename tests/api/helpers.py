@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -134,3 +135,17 @@ def train_over_http(client: Any, headers: dict[str, str] | None = None,
             return job
         time.sleep(0.02)
     raise AssertionError(f"training job {location} did not finish in {timeout_s} s")
+
+
+def threads_left(before: set[threading.Thread], grace_s: float = 1.0) -> list[threading.Thread]:
+    """Threads started since ``before`` that are still alive after ``grace_s``.
+
+    The grace lets short-lived library timers end on their own (the rate limiter's
+    in-memory storage from ``limits`` re-arms a 10 ms expiry ``threading.Timer`` after
+    every hit); a thread that a close forgot to stop is still there after it.
+    """
+    started = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    deadline = time.monotonic() + grace_s
+    for thread in started:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    return [t for t in started if t.is_alive()]

@@ -10,6 +10,7 @@ import pytest
 
 from recsdk import RecSDK
 from recsdk.api import close_app, create_app
+from tests.api.helpers import threads_left
 
 
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,8 +44,7 @@ def test_an_app_built_from_config_owns_and_closes_its_sdk(
     close_app(app)
     assert not sdk.request_log._thread.is_alive()
     assert sdk.store.engine.pool.checkedout() == 0
-    leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
-    assert leaked == []
+    assert threads_left(before) == []
     close_app(app)  # a second close does nothing
 
 

@@ -33,6 +33,7 @@ from recsdk.flask_ext import (
 from recsdk.storage import models
 from recsdk.types import RecommendationResult
 from tests.api.conftest import API_KEY
+from tests.api.helpers import threads_left
 from tests.core.shop import fill
 
 FAST = {"device": "cpu", "pipeline": {"timeout_ms": 10_000}}
@@ -111,7 +112,7 @@ def test_init_app_builds_the_sdk_from_app_config_and_closes_it(copy_db, closing)
     assert "/api/v1/recommendations" in client.get("/api/openapi.json").json["paths"]
     ext.close(app)
     assert not sdk.request_log._thread.is_alive()
-    assert [t for t in set(threading.enumerate()) - before if t.is_alive()] == []
+    assert threads_left(before) == []
     ext.close(app)  # a second close does nothing
     close_app(app)  # nor does the API's own close afterwards
 

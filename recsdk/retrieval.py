@@ -224,24 +224,24 @@ class HnswIndex:
     def load(cls, artifacts: ArtifactReader, name: str, ef_search: int,
              ef_growth: float = 0.0) -> HnswIndex:
         """Read it back (the artifact store has checked the file's sha256)."""
-        index = cls.read(artifacts.path(name), ef_search, ef_growth)
-        if f"{name}.members" in artifacts:
-            members = artifacts.load_arrays(f"{name}.members")["members"]
-            return cls(index.index, ef_search, ef_growth, members)
-        return index
+        members = (artifacts.load_arrays(f"{name}.members")["members"]
+                   if f"{name}.members" in artifacts else None)
+        return cls.read(artifacts.path(name), ef_search, ef_growth, members)
 
     @classmethod
-    def read(cls, path: Path | str, ef_search: int, ef_growth: float = 0.0) -> HnswIndex:
+    def read(cls, path: Path | str, ef_search: int, ef_growth: float = 0.0,
+             members: np.ndarray | None = None) -> HnswIndex:
         """Map the file rather than copy it, where faiss can (``IO_FLAG_MMAP_IFC``):
         the serving processes of one machine then share its pages, as they share the
-        other artifacts (docs/deployment.md)."""
+        other artifacts (docs/deployment.md). ``members``: the positions the graph
+        holds, when it was built over a subset (see :meth:`save`)."""
         faiss = _faiss()
         flag = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
         try:
             index = faiss.read_index(str(path), flag)
         except RuntimeError:  # a faiss that cannot map this index type: read a copy
             index = faiss.read_index(str(path))
-        return cls(index, ef_search, ef_growth)
+        return cls(index, ef_search, ef_growth, members)
 
 
 class EmbeddingRetriever:

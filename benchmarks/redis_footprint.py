@@ -29,12 +29,11 @@ from pathlib import Path
 
 import redis
 
+from benchmarks.catalogue_latency import DEMO_WEIGHTS
 from recsdk import RecSDK
 from recsdk.data.synthetic import generate_shop
 
-DEMO_BLEND = {"als": {"weight": 1.0}, "category_popularity": {"weight": 0.3},
-              "trending": {"weight": 0.1}, "popularity": {"weight": 0.1},
-              "cooccurrence": {"weight": 0.1}}
+DEMO_BLEND = {name: {"weight": weight} for name, weight in DEMO_WEIGHTS.items()}
 
 
 def key_kind(key: bytes) -> str:

@@ -537,13 +537,29 @@ def _frame(plan: _Plan, a: dict[str, np.ndarray]) -> pd.DataFrame:
     })
 
 
+#: categorical columns whose categories every frame of one shop shares
+SHARED_CATEGORIES = ["user_id", "item_id", "type", "event_id"]
+
+
+def _same_categories(frames: list[pd.DataFrame], column: str) -> pd.Categorical:
+    """``column`` of all frames joined by their codes: pandas' own concat compares the
+    categories by hashing them, which at a million users costs more than the events."""
+    dtype = frames[0][column].dtype
+    codes = np.concatenate([f[column].cat.codes.to_numpy() for f in frames])
+    return pd.Categorical.from_codes(codes, dtype=dtype)
+
+
 def _concat(frames: list[pd.DataFrame], sort: bool = False) -> pd.DataFrame:
     """Concatenate event frames, merging the per-block session categories."""
     if len(frames) == 1 and not sort:
         return frames[0]
-    sessions = union_categoricals([f["session_id"] for f in frames], ignore_order=True)
-    out = pd.concat([f.drop(columns="session_id") for f in frames], ignore_index=True)
-    out.insert(1, "session_id", sessions)
+    merged = {c: _same_categories(frames, c) for c in SHARED_CATEGORIES}
+    merged["session_id"] = union_categoricals([f["session_id"] for f in frames],
+                                              ignore_order=True)
+    out = pd.concat([f.drop(columns=list(merged)) for f in frames], ignore_index=True)
+    columns = list(frames[0].columns)
+    for column in sorted(merged, key=columns.index):  # back in their places
+        out.insert(columns.index(column), column, merged[column])
     if sort:
         order = np.argsort(out["timestamp"].astype("int64").to_numpy(), kind="stable")
         out = out.iloc[order].reset_index(drop=True)

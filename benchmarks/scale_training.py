@@ -28,7 +28,13 @@ Run (from the repository root; .shim holds ``recsdk_plugins -> ../plugins``):
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=.shim:. \\
         python benchmarks/scale_training.py --events 1000000 [--cases popularity,als]
         [--paths old,new] [--old-tree ../before] [--old-max-events 5000000]
-        [--sqlite /tmp/scale.db] [--database scale_bench] [--keep]
+        [--sqlite /tmp/scale.db] [--database scale_bench] [--keep] [--shared-read]
+
+``--shared-read`` (new path only; how 100M was run): one child reads the events once,
+then trains each case in a process forked from it, so the events are read once, not
+once per case. A fork starts with the reader's pages, so a case's peak is what a
+process that had just read would reach; the read's own transient peak is the "read
+peak" column. ``--cases ""`` only imports (per-chunk write times, importer's peak RSS).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +62,8 @@ CASES: dict[str, dict[str, dict[str, Any]]] = {
                  "rating_mf": {"weight": 0.0}},
 }
 ROOT = Path(__file__).resolve().parents[1]
+#: generated events per COPY
+CHUNK = 200_000
 
 
 # ---- child: one case, one path, in a fresh interpreter --------------------------------
@@ -67,17 +76,97 @@ def vm_hwm_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def child(spec: dict[str, Any]) -> dict[str, Any]:
-    """Read and train as ``RecSDK.fit`` does, timing the two phases."""
+def vm_rss_mib() -> float:
+    """Resident memory of this process now (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def sdk_for(url: str, case: str, artifacts: str) -> Any:
     from recsdk import RecSDK
+
+    plugins = CASES[case]
+    fallback = "popularity" if "popularity" in plugins else next(iter(plugins))
+    return RecSDK({"database_url": url, "seed": 42, "plugins": plugins,
+                   "pipeline": {"fallback": fallback},
+                   "models": {"artifact_dir": artifacts}}, environ={})
+
+
+def shared_read_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Read the events once (new path), then train each case in a forked process.
+
+    A forked process starts with the reader's resident pages (its ``VmHWM`` starts at
+    the reader's RSS at the fork, as a process that had just read would stand), so each
+    case's peak is the dataset plus what its fit adds; the read's own transient peak is
+    reported once, as ``read_peak_mib``. Saves re-reading events per case at 100M.
+    """
+    import ctypes
+    import gc
+
     from recsdk.dataset import InteractionDataset
 
     with tempfile.TemporaryDirectory(prefix="scale_training_") as artifacts:
-        plugins = CASES[spec["case"]]
-        fallback = "popularity" if "popularity" in plugins else next(iter(plugins))
-        sdk = RecSDK({"database_url": spec["url"], "seed": 42, "plugins": plugins,
-                      "pipeline": {"fallback": fallback},
-                      "models": {"artifact_dir": artifacts}}, environ={})
+        reader = sdk_for(spec["url"], "popularity", artifacts)
+        try:
+            started = time.perf_counter()
+            catalog = reader._read_catalog()
+            through = reader.store.max_event_id()
+            dataset = InteractionDataset.from_event_chunks(
+                reader.store.iter_event_columns(through_id=through), catalog,
+                reader.settings.event_weights)
+            read_s = time.perf_counter() - started
+        finally:
+            reader.close()
+        read_peak = vm_hwm_mib()
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # what a fresh reader would hold
+        results: dict[str, Any] = {"events": len(dataset.interactions),
+                                   "users": dataset.n_users, "items": dataset.n_items,
+                                   "read_s": read_s, "read_peak_mib": read_peak,
+                                   "rss_after_read_mib": vm_rss_mib(), "cases": {}}
+        print(json.dumps(results), file=sys.stderr, flush=True)
+        for case in spec["cases"]:
+            results["cases"][case] = _fit_forked(spec["url"], case, dataset, through,
+                                                 artifacts)
+            print(case, json.dumps(results["cases"][case]), file=sys.stderr, flush=True)
+    return results
+
+
+def _fit_forked(url: str, case: str, dataset: Any, through: int,
+                artifacts: str) -> dict[str, Any]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the case's own process
+        os.close(read_fd)
+        try:
+            sdk = sdk_for(url, case, artifacts)
+            started = time.perf_counter()
+            sdk.fit_dataset(dataset, save=True, started=started, events_through=through)
+            out = {"train_s": time.perf_counter() - started, "peak_mib": vm_hwm_mib()}
+            sdk.close()
+        except BaseException as exc:  # reported to the parent, which carries on
+            out = {"error": f"{type(exc).__name__}: {exc}", "peak_mib": vm_hwm_mib()}
+        os.write(write_fd, json.dumps(out).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        text = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not text:
+        return {"error": f"killed (wait status {status})"}
+    return json.loads(text)
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Read and train as ``RecSDK.fit`` does, timing the two phases."""
+    if "cases" in spec:
+        return shared_read_child(spec)
+    from recsdk.dataset import InteractionDataset
+
+    with tempfile.TemporaryDirectory(prefix="scale_training_") as artifacts:
+        sdk = sdk_for(spec["url"], spec["case"], artifacts)
         try:
             started = time.perf_counter()
             catalog = sdk._read_catalog()
@@ -102,6 +191,15 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- parent ---------------------------------------------------------------------------
+
+def shared_rows(kind: str, shared: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """A ``--shared-read`` result as the table's rows: every case shows the one read."""
+    if "error" in shared:
+        return [(kind, "all", {"new": shared})]
+    read = {k: shared[k] for k in ("read_s", "read_peak_mib")}
+    return [(kind, case, {"new (shared read)": {**read, **r}})
+            for case, r in shared["cases"].items()]
+
 
 def database_url(name: str) -> str:
     from sqlalchemy.engine import make_url
@@ -157,15 +255,28 @@ def fill(url: str, n_events: int, postgres: bool, name: str) -> dict[str, float]
         # catalogue and users as the CLI writes them; events by bulk COPY without their
         # event ids (idempotency keys would route them through add_events, slower)
         ShopData(shop.categories, shop.items, shop.users).write_to(store, validate=False)
-        stored = 0
-        for chunk in shop.iter_events(200_000):
+        stored, writes = 0, []
+        for chunk in shop.iter_events(CHUNK):
+            began = time.perf_counter()
             stored += store.copy_events(chunk.drop(columns=["event_id"], errors="ignore"))
+            writes.append(time.perf_counter() - began)
+            if len(writes) % 50 == 0:
+                print(f"  {stored:,} events, chunk {writes[-1]:.2f} s, "
+                      f"{stored / (time.perf_counter() - started):,.0f} events/s so far, "
+                      f"peak RSS {vm_hwm_mib():,.0f} MiB", flush=True)
         seconds = time.perf_counter() - started
     finally:
         store.close()
+    figures = {"seconds": seconds, "events": stored, "write_s": sum(writes),
+               "chunk_first_s": writes[0], "chunk_median_s": statistics.median(writes),
+               "chunk_last_s": writes[-1], "peak_rss_mib": vm_hwm_mib()}
     print(f"{url}: imported {stored:,} events in {seconds:.1f} s "
-          f"({stored / seconds:,.0f} events/s, generation included)", flush=True)
-    return {"seconds": seconds, "events": stored}
+          f"({stored / seconds:,.0f} events/s, generation included; "
+          f"{stored / figures['write_s']:,.0f} events/s written); chunks of {CHUNK:,}: "
+          f"first {writes[0]:.2f} s, median {figures['chunk_median_s']:.2f} s, "
+          f"last {writes[-1]:.2f} s (last/first {writes[-1] / writes[0]:.2f}); "
+          f"importer's peak RSS {figures['peak_rss_mib']:,.0f} MiB", flush=True)
+    return figures
 
 
 def _exists(name: str) -> bool:
@@ -202,12 +313,14 @@ def main() -> None:
                         help="PostgreSQL database to create (default scale_bench_<events>)")
     parser.add_argument("--sqlite", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--shared-read", action="store_true",
+                        help="new path only: read once, train each case in a fork")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(child(json.loads(args.child))))
         return
-    cases = args.cases.split(",")
+    cases = [c for c in args.cases.split(",") if c]  # --cases "": import only
     paths = args.paths.split(",")
     unknown = sorted(set(cases) - set(CASES)) + sorted(set(paths) - {"old", "new"})
     if unknown:
@@ -220,6 +333,11 @@ def main() -> None:
     try:
         for kind, url in targets:
             fill(url, args.events, kind == "postgresql", name)
+            if args.shared_read and cases:
+                shared = run_child({"url": url, "cases": cases}, ROOT)
+                print(kind, "shared read", json.dumps(shared), flush=True)
+                rows += shared_rows(kind, shared)
+                continue
             for case in cases:
                 result: dict[str, dict[str, Any]] = {}
                 for path in paths:

@@ -152,6 +152,9 @@ class SyntheticShop(ShopData):
                 frame = _concat(buffer)
                 yield frame.iloc[:chunk_size].reset_index(drop=True)
                 rest = frame.iloc[chunk_size:]
+                if len(rest):  # else the held-over sessions' names pile up chunk by chunk
+                    rest = rest.assign(
+                        session_id=rest["session_id"].cat.remove_unused_categories())
                 buffer, held = ([rest], len(rest)) if len(rest) else ([], 0)
         if held:
             yield _concat(buffer).reset_index(drop=True)

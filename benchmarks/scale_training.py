@@ -34,7 +34,8 @@ Run (from the repository root; .shim holds ``recsdk_plugins -> ../plugins``):
 then trains each case in a process forked from it, so the events are read once, not
 once per case. A fork starts with the reader's pages, so a case's peak is what a
 process that had just read would reach; the read's own transient peak is the "read
-peak" column. ``--cases ""`` only imports (per-chunk write times, importer's peak RSS).
+peak" column. ``--parallel N`` trains N cases at once. ``--cases ""`` only imports
+(per-chunk write times, importer's peak RSS).
 """
 
 from __future__ import annotations
@@ -127,15 +128,26 @@ def shared_read_child(spec: dict[str, Any]) -> dict[str, Any]:
                                    "read_s": read_s, "read_peak_mib": read_peak,
                                    "rss_after_read_mib": vm_rss_mib(), "cases": {}}
         print(json.dumps(results), file=sys.stderr, flush=True)
-        for case in spec["cases"]:
-            results["cases"][case] = _fit_forked(spec["url"], case, dataset, through,
-                                                 artifacts)
+        pending, running = list(spec["cases"]), {}
+        while pending or running:
+            while pending and len(running) < spec.get("parallel", 1):
+                case = pending.pop(0)
+                pid, pipe = _start_fork(spec["url"], case, dataset, through, artifacts)
+                running[pid] = (case, pipe)
+            pid, status = os.wait()
+            case, pipe = running.pop(pid)
+            with os.fdopen(pipe) as reader_end:
+                text = reader_end.read()
+            results["cases"][case] = (json.loads(text) if text else
+                                      {"error": f"killed (wait status {status})"})
             print(case, json.dumps(results["cases"][case]), file=sys.stderr, flush=True)
     return results
 
 
-def _fit_forked(url: str, case: str, dataset: Any, through: int,
-                artifacts: str) -> dict[str, Any]:
+def _start_fork(url: str, case: str, dataset: Any, through: int,
+                artifacts: str) -> tuple[int, int]:
+    """Fork a process that trains ``case`` and writes its figures (JSON) to a pipe;
+    the pid and the pipe's reading end."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the case's own process
@@ -153,12 +165,7 @@ def _fit_forked(url: str, case: str, dataset: Any, through: int,
         os.write(write_fd, json.dumps(out).encode())
         os._exit(0)
     os.close(write_fd)
-    with os.fdopen(read_fd) as pipe:
-        text = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if not text:
-        return {"error": f"killed (wait status {status})"}
-    return json.loads(text)
+    return pid, read_fd
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -353,6 +360,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--shared-read", action="store_true",
                         help="new path only: read once, train each case in a fork")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="with --shared-read: cases trained at once (each its own "
+                             "process; wall times then share the cores)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -372,7 +382,8 @@ def main() -> None:
         for kind, url in targets:
             fill(url, args.events, kind == "postgresql", name)
             if args.shared_read and cases:
-                shared = run_child({"url": url, "cases": cases}, ROOT)
+                shared = run_child({"url": url, "cases": cases,
+                                    "parallel": args.parallel}, ROOT)
                 print(kind, "shared read", json.dumps(shared), flush=True)
                 rows += shared_rows(kind, shared)
                 continue

@@ -57,6 +57,19 @@ def test_streamed_events_equal_materialised_ones():
     pd.testing.assert_frame_equal(left, right)
 
 
+def test_streamed_chunks_do_not_carry_every_earlier_session_name():
+    """A chunk's session categories stay within one block's sessions plus its own: they
+    used to accumulate over the stream, so each chunk cost more than the last."""
+    from recsdk.data.synthetic import SESSIONS_PER_BLOCK
+
+    lazy = generate_shop(400_000, seed=3, materialize=False)
+    chunks = list(lazy.iter_events(chunk_size=30_000))
+    assert len(chunks) > 10  # several blocks of sessions
+    for chunk in chunks:
+        names = len(chunk["session_id"].cat.categories)
+        assert names <= SESSIONS_PER_BLOCK + chunk["session_id"].nunique()
+
+
 def test_layout_matches_shopdata_and_passes_recsdk_rules(small_shop):
     events = small_shop.events
     assert list(events.columns) == list(EVENT_COLUMNS)

@@ -335,13 +335,16 @@ def _exists(name: str) -> bool:
 
 
 def run_child(spec: dict[str, Any], tree: Path) -> dict[str, Any]:
+    """Run one child; its figures are its last stdout line. A ``--shared-read`` child's
+    stderr passes through, so each case's figures show as it ends (a 100M run is long)."""
     env = {**os.environ, "PYTHONPATH": f"{tree / '.shim'}:{tree}"}
+    shared = "cases" in spec
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
-                           json.dumps(spec)], env=env, cwd=tree, capture_output=True,
-                          text=True, check=False)
+                           json.dumps(spec)], env=env, cwd=tree, stdout=subprocess.PIPE,
+                          stderr=None if shared else subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1],
-                "returncode": done.returncode}
+        last = (done.stderr or "see the output above").strip().splitlines() or ["?"]
+        return {"error": last[-1], "returncode": done.returncode}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -92,7 +92,8 @@ def sdk_for(url: str, case: str, artifacts: str) -> Any:
     fallback = "popularity" if "popularity" in plugins else next(iter(plugins))
     return RecSDK({"database_url": url, "seed": 42, "plugins": plugins,
                    "pipeline": {"fallback": fallback},
-                   "models": {"artifact_dir": artifacts}}, environ={})
+                   "models": {"artifact_dir": artifacts}}, environ={},
+                  serve_models=False)  # as `recsdk train`: no earlier run loaded
 
 
 def shared_read_child(spec: dict[str, Any]) -> dict[str, Any]:

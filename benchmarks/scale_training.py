@@ -14,11 +14,12 @@ reports:
 * peak RSS: the child's ``VmHWM`` (whole process, read and fit together).
 
 Paths: ``old`` is ``Store.events_frame`` + ``InteractionDataset.from_frame`` (one
-frame of Python strings); ``new`` is ``Store.iter_event_columns`` +
-``InteractionDataset.from_event_chunks`` (what ``RecSDK.fit`` does now). With
-``--old-tree DIR`` (a checkout of the code before the change, e.g. ``git worktree
-add --detach ../before main``) the old path runs that checkout's code, its dataset
-dtypes and fingerprint included; without it, this checkout's ``from_frame``.
+frame of Python strings); ``new`` is ``RecSDK.read_training_data``
+(``Store.iter_event_columns`` + ``InteractionDataset.from_event_chunks``, what
+``RecSDK.fit`` reads). With ``--old-tree DIR`` (a checkout of the code before the
+change, e.g. ``git worktree add --detach ../before main``) the old path runs that
+checkout's code, its dataset dtypes and fingerprint included; without it, this
+checkout's ``from_frame``.
 
 Cases: ``popularity``; ``als``; ``item_knn``; ``defaults``: the quick start's
 plugins (``config/demo.toml``: als, category_popularity, trending, popularity,
@@ -107,17 +108,11 @@ def shared_read_child(spec: dict[str, Any]) -> dict[str, Any]:
     import ctypes
     import gc
 
-    from recsdk.dataset import InteractionDataset
-
     with tempfile.TemporaryDirectory(prefix="scale_training_") as artifacts:
         reader = sdk_for(spec["url"], "popularity", artifacts)
         try:
             started = time.perf_counter()
-            catalog = reader._read_catalog()
-            through = reader.store.max_event_id()
-            dataset = InteractionDataset.from_event_chunks(
-                reader.store.iter_event_columns(through_id=through), catalog,
-                reader.settings.event_weights)
+            dataset, through = reader.read_training_data()
             read_s = time.perf_counter() - started
         finally:
             reader.close()
@@ -179,15 +174,15 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         sdk = sdk_for(spec["url"], spec["case"], artifacts)
         try:
             started = time.perf_counter()
-            catalog = sdk._read_catalog()
-            through = sdk.store.max_event_id()
-            weights = sdk.settings.event_weights
             if spec["path"] == "old":  # the frame stays referenced during fit, as it did
+                # (an --old-tree checkout predates read_training_data: spelled out)
+                catalog = sdk._read_catalog()
+                through = sdk.store.max_event_id()
                 events = sdk.store.events_frame(through_id=through)
-                dataset = InteractionDataset.from_frame(events, catalog, weights)
+                dataset = InteractionDataset.from_frame(events, catalog,
+                                                        sdk.settings.event_weights)
             else:
-                dataset = InteractionDataset.from_event_chunks(
-                    sdk.store.iter_event_columns(through_id=through), catalog, weights)
+                dataset, through = sdk.read_training_data()
             read_s = time.perf_counter() - started
             read_peak = vm_hwm_mib()
             report = sdk.fit_dataset(dataset, save=True, started=time.perf_counter(),

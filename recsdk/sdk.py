@@ -427,12 +427,7 @@ class RecSDK:
         using the current run until the new one is complete and swapped in.
         """
         start = time.perf_counter()
-        catalog = self._read_catalog()
-        through = self.store.max_event_id()
-        # chunk by chunk into integer codes: memory follows the arrays, not the rows
-        dataset = InteractionDataset.from_event_chunks(
-            self.store.iter_event_columns(through_id=through), catalog,
-            self.settings.event_weights)
+        dataset, through = self.read_training_data()
         offline = None
         if save and self.settings.models["offline_eval"]:
             from recsdk.evaluation.holdout import holdout_metrics  # pandas/evaluation: here
@@ -441,6 +436,17 @@ class RecSDK:
             start = time.perf_counter()  # the run's seconds are its own training's
         return self.fit_dataset(dataset, save=save, started=start, events_through=through,
                                 offline=offline)
+
+    def read_training_data(self) -> tuple[InteractionDataset, int]:
+        """Every stored event up to the newest row id (returned too, the run's cut-off)
+        with the store's catalogue, as :meth:`fit` trains on them."""
+        catalog = self._read_catalog()
+        through = self.store.max_event_id()
+        # chunk by chunk into integer codes: memory follows the arrays, not the rows
+        dataset = InteractionDataset.from_event_chunks(
+            self.store.iter_event_columns(through_id=through), catalog,
+            self.settings.event_weights)
+        return dataset, through
 
     def fit_dataset(self, dataset: InteractionDataset, save: bool = True,
                     started: float | None = None, events_through: int | None = None,

@@ -23,7 +23,9 @@ checkout's ``from_frame``.
 
 Cases: ``popularity``; ``als``; ``item_knn``; ``defaults``: the quick start's
 plugins (``config/demo.toml``: als, category_popularity, trending, popularity,
-cooccurrence, rating_mf), offline evaluation off.
+cooccurrence, rating_mf), offline evaluation off; and each of those plugins alone
+(``category_popularity``, ``trending``, ``cooccurrence``, ``rating_mf``), to see
+where the defaults' memory goes.
 
 Run (from the repository root; .shim holds ``recsdk_plugins -> ../plugins``):
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONPATH=.shim:. \\
@@ -54,14 +56,18 @@ from typing import Any
 
 POSTGRES_SERVER = os.environ.get("RECSDK_BENCH_POSTGRES_URL",
                                  "postgresql://postgres@127.0.0.1:5432/test")
+#: the quick start's plugins (config/demo.toml), offline evaluation off
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "als": {"weight": 1.0}, "category_popularity": {"weight": 0.3},
+    "trending": {"weight": 0.1, "half_life_hours": 72}, "popularity": {"weight": 0.1},
+    "cooccurrence": {"weight": 0.1}, "rating_mf": {"weight": 0.0}}
+#: a case per plugin of the defaults (where one's memory goes), then the named ones
 CASES: dict[str, dict[str, dict[str, Any]]] = {
+    **{name: {name: params} for name, params in DEFAULTS.items()},
     "popularity": {"popularity": {}},
     "als": {"als": {}},
     "item_knn": {"item_knn": {}},
-    "defaults": {"als": {"weight": 1.0}, "category_popularity": {"weight": 0.3},
-                 "trending": {"weight": 0.1, "half_life_hours": 72},
-                 "popularity": {"weight": 0.1}, "cooccurrence": {"weight": 0.1},
-                 "rating_mf": {"weight": 0.0}},
+    "defaults": DEFAULTS,
 }
 ROOT = Path(__file__).resolve().parents[1]
 #: generated events per COPY

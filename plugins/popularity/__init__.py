@@ -46,19 +46,39 @@ class PopularityParams(Schema):
 
 def item_popularity(dataset: InteractionDataset, count: str,
                     window_days: float | None = None) -> np.ndarray:
-    """Popularity of every item code, by the chosen ``count`` mode."""
+    """Popularity of every item code, by the chosen ``count`` mode.
+
+    Works on the interaction columns as arrays, not on a filtered copy of the frame:
+    at 100M events a copy and pandas' hashing of (user, item) pairs cost gigabytes.
+    """
     inter = dataset.interactions
+    weight = inter["weight"].to_numpy()
+    keep = weight > 0
     if window_days is not None and len(inter):
-        inter = inter[inter["timestamp"] >= inter["timestamp"].max() - window_days * 86400]
-    inter = inter[inter["weight"] > 0]
+        stamps = inter["timestamp"].to_numpy()
+        keep &= stamps >= stamps.max() - window_days * 86400
+    items = inter["item"].to_numpy()
     n = dataset.n_items
     if count == "events":
-        return np.bincount(inter["item"].to_numpy(), minlength=n).astype(np.float64)
+        return np.bincount(items[keep], minlength=n).astype(np.float64)
     if count == "weight":
-        return np.bincount(inter["item"].to_numpy(), weights=inter["weight"].to_numpy(),
-                           minlength=n)
-    pairs = inter[["user", "item"]].drop_duplicates()
-    return np.bincount(pairs["item"].to_numpy(), minlength=n).astype(np.float64)
+        return np.bincount(items[keep], weights=weight[keep], minlength=n)
+    return np.bincount(_distinct_pairs(inter["user"].to_numpy()[keep], items[keep], n)
+                       % max(n, 1), minlength=n).astype(np.float64)
+
+
+def _distinct_pairs(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """The distinct (user, item) pairs as ``user * n_items + item`` (int64), sorted
+    in place rather than hashed."""
+    keys = users.astype(np.int64) * n_items
+    keys += items
+    keys.sort()
+    if len(keys) < 2:
+        return keys
+    first = np.empty(len(keys), dtype=bool)
+    first[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first]
 
 
 def _normalised(popularity: np.ndarray) -> np.ndarray:

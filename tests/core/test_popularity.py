@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 
+from recsdk.dataset import InteractionDataset
 from recsdk.types import RecommendationRequest, UserHistory
 from tests.core.shop import fill
 
@@ -174,3 +177,36 @@ def test_category_index_is_ready_for_a_refreshed_catalogue_before_its_first_requ
     result = sdk.recommend("u1", k=20)
     assert plugin._index_ is index  # the request did not rebuild it
     assert not result.degraded
+
+
+@pytest.mark.parametrize("window_days", [None, 2.0])
+def test_item_popularity_counts_match_a_frame_reference(window_days):
+    """The array path counts what filtering the frame and dropping duplicate pairs
+    counts: negative-weight events and events outside the window left out, a user's
+    repeat events on an item counted once in ``users`` mode."""
+    from recsdk_plugins.popularity import item_popularity
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    types = rng.choice(["view", "purchase", "return"], size=n, p=[0.7, 0.2, 0.1])
+    frame = pd.DataFrame({"user_id": rng.integers(0, 60, n).astype(str),
+                          "item_id": rng.integers(0, 40, n).astype(str),
+                          "type": types,
+                          "timestamp": rng.uniform(0, 10 * 86400, n)})
+    dataset = InteractionDataset.from_frame(frame)
+    inter = dataset.interactions
+    assert (inter["weight"] < 0).any()  # returns weigh against
+    if window_days is not None:
+        inter = inter[inter["timestamp"] >= inter["timestamp"].max() - window_days * 86400]
+    inter = inter[inter["weight"] > 0]
+    n_items = dataset.n_items
+    expected = {
+        "events": np.bincount(inter["item"], minlength=n_items),
+        "weight": np.bincount(inter["item"], weights=inter["weight"], minlength=n_items),
+        "users": np.bincount(inter[["user", "item"]].drop_duplicates()["item"],
+                             minlength=n_items),
+    }
+    for count, want in expected.items():
+        np.testing.assert_allclose(item_popularity(dataset, count, window_days), want,
+                                   rtol=1e-6, err_msg=count)
+    assert expected["users"].sum() < expected["events"].sum()  # repeats were there

@@ -39,8 +39,8 @@ class InteractionDataset:
     ``interactions`` holds one row per event with integer ``user``/``item`` codes,
     ``timestamp`` in UNIX seconds and the implicit-feedback ``weight`` of its type.
     ``matrix`` sums the weights per (user, item), negative totals clipped to zero.
-    A ``session`` column (categorical, missing where an event had none) is there when
-    the events had session ids.
+    A ``session`` column is there when the events had session ids: an int32 session
+    number per event (see :func:`session_numbers`), -1 where an event had none.
     """
 
     user_ids: np.ndarray
@@ -190,7 +190,7 @@ class InteractionDataset:
             "weight": types.map(weights).fillna(1.0).to_numpy(np.float32),
         })
         if "session_id" in frame:  # basket and session models group by it
-            inter["session"] = frame["session_id"].astype("category").array
+            inter["session"] = session_numbers(frame["session_id"].to_numpy(object))
         return cls(user_ids=user_ids, item_ids=item_ids, interactions=inter, catalog=catalog)
 
     @classmethod
@@ -206,13 +206,15 @@ class InteractionDataset:
 
         Each chunk's ids become int32 codes as it arrives (a chunk's distinct ids are
         looked up once, not each event), so memory is the per-event arrays (about 30
-        bytes an event) and the vocabularies. Chunks must come in row-id order; events
-        end up ordered by time, then row id, as :meth:`~recsdk.storage.store.Store.events_frame`
-        orders them.
+        bytes an event) and the user and item vocabularies. Session ids, of which there
+        can be tens of millions, are never kept as strings: each becomes a 64-bit hash
+        as it arrives and a session number at the end (:func:`session_numbers`). Chunks
+        must come in row-id order; events end up ordered by time, then row id, as
+        :meth:`~recsdk.storage.store.Store.events_frame` orders them.
         """
         catalog = catalog or Catalog.empty()
         weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
-        users, items, types, sessions = (_Vocabulary() for _ in range(4))
+        users, items, types = (_Vocabulary() for _ in range(3))
         parts: dict[str, list[np.ndarray]] = {
             k: [] for k in ("user", "item", "type", "session", "micros", "value")}
         for chunk in chunks:
@@ -224,7 +226,7 @@ class InteractionDataset:
             parts["user"].append(users.encode(chunk["user_id"].to_numpy()))
             parts["item"].append(items.encode(chunk["item_id"].to_numpy()))
             parts["type"].append(types.encode(chunk["type"].to_numpy()))
-            parts["session"].append(sessions.encode(chunk["session_id"].to_numpy()))
+            parts["session"].append(_session_hashes(chunk["session_id"].to_numpy(object)))
             parts["micros"].append(chunk["micros"].to_numpy(np.int64))
             parts["value"].append(chunk["value"].to_numpy(np.float32))
         for item_id in catalog.ids:
@@ -242,7 +244,6 @@ class InteractionDataset:
         type_names, type_rank = types.sorted()
         type_codes = type_rank[column("type", np.int32)]
         type_weight = np.array([weights.get(t, 1.0) for t in type_names], dtype=np.float32)
-        session_names, session_rank = sessions.sorted()
         inter = pd.DataFrame({
             "user": user_rank[column("user", np.int32)],
             "item": item_rank[column("item", np.int32)],
@@ -251,14 +252,46 @@ class InteractionDataset:
             "value": column("value", np.float32),
             "weight": type_weight[type_codes] if len(type_names) else
                 np.zeros(len(type_codes), np.float32),
-            "session": pd.Categorical.from_codes(session_rank[column("session", np.int32)],
-                                                 categories=pd.Index(session_names)),
+            "session": _numbered(column("session", np.uint64)),
         }, copy=False)  # the columns are fresh: no second copy of every event
         return cls(user_ids=user_ids, item_ids=item_ids, interactions=inter, catalog=catalog)
 
 
 #: Columns :meth:`InteractionDataset.from_event_chunks` reads from each chunk.
 EVENT_CHUNK_COLUMNS = ("user_id", "session_id", "item_id", "type", "micros", "value")
+
+
+def session_numbers(session_ids: np.ndarray) -> np.ndarray:
+    """Number sessions in order of first appearance (int32); -1 where an event has no
+    session (missing or empty id).
+
+    Numbers, not names: a model groups events by session and never needs the id
+    itself, and tens of millions of id strings would cost gigabytes to keep.
+    """
+    return _numbered(_session_hashes(session_ids))
+
+
+def _session_hashes(session_ids: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each session id (uint64; 0 where it has none), computed in C
+    with no per-id Python object kept. Two of 20 million ids share a hash with
+    probability about 1e-5; such a pair would be counted as one session."""
+    ids = np.asarray(session_ids, dtype=object)
+    missing = pd.isna(ids)
+    missing |= ids == ""
+    hashes = pd.util.hash_array(np.where(missing, "", ids), categorize=False)
+    hashes[missing] = 0
+    return hashes
+
+
+def _numbered(hashes: np.ndarray) -> np.ndarray:
+    """First-appearance numbers of session hashes (int32), -1 for hash 0 (none)."""
+    codes, uniques = pd.factorize(hashes)
+    none = np.flatnonzero(uniques == 0)
+    if len(none):  # the "no session" code becomes -1; codes after it move down one
+        gap = int(none[0])
+        codes[codes == gap] = -1
+        codes[codes > gap] -= 1
+    return codes.astype(np.int32)
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -44,7 +44,7 @@ from marshmallow import fields, validate
 
 from recsdk import Plugin, hookimpl
 from recsdk.catalog import Catalog
-from recsdk.dataset import InteractionDataset, lookup_codes
+from recsdk.dataset import InteractionDataset, lookup_codes, session_numbers
 from recsdk.errors import ConfigurationError
 from recsdk.interactions import (
     SECONDS_PER_DAY,
@@ -79,8 +79,8 @@ DEFAULT_EVENT_TYPES = ("add_to_cart", "purchase")
 BLOCK_PAIRS = 2**22
 #: Unassociated items score at most this share of the smallest association.
 TIE_BREAK = 1e-3
-#: Columns of ``dataset.interactions`` that may carry session ids (``session``: the
-#: events' session ids, see InteractionDataset.from_frame).
+#: Columns of ``dataset.interactions`` that may carry sessions (``session``: the
+#: dataset's session numbers, see InteractionDataset; ``session_id``: raw ids).
 SESSION_COLUMNS = ("session", "session_id")
 
 
@@ -122,25 +122,67 @@ def session_codes(users: np.ndarray, timestamps: np.ndarray, session_ids: Sequen
     user's window of activity, cut where ``gap_seconds`` pass without an event.
 
     Missing timestamps never cut a session (data without times is one session a user).
+    Every number belongs to one user. Memory stays a few arrays of the events' length
+    (at 100M events this runs beside the whole dataset): windows are cut only among
+    events without a session id, and where no session id is shared by two users the
+    dataset's session numbers are used as they are.
     """
     n = len(users)
-    ts = np.asarray(timestamps, dtype=np.float64)
-    order = np.lexsort((np.nan_to_num(ts, nan=-np.inf), users))
-    u, t = users[order], ts[order]
+    codes = np.empty(n, dtype=np.int64)
+    explicit = np.zeros(n, dtype=bool)
+    if session_ids is not None:
+        numbers = np.asarray(session_ids)
+        if not np.issubdtype(numbers.dtype, np.integer):  # ids, not the dataset's numbers
+            numbers = session_numbers(numbers)
+        np.greater_equal(numbers, 0, out=explicit)
+    everywhere = bool(explicit.all()) and n > 0
+    base = 0  # the first number left for windows
+    if explicit.any():
+        # every event has an id (the usual case): views, not copies of the columns
+        named = numbers if everywhere else numbers[explicit]
+        who = users if everywhere else users[explicit]
+        owner = np.full(int(named.max()) + 1, -1, dtype=np.int64)
+        owner[named] = who
+        into = slice(None) if everywhere else explicit
+        if np.array_equal(owner[named], who):  # no id shared by two users: numbers as is
+            codes[into] = named
+        else:  # a (user, session) pair as one int64 key: no tuple per event
+            pairs = named.astype(np.int64) * (int(users.max()) + 1)
+            pairs += who
+            codes[into] = pd.factorize(pairs)[0]
+            del pairs
+        base = int(codes[explicit].max()) + 1 if not everywhere else 0
+        del named, who, owner
+    windowed = ~explicit
+    if windowed.any():
+        codes[windowed] = base + _activity_windows(users[windowed],
+                                                   np.asarray(timestamps, np.float64)[windowed],
+                                                   gap_seconds)
+    return codes
+
+
+def _activity_windows(users: np.ndarray, timestamps: np.ndarray,
+                      gap_seconds: float) -> np.ndarray:
+    """Each event's window of its user's activity (numbered from 0), a window ending
+    where ``gap_seconds`` pass without an event."""
+    n = len(users)
+    order = np.lexsort((np.nan_to_num(timestamps, nan=-np.inf), users))
+    u, t = users[order], timestamps[order]
     new = np.ones(n, dtype=bool)
     if n > 1:
         with np.errstate(invalid="ignore"):
             new[1:] = (u[1:] != u[:-1]) | (np.diff(t) > gap_seconds)
-    codes = np.empty(n, dtype=np.int64)
-    codes[order] = np.cumsum(new) - 1
-    if session_ids is not None:
-        sid = pd.Series(session_ids, dtype=object)
-        explicit = sid.notna().to_numpy() & (sid.astype(str) != "").to_numpy()
-        if explicit.any():
-            pairs = pd.MultiIndex.from_arrays([users[explicit], sid[explicit].astype(str)])
-            named, _ = pd.factorize(pairs)
-            codes[explicit] = codes.max() + 1 + named
-    return codes
+    windows = np.empty(n, dtype=np.int64)
+    windows[order] = np.cumsum(new) - 1
+    return windows
+
+
+def session_owners(sessions: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """The user of each session number of :func:`session_codes` (-1 for numbers no
+    event has), from one assignment: every number belongs to one user."""
+    owner = np.full(int(sessions.max()) + 1 if len(sessions) else 0, -1, dtype=np.int64)
+    owner[sessions] = users
+    return owner
 
 
 def basket_matrix(sessions: np.ndarray, items: np.ndarray, weights: np.ndarray,
@@ -277,7 +319,7 @@ class Cooccurrence(Plugin):
         session_column = next((c for c in SESSION_COLUMNS if c in inter), None)
         sessions = session_codes(
             inter["user"].to_numpy(np.int64), timestamps,
-            None if session_column is None else inter[session_column].to_numpy(object),
+            None if session_column is None else inter[session_column].to_numpy(),
             self.gap_seconds)
         weights = self.weighting_.weights(inter["type"], timestamps, self.data_end_)
         chosen = weights != 0
@@ -302,8 +344,8 @@ class Cooccurrence(Plugin):
         self.item_ids_ = np.asarray(dataset.item_ids, dtype=object)
         self._set_tie_break()
         # offline batch path only (not saved): each user's newest basket
-        users = pd.Series(inter["user"].to_numpy(np.int64)).groupby(sessions).first()
-        basket_users = users.reindex(basket_sessions).to_numpy(np.int64)
+        basket_users = session_owners(sessions, inter["user"].to_numpy(np.int64))[
+            basket_sessions]
         newest = pd.DataFrame({"u": basket_users, "t": np.nan_to_num(times, nan=-np.inf),
                                "b": np.arange(len(basket_users))})
         last = newest.sort_values(["u", "t", "b"]).groupby("u")["b"].last()

@@ -10,7 +10,7 @@ import pytest
 
 from recsdk.catalog import Catalog
 from recsdk.data.synthetic import SyntheticShop, generate_shop
-from recsdk.dataset import InteractionDataset
+from recsdk.dataset import InteractionDataset, session_numbers
 from recsdk.errors import ValidationFailed
 from recsdk.storage.store import Store
 
@@ -116,6 +116,32 @@ def test_no_chunks_give_an_empty_dataset_with_the_catalogue_items():
     assert dataset.matrix.shape == (0, 0)
     assert len(dataset.interactions) == 0
 
+
+def test_sessions_are_numbered_in_order_of_first_appearance_without_their_ids():
+    ids = np.array(["b", None, "a", "b", "", np.nan, "a", "c", 7, "7"], dtype=object)
+    numbers = session_numbers(ids)
+    assert numbers.dtype == np.int32
+    # missing and empty ids have no session; 7 and "7" are the same id as text
+    assert numbers.tolist() == [0, -1, 1, 0, -1, -1, 1, 2, 3, 3]
+    assert session_numbers(np.array([], dtype=object)).tolist() == []
+    assert session_numbers(np.array([None, ""], dtype=object)).tolist() == [-1, -1]
+
+
+def test_chunked_sessions_are_one_session_across_chunks():
+    """A session whose events arrive in different chunks (and out of time order) gets
+    one number, the number the whole frame gives it."""
+    stamps = pd.to_datetime([5, 1, 3, 2, 4], unit="s", utc=True)
+    frame = pd.DataFrame({"user_id": ["u1", "u2", "u1", "u2", "u1"],
+                          "session_id": ["x", "y", "x", None, "z"],
+                          "item_id": ["i1", "i2", "i3", "i1", "i2"], "type": "view",
+                          "timestamp": stamps, "value": np.nan})
+    chunks = [frame.iloc[k:k + 2].assign(micros=lambda f: f["timestamp"].astype("int64")
+                                         // 1_000) for k in range(0, 5, 2)]
+    got = InteractionDataset.from_event_chunks(chunks)
+    want = InteractionDataset.from_frame(frame.sort_values("timestamp"))
+    # time order: y (t1), none (t2), x (t3, t5), z (t4)
+    assert got.interactions["session"].tolist() == [0, -1, 1, 2, 1]
+    assert want.interactions["session"].tolist() == [0, -1, 1, 2, 1]
 
 
 def test_the_fingerprint_hashed_in_slices_is_the_whole_columns_hash(monkeypatch, shop):

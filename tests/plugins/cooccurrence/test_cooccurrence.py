@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from recsdk_plugins.cooccurrence import Cooccurrence, association_matrix, session_codes
+from recsdk_plugins.cooccurrence import (
+    Cooccurrence,
+    association_matrix,
+    session_codes,
+    session_owners,
+)
 
 from recsdk.config import DEFAULT_EVENT_WEIGHTS, Settings
 from recsdk.dataset import InteractionDataset
@@ -137,6 +142,26 @@ def test_sessions_split_by_gap_and_by_session_id() -> None:
     ids = ["s1", "s2", "s2", "s2", None]
     codes = session_codes(users, np.array([0, 1, 50, 70, 5]) * MIN, ids, 30 * MIN)
     assert codes[0] != codes[1] == codes[2] == codes[3] != codes[4]
+
+
+def test_a_session_id_two_users_share_is_two_sessions() -> None:
+    users = np.array([0, 1, 0, 1, 2, 2])
+    ts = np.array([0, 1, 2, 3, 4, 100]) * MIN
+    for ids in (["x", "x", "x", "x", None, None],  # raw ids
+                np.array([0, 0, 0, 0, -1, -1], dtype=np.int32)):  # the dataset's numbers
+        codes = session_codes(users, ts, ids, 30 * MIN)
+        assert codes[0] == codes[2] != codes[1] == codes[3]
+        # user 2 has no ids: windows of activity, cut by the 96-minute gap
+        assert len({*codes[:4]} & {codes[4], codes[5]}) == 0 and codes[4] != codes[5]
+    # numbers no two users share are used as they are
+    own = session_codes(users, ts, np.array([5, 7, 5, 7, 9, 9], dtype=np.int32), 30 * MIN)
+    assert own.tolist() == [5, 7, 5, 7, 9, 9]
+
+
+def test_session_owners_give_each_sessions_user() -> None:
+    users = np.array([3, 4, 3, 8])
+    owners = session_owners(np.array([0, 2, 0, 5]), users)
+    assert owners.tolist() == [3, -1, 4, -1, -1, 8]
 
 
 def test_fit_baskets_follow_the_session_gap() -> None:

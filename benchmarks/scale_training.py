@@ -277,6 +277,7 @@ def fill(url: str, n_events: int, postgres: bool, name: str) -> dict[str, float]
             # their event ids (idempotency keys would route them through add_events)
             ShopData(shop.categories, shop.items, shop.users).write_to(store, validate=False)
         people_s = time.perf_counter() - began
+        before = server_state(url) if postgres else {}
         started = time.perf_counter()
         stored, writes = 0, []
         for chunk in shop.iter_events(CHUNK):
@@ -288,6 +289,7 @@ def fill(url: str, n_events: int, postgres: bool, name: str) -> dict[str, float]
                       f"{stored / (time.perf_counter() - started):,.0f} events/s so far, "
                       f"peak RSS {vm_hwm_mib():,.0f} MiB", flush=True)
         seconds = time.perf_counter() - started
+        after = server_state(url) if postgres else {}
     finally:
         store.close()
     figures = {"seconds": seconds, "events": stored, "write_s": sum(writes),
@@ -301,7 +303,36 @@ def fill(url: str, n_events: int, postgres: bool, name: str) -> dict[str, float]
           f"{CHUNK:,}: first {writes[0]:.2f} s, median {figures['chunk_median_s']:.2f} s, "
           f"last {writes[-1]:.2f} s (last/first {writes[-1] / writes[0]:.2f}); "
           f"importer's peak RSS {figures['peak_rss_mib']:,.0f} MiB", flush=True)
+    if postgres:
+        figures["server"] = {name: after[name] for name in SERVER_SETTINGS}
+        for counter in ("wal_bytes", "wal_fpi", "checkpoints", "buffers_backend"):
+            figures[counter] = float(after[counter]) - float(before[counter])
+        print(f"server {figures['server']}: WAL {figures['wal_bytes'] / 2**30:,.1f} GiB, "
+              f"{figures['wal_fpi']:,.0f} full-page images, {figures['checkpoints']:,.0f} "
+              f"checkpoints, {figures['buffers_backend']:,.0f} buffers written by backends",
+              flush=True)
     return figures
+
+
+#: the PostgreSQL settings an import's speed depends on, reported with its figures
+SERVER_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression")
+
+
+def server_state(url: str) -> dict[str, Any]:
+    """The server's write settings and its WAL and checkpoint counters (cumulative)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as conn:
+        state: dict[str, Any] = {name: conn.execute(f"SHOW {name}").fetchone()[0]
+                                 for name in SERVER_SETTINGS}
+        state["wal_bytes"], state["wal_fpi"] = conn.execute(
+            "SELECT wal_bytes, wal_fpi FROM pg_stat_wal").fetchone()
+        state["checkpoints"], state["buffers_backend"] = conn.execute(
+            "SELECT checkpoints_timed + checkpoints_req, buffers_backend "
+            "FROM pg_stat_bgwriter").fetchone()
+    return state
 
 
 def _has_people(url: str, shop: Any) -> bool:

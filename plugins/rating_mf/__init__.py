@@ -85,7 +85,8 @@ class Ratings:
                    rated["value"].to_numpy(np.float64))
 
 
-def ridge_rows(rows: sp.csr_matrix, features: np.ndarray, reg: float) -> np.ndarray:
+def ridge_rows(rows: sp.csr_matrix, features: np.ndarray, reg: float,
+               out: np.ndarray | None = None) -> np.ndarray:
     """For each row r of ``rows`` (targets t at columns c), the w minimising
     sum_c (t_c - [f_c, 1] . w)^2 + reg * |w|^2; zeros for a row without entries.
 
@@ -95,40 +96,54 @@ def ridge_rows(rows: sp.csr_matrix, features: np.ndarray, reg: float) -> np.ndar
     The outer products of all feature rows are computed once when they fit in
     ``SOLVE_CELLS``; otherwise a batch is also cut at that many entries and computes
     those of the columns it uses, so memory stays at a few ``SOLVE_CELLS`` float64
-    cells however many users and items there are.
+    cells however many users and items there are. Nothing else the size of ``rows``
+    or ``features`` is allocated: the right-hand sides are formed per batch, and
+    ``out`` (rows x d, every row overwritten) may be the caller's buffer.
     """
     n_rows = rows.shape[0]
-    aug = np.hstack([features, np.ones((len(features), 1))])
-    d = aug.shape[1]
-    rhs = np.asarray(rows @ aug)
-    out = np.zeros((n_rows, d))
+    d = features.shape[1] + 1
+    out = np.empty((n_rows, d)) if out is None else out
     limit = max(1, SOLVE_CELLS // (d * d))
-    whole = len(aug) <= limit
-    outer_all = (aug[:, :, None] * aug[:, None, :]).reshape(len(aug), d * d) if whole else None
+    aug_all = _augmented(features) if len(features) <= limit else None
+    outer_all = (None if aug_all is None else
+                 (aug_all[:, :, None] * aug_all[:, None, :]).reshape(len(aug_all), d * d))
     diag = np.arange(d)
     start = 0
     while start < n_rows:
         stop = min(start + limit, n_rows)
-        if not whole:  # cut at `limit` entries too (at least one row)
+        if aug_all is None:  # cut at `limit` entries too (at least one row)
             by_entries = int(np.searchsorted(rows.indptr, rows.indptr[start] + limit,
                                              side="right")) - 1
             stop = max(start + 1, min(stop, by_entries))
         lo, hi = rows.indptr[start], rows.indptr[stop]
-        if outer_all is not None:
-            cols, outer = rows.indices[lo:hi], outer_all
-            width = len(aug)
+        if aug_all is not None:
+            cols, aug, outer = rows.indices[lo:hi], aug_all, outer_all
         else:
-            cols, local = np.unique(rows.indices[lo:hi], return_inverse=True)
-            f = aug[cols]
-            outer = (f[:, :, None] * f[:, None, :]).reshape(len(cols), d * d)
-            cols, width = local.ravel(), len(cols)
-        pattern = sp.csr_matrix((np.ones(hi - lo), cols, rows.indptr[start:stop + 1] - lo),
-                                shape=(stop - start, width))
+            used, local = np.unique(rows.indices[lo:hi], return_inverse=True)
+            aug = _augmented(features[used])
+            outer = (aug[:, :, None] * aug[:, None, :]).reshape(len(used), d * d)
+            cols = local.ravel()
+        indptr = rows.indptr[start:stop + 1] - lo
+        shape = (stop - start, len(aug))
+        rhs = np.asarray(sp.csr_matrix((rows.data[lo:hi], cols, indptr), shape=shape) @ aug)
+        pattern = sp.csr_matrix((np.ones(hi - lo), cols, indptr), shape=shape)
         gram = np.asarray(pattern @ outer).reshape(stop - start, d, d)
         gram[:, diag, diag] += reg
-        out[start:stop] = np.linalg.solve(gram, rhs[start:stop, :, None])[..., 0]
+        out[start:stop] = np.linalg.solve(gram, rhs[:, :, None])[..., 0]
         start = stop
     return out
+
+
+def _augmented(features: np.ndarray) -> np.ndarray:
+    """``[f, 1]`` for each feature row f (float64)."""
+    return np.hstack([features, np.ones((len(features), 1))])
+
+
+def _skip_normals(rng: np.random.Generator, count: int, step: int = 2**20) -> None:
+    """Advance ``rng`` past ``count`` standard normals, a bounded slice at a time (the
+    same stream position one draw of ``count`` would leave)."""
+    for done in range(0, count, step):
+        rng.standard_normal(min(step, count - done))
 
 
 @dataclass
@@ -206,19 +221,25 @@ def fit_als(ratings: Ratings, n_users: int, n_items: int, factors: int, reg: flo
     by_item = sp.csr_matrix(by_user.T)
     known_users = np.diff(by_user.indptr) > 0
     known_items = np.diff(by_item.indptr) > 0
-    p = rng.normal(0.0, init_scale, (n_users, factors))
+    # the users' initial factors are never read (the first half-step solves them):
+    # skipped, not drawn, so that the items' draw is what it always was
+    _skip_normals(rng, n_users * factors)
+    p = np.zeros((n_users, factors))
     q = rng.normal(0.0, init_scale, (n_items, factors))
     bu, bi = np.zeros(n_users), np.zeros(n_items)
+    # one buffer per side, overwritten by each half-step: a half-step reads only the
+    # other side's factors, so no second copy of either is needed
+    w_users, w_items = np.empty((n_users, factors + 1)), np.empty((n_items, factors + 1))
     for _ in range(iterations):
         # users: target r - mu - b_i, unknowns [p_u, b_u]
         target = by_user.copy()
         target.data = target.data - mu - bi[target.indices]
-        w = ridge_rows(target, q, reg)
-        p, bu = w[:, :-1], w[:, -1]
+        ridge_rows(target, q, reg, out=w_users)
+        p, bu = w_users[:, :-1], w_users[:, -1]
         target = by_item.copy()
         target.data = target.data - mu - bu[target.indices]
-        w = ridge_rows(target, p, reg)
-        q, bi = w[:, :-1], w[:, -1]
+        ridge_rows(target, p, reg, out=w_items)
+        q, bi = w_items[:, :-1], w_items[:, -1]
     p[~known_users], q[~known_items] = 0.0, 0.0
     return RatingModel(mu, bu, bi, p, q, known_users, known_items,
                        (float(ratings.values.min()), float(ratings.values.max())), reg)

@@ -142,6 +142,20 @@ def test_ridge_rows_solves_each_rows_penalised_least_squares() -> None:
     expected = np.linalg.solve(f.T @ f + 0.5 * np.eye(3), f.T @ np.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(w[0], expected)
     np.testing.assert_array_equal(w[1], 0.0)
+    # into the caller's buffer, stale values and all: every row is overwritten
+    buffer = np.full((2, 3), 7.0)
+    assert ridge_rows(rows, features, 0.5, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, w)
+
+
+def test_skipping_the_users_draw_leaves_the_stream_where_drawing_it_did() -> None:
+    from recsdk_plugins.rating_mf import _skip_normals
+
+    drawn, skipped = np.random.default_rng(9), np.random.default_rng(9)
+    drawn.normal(0.0, 0.1, (1_000, 7))
+    _skip_normals(skipped, 7_000, step=999)  # slices that do not divide the count
+    np.testing.assert_array_equal(skipped.normal(0.0, 0.1, (50, 7)),
+                                  drawn.normal(0.0, 0.1, (50, 7)))
 
 
 @pytest.mark.parametrize(("params", "name"), [({"factors": 0}, "factors"), ({"reg": -1}, "reg"),

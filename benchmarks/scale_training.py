@@ -218,12 +218,19 @@ def database_url(name: str) -> str:
     return make_url(POSTGRES_SERVER).set(database=name).render_as_string(hide_password=False)
 
 
-def admin(statement: str) -> None:
+def connect(url: str, autocommit: bool = False) -> Any:
+    """A psycopg connection to a database given by its SQLAlchemy URL."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    url = make_url(POSTGRES_SERVER).set(drivername="postgresql")
-    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(dsn, autocommit=autocommit)
+
+
+def admin(statement: str, database: str | None = None) -> None:
+    """Run ``statement`` on the server (in ``database``, else the server URL's own)."""
+    url = POSTGRES_SERVER if database is None else database_url(database)
+    with connect(url, autocommit=True) as conn:
         conn.execute(statement)
 
 
@@ -261,7 +268,7 @@ def fill(url: str, n_events: int, postgres: bool, name: str) -> dict[str, float]
     shop = generate_shop(n_events, seed=42, materialize=False)
     resume = postgres and have is not None and _has_people(url, shop)
     if resume:
-        admin_in(name, "TRUNCATE events, event_keys RESTART IDENTITY")
+        admin("TRUNCATE events, event_keys RESTART IDENTITY", database=name)
     elif postgres:
         if have is not None or _exists(name):
             admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -320,11 +327,7 @@ SERVER_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_
 
 def server_state(url: str) -> dict[str, Any]:
     """The server's write settings and its WAL and checkpoint counters (cumulative)."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn) as conn:
+    with connect(url) as conn:
         state: dict[str, Any] = {name: conn.execute(f"SHOW {name}").fetchone()[0]
                                  for name in SERVER_SETTINGS}
         state["wal_bytes"], state["wal_fpi"] = conn.execute(
@@ -337,32 +340,14 @@ def server_state(url: str) -> dict[str, Any]:
 
 def _has_people(url: str, shop: Any) -> bool:
     """Does the database hold this shop's whole catalogue and all its users?"""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn) as conn:
+    with connect(url) as conn:
         items, users = conn.execute(
             "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM users)").fetchone()
     return (items, users) == (len(shop.items), len(shop.users))
 
 
-def admin_in(name: str, statement: str) -> None:
-    """Run ``statement`` in database ``name``."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(POSTGRES_SERVER).set(drivername="postgresql", database=name)
-    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(statement)
-
-
 def _exists(name: str) -> bool:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(POSTGRES_SERVER).set(drivername="postgresql")
-    with psycopg.connect(url.render_as_string(hide_password=False)) as conn:
+    with connect(POSTGRES_SERVER) as conn:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
                             (name,)).fetchone() is not None
 

@@ -135,23 +135,23 @@ def session_codes(users: np.ndarray, timestamps: np.ndarray, session_ids: Sequen
         if not np.issubdtype(numbers.dtype, np.integer):  # ids, not the dataset's numbers
             numbers = session_numbers(numbers)
         np.greater_equal(numbers, 0, out=explicit)
-    everywhere = bool(explicit.all()) and n > 0
     base = 0  # the first number left for windows
     if explicit.any():
-        # every event has an id (the usual case): views, not copies of the columns
+        everywhere = bool(explicit.all())  # the usual case: views, not copies
         named = numbers if everywhere else numbers[explicit]
         who = users if everywhere else users[explicit]
-        owner = np.full(int(named.max()) + 1, -1, dtype=np.int64)
-        owner[named] = who
         into = slice(None) if everywhere else explicit
+        owner = session_owners(named, who)
         if np.array_equal(owner[named], who):  # no id shared by two users: numbers as is
             codes[into] = named
+            base = len(owner)
         else:  # a (user, session) pair as one int64 key: no tuple per event
             pairs = named.astype(np.int64) * (int(users.max()) + 1)
             pairs += who
-            codes[into] = pd.factorize(pairs)[0]
-            del pairs
-        base = int(codes[explicit].max()) + 1 if not everywhere else 0
+            paired, distinct = pd.factorize(pairs)
+            codes[into] = paired
+            base = len(distinct)
+            del pairs, paired, distinct
         del named, who, owner
     windowed = ~explicit
     if windowed.any():
@@ -178,8 +178,9 @@ def _activity_windows(users: np.ndarray, timestamps: np.ndarray,
 
 
 def session_owners(sessions: np.ndarray, users: np.ndarray) -> np.ndarray:
-    """The user of each session number of :func:`session_codes` (-1 for numbers no
-    event has), from one assignment: every number belongs to one user."""
+    """The user of each session number (-1 for numbers no event has), from one
+    assignment: exact when every number belongs to one user, as those of
+    :func:`session_codes` do (where two users share one, either may be kept)."""
     owner = np.full(int(sessions.max()) + 1 if len(sessions) else 0, -1, dtype=np.int64)
     owner[sessions] = users
     return owner

@@ -221,25 +221,23 @@ def fit_als(ratings: Ratings, n_users: int, n_items: int, factors: int, reg: flo
     by_item = sp.csr_matrix(by_user.T)
     known_users = np.diff(by_user.indptr) > 0
     known_items = np.diff(by_item.indptr) > 0
+    # one buffer per side, [factors, bias], overwritten by each half-step: a half-step
+    # reads only the other side's, so no second copy of either is needed
+    w_users, w_items = np.zeros((n_users, factors + 1)), np.zeros((n_items, factors + 1))
+    p, bu = w_users[:, :-1], w_users[:, -1]
+    q, bi = w_items[:, :-1], w_items[:, -1]
     # the users' initial factors are never read (the first half-step solves them):
     # skipped, not drawn, so that the items' draw is what it always was
     _skip_normals(rng, n_users * factors)
-    p = np.zeros((n_users, factors))
-    q = rng.normal(0.0, init_scale, (n_items, factors))
-    bu, bi = np.zeros(n_users), np.zeros(n_items)
-    # one buffer per side, overwritten by each half-step: a half-step reads only the
-    # other side's factors, so no second copy of either is needed
-    w_users, w_items = np.empty((n_users, factors + 1)), np.empty((n_items, factors + 1))
+    q[:] = rng.normal(0.0, init_scale, (n_items, factors))
     for _ in range(iterations):
         # users: target r - mu - b_i, unknowns [p_u, b_u]
         target = by_user.copy()
         target.data = target.data - mu - bi[target.indices]
-        ridge_rows(target, q, reg, out=w_users)
-        p, bu = w_users[:, :-1], w_users[:, -1]
+        ridge_rows(target, q, reg, out=w_users)  # p and bu are views of w_users
         target = by_item.copy()
         target.data = target.data - mu - bu[target.indices]
-        ridge_rows(target, p, reg, out=w_items)
-        q, bi = w_items[:, :-1], w_items[:, -1]
+        ridge_rows(target, p, reg, out=w_items)  # q and bi: views of w_items
     p[~known_users], q[~known_items] = 0.0, 0.0
     return RatingModel(mu, bu, bi, p, q, known_users, known_items,
                        (float(ratings.values.min()), float(ratings.values.max())), reg)

@@ -1,4 +1,4 @@
-"""SASRec's network and the sequence bookkeeping around it (torch imported lazily).
+"""SASRec's network (torch imported lazily).
 
 Kang & McAuley (ICDM 2018), "Self-Attentive Sequential Recommendation": item
 embeddings plus learned position embeddings, a stack of causal self-attention blocks
@@ -6,7 +6,9 @@ embeddings plus learned position embeddings, a stack of causal self-attention bl
 as the dot product of the last hidden state with the (shared) item embeddings.
 
 Item code ``c`` of the dataset is embedding row ``c + 1``; row 0 is padding. Sequences
-are left-padded to ``max_len`` so the newest item is always at the last position.
+are left-padded to ``max_len`` so the newest item is always at the last position. The
+sequence bookkeeping (windows, padding) is :mod:`recsdk_plugins.sequential`'s; it is
+re-exported here for the code that imported it from this module.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from recsdk_plugins.sequential import PAD, padded, training_windows, user_sequences
 
-PAD = 0
+__all__ = ["PAD", "Architecture", "build_network", "padded", "training_windows",
+           "user_sequences"]
 
 
 @dataclass(frozen=True)
@@ -103,56 +107,8 @@ def build_network(arch: Architecture) -> Any:
             """Scores of every item (code order, padding excluded) for hidden states."""
             return h @ self.items.weight[1:].T
 
+        def pair_scores(self, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            """Scores of the given embedding rows, one per hidden state."""
+            return (h * self.items(rows)).sum(-1)
+
     return SASRecNet()
-
-
-def user_sequences(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray,
-                   n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's item codes in time order, ties kept in input order: (indptr, items)."""
-    order = np.lexsort((np.arange(len(users)), timestamps, users))
-    counts = np.bincount(users, minlength=n_users)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return indptr, np.asarray(items, dtype=np.int64)[order]
-
-
-def padded(seqs: list[np.ndarray], max_len: int) -> np.ndarray:
-    """Left-padded embedding rows (code + 1) of the last ``max_len`` items of each."""
-    out = np.zeros((len(seqs), max_len), dtype=np.int64)
-    for row, seq in enumerate(seqs):
-        tail = np.asarray(seq[-max_len:], dtype=np.int64)
-        if len(tail):
-            out[row, max_len - len(tail):] = tail + 1
-    return out
-
-
-def training_windows(indptr: np.ndarray, items: np.ndarray, max_len: int,
-                     offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets) windows of embedding rows covering every next-item step.
-
-    Each user's sequence ``s`` gives inputs ``s[:-1]`` and targets ``s[1:]``, cut into
-    windows of ``max_len`` steps counted back from the newest; ``offset`` (0 to
-    ``max_len - 1``, drawn per epoch) moves the older cuts so a step is not always at
-    the same window position. Padding targets are -1 (ignored by the loss).
-    """
-    inputs, targets = [], []
-    for u in range(len(indptr) - 1):
-        s = items[indptr[u]:indptr[u + 1]]
-        n = len(s) - 1
-        if n < 1:
-            continue
-        ends = [n]
-        end = n - max_len + (offset if n > max_len else 0)
-        while end > 0:
-            ends.append(end)
-            end -= max_len
-        for e in ends:
-            start = max(0, e - max_len)
-            x = np.zeros(max_len, dtype=np.int64)
-            y = np.full(max_len, -1, dtype=np.int64)
-            x[max_len - (e - start):] = s[start:e] + 1
-            y[max_len - (e - start):] = s[start + 1:e + 1]
-            inputs.append(x)
-            targets.append(y)
-    if not inputs:
-        return np.zeros((0, max_len), dtype=np.int64), np.zeros((0, max_len), dtype=np.int64)
-    return np.stack(inputs), np.stack(targets)

@@ -14,15 +14,19 @@ Rows, all in one run on the same split:
 * ``sknn``: session-based kNN (Jannach & Ludewig, RecSys 2017) over the users' recent
   items: the user's newest ``m`` items against every other user's newest ``m``
   (cosine of the item sets), the ``k`` most similar vote with their similarity;
-* ``sasrec``: the plugin, once per seed (its variance).
+* ``sasrec`` and ``gru4rec``: the plugins, once per seed each (their variance).
 
 ``--validation`` moves everything one step back: each user's second-to-last item is
 the target and the training data lose their last item (the test item is never read);
-this is where the baselines' ``m``/``k`` and sasrec's defaults were chosen.
+this is where the baselines' ``m``/``k`` and the plugins' defaults were chosen.
+
+``--param key=value`` sets a parameter of both plugins, ``--param gru4rec.key=value``
+of one.
 
     PYTHONPATH=. python benchmarks/sequential_ml100k.py \
         [--data ../shared/data/ml-100k] [--seeds 3] [--validation] \
-        [--param key=value ...] [--threads 1] [--jobs 3] [--only sasrec]
+        [--param [plugin.]key=value ...] [--threads 1] [--jobs 3] \
+        [--only baselines|sasrec|gru4rec]
 """
 
 from __future__ import annotations
@@ -108,17 +112,29 @@ def sknn(seqs: list[np.ndarray], n_items: int, m: int, k: int) -> np.ndarray:
     return sim @ x.toarray() + pop[None] / (pop.max() + 1)
 
 
-def run_sasrec(train: pd.DataFrame, users: np.ndarray, items: np.ndarray, seed: int,
-               params: dict[str, Any], threads: int | None) -> tuple[np.ndarray, dict]:
-    from recsdk_plugins.sasrec import SASRec
+DEEP = ("sasrec", "gru4rec")
 
+
+def plugin_class(name: str) -> type:
+    if name == "sasrec":
+        from recsdk_plugins.sasrec import SASRec
+
+        return SASRec
+    from recsdk_plugins.gru4rec import GRU4Rec
+
+    return GRU4Rec
+
+
+def run_plugin(name: str, train: pd.DataFrame, users: np.ndarray, items: np.ndarray,
+               seed: int, params: dict[str, Any], threads: int | None,
+               ) -> tuple[np.ndarray, dict]:
     from recsdk.config import Settings
     from recsdk.dataset import InteractionDataset
     from recsdk.types import CandidateSet, PluginContext
 
     frame = train[["user_id", "item_id", "timestamp"]].assign(type="rating")
     dataset = InteractionDataset.from_frame(frame, event_weights={"rating": 1.0})
-    plugin = SASRec.from_config({"num_threads": threads, **params}, "sasrec")
+    plugin = plugin_class(name).from_config({"num_threads": threads, **params}, name)
     context = PluginContext(settings=Settings(seed=seed, device="cpu"), seed=seed,
                             device_setting="cpu")
     plugin.recsdk_configure(context=context)
@@ -132,24 +148,28 @@ def run_sasrec(train: pd.DataFrame, users: np.ndarray, items: np.ndarray, seed: 
     return scores, report
 
 
-def sasrec_row(train: pd.DataFrame, users: np.ndarray, items: np.ndarray, seed: int,
-               params: dict[str, Any], threads: int | None, seen: sp.csr_matrix,
+def plugin_row(name: str, train: pd.DataFrame, users: np.ndarray, items: np.ndarray,
+               seed: int, params: dict[str, Any], threads: int | None, seen: sp.csr_matrix,
                target: np.ndarray) -> dict[str, float]:
-    """One seed of sasrec, its metrics printed as soon as it is done."""
-    scores, report = run_sasrec(train, users, items, seed, params, threads)
+    """One seed of one plugin, its metrics printed as soon as it is done."""
+    scores, report = run_plugin(name, train, users, items, seed, params, threads)
     row = metrics(scores, seen, target)
-    print(f"sasrec seed {seed}: {row}; epochs {report.get('epochs')} best "
+    print(f"{name} seed {seed}: {row}; epochs {report.get('epochs')} best "
           f"{report.get('best_epoch')} val {report.get('best_score')} "
           f"{report.get('seconds_per_epoch', 0):.2f} s/epoch, fit "
           f"{report['fit_seconds']:.0f} s; history {report.get('history')}", flush=True)
     return row
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
+def parse_params(pairs: list[str], plugin: str) -> dict[str, Any]:
+    """The ``key=value`` pairs for ``plugin``: unprefixed keys and ``plugin.key``."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
-        out[key] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value
+        owner, dot, bare = key.rpartition(".")
+        if dot and owner != plugin:
+            continue
+        out[bare] = json.loads(value) if value[:1] in "-0123456789[{tfn" else value
     return out
 
 
@@ -160,10 +180,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="first seed")
     parser.add_argument("--validation", action="store_true",
                         help="score each user's second-to-last item (never the test item)")
-    parser.add_argument("--param", action="append", default=[], help="sasrec key=value")
+    parser.add_argument("--param", action="append", default=[],
+                        help="[sasrec.|gru4rec.]key=value (no prefix: both)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--jobs", type=int, default=1, help="seeds trained in parallel")
-    parser.add_argument("--only", choices=["baselines", "sasrec"], default=None)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs (plugin x seed) trained in parallel")
+    parser.add_argument("--only", choices=["baselines", *DEEP], default=None)
     parser.add_argument("--sknn-m", type=int, default=SKNN_M)
     parser.add_argument("--sknn-k", type=int, default=SKNN_K)
     args = parser.parse_args()
@@ -187,7 +209,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, "
           f"python {platform.python_version()}; threads {args.threads}")
     results: list[tuple[str, dict[str, float]]] = []
-    if args.only != "sasrec":
+    if args.only in (None, "baselines"):
         pop = popularity(seqs, n_items)
         results.append(("popularity", metrics(np.tile(pop, (len(users), 1)), seen, target)))
         results.append(("markov", metrics(markov(seqs, n_items), seen, target)))
@@ -195,17 +217,21 @@ def main() -> None:
                         metrics(sknn(seqs, n_items, args.sknn_m, args.sknn_k), seen, target)))
         for name, row in results:
             print(f"{name}: {row}", flush=True)
-    if args.only != "baselines":
-        params = parse_params(args.param)
+    deep = [name for name in DEEP if args.only in (None, name)]
+    if deep:
         seeds = list(range(args.seed, args.seed + args.seeds))
+        runs = [(name, seed) for name in deep for seed in seeds]
+        params = {name: parse_params(args.param, name) for name in deep}
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            per_seed = list(pool.map(sasrec_row, *zip(*[
-                (train, users, items, seed, params, args.threads, seen, target)
-                for seed in seeds], strict=True)))
-        mean = {m: float(np.mean([r[m] for r in per_seed])) for m in per_seed[0]}
-        std = {m: float(np.std([r[m] for r in per_seed])) for m in per_seed[0]}
-        results.append((f"sasrec {params or ''} ({len(per_seed)} seeds)", mean))
-        print(f"sasrec std over seeds: {std}")
+            per_run = list(pool.map(plugin_row, *zip(*[
+                (name, train, users, items, seed, params[name], args.threads, seen, target)
+                for name, seed in runs], strict=True)))
+        for name in deep:
+            per_seed = [row for (n, _), row in zip(runs, per_run, strict=True) if n == name]
+            mean = {m: float(np.mean([r[m] for r in per_seed])) for m in per_seed[0]}
+            std = {m: float(np.std([r[m] for r in per_seed])) for m in per_seed[0]}
+            results.append((f"{name} {params[name] or ''} ({len(per_seed)} seeds)", mean))
+            print(f"{name} std over seeds: {std}")
     print("\n| model | NDCG@10 | HR@10 |\n|---|---|---|")
     for name, row in results:
         print(f"| {name} | {row['ndcg@10']:.4f} | {row['hr@10']:.4f} |")

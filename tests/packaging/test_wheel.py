@@ -173,7 +173,8 @@ def test_the_installed_cli_runs_the_main_job(installed: Installed) -> None:
 #: install lacks
 DEEP_PLUGINS = {"cfgan": "weight = 1.0", "lightgcn": "weight = 1.0",
                 "multimodal": "weight = 1.0", "multvae": "weight = 1.0",
-                "sasrec": "weight = 1.0", "two_tower": "weight = 1.0",
+                "sasrec": "weight = 1.0", "gru4rec": "weight = 1.0",
+                "two_tower": "weight = 1.0",
                 "qlearning": 'model = "dqn"'}
 
 

@@ -5,9 +5,10 @@ Recurrent Neural Networks"; with the improvements of Hidasi & Karatzoglou (CIKM 
 "Recurrent Neural Networks with Top-k Gains for Session-based Recommendations". Each
 user's interactions, in time order, are a sequence; a GRU over the newest ``max_len`` of
 them predicts the next item at every step. The loss is softmax cross-entropy over all
-items (``loss = "ce"``, the 2018 paper's cross-entropy with every item as a negative,
-which it found strong and which is cheap on catalogues of a few thousand items); ``bce``
-(one uniformly sampled negative per step) is offered for large catalogues but is not the
+items (``loss = "ce"``): the 2018 paper trains its cross-entropy against many negatives
+(in-batch and extra sampled ones) and finds it strong once they are many; on a
+catalogue of a few thousand items every item can be one, at little cost. ``bce`` (one
+uniformly sampled negative per step) is offered for large catalogues; it is not the
 2018 paper's BPR-max.
 
 What differs from the papers: training reads windows of ``max_len`` steps, each starting

@@ -118,6 +118,38 @@ def weighted_matrix(dataset: InteractionDataset, weighting: Weighting,
     return matrix, end
 
 
+def window_matrix(dataset: InteractionDataset, weighting: Weighting, window: int,
+                  data_end: float) -> sp.csr_matrix:
+    """The windows x items matrix of each user's time-ordered history, for models that
+    should see which items a user had *close together* rather than at all.
+
+    Each user's events of a positive weight, ordered by time (ties in log order), are cut
+    into overlapping windows of ``window + 1`` consecutive positions (a user with ``n``
+    events gives ``n + window`` windows, the edge ones partial); an event's weight,
+    divided by ``sqrt(window + 1)``, is in every window it falls in. Two events ``d <=
+    window`` positions apart then share ``window + 1 - d`` windows, so ``M^T M`` counts
+    the pairs of a user's events at most ``window`` apart, weighted by ``1 - d / (window
+    + 1)``, and pairs further apart not at all; its diagonal is the plain matrix's on 0/1
+    data, so a penalty tuned on one means the same on the other.
+    """
+    inter = dataset.interactions
+    timestamps = inter["timestamp"].to_numpy(np.float64)
+    values = weighting.weights(inter["type"], timestamps, data_end)
+    chosen = np.flatnonzero(values > 0)
+    users = inter["user"].to_numpy(np.int64)[chosen]
+    order = np.lexsort((np.nan_to_num(timestamps[chosen], nan=-np.inf), users))
+    users, items = users[order], inter["item"].to_numpy(np.int64)[chosen][order]
+    weights = values[chosen][order] / np.sqrt(window + 1.0)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else users
+    counts = np.diff(np.r_[starts, len(users)])
+    position = np.arange(len(users)) - np.repeat(starts, counts)
+    first_window = np.repeat(np.cumsum(np.r_[0, counts[:-1] + window]), counts)
+    rows = np.concatenate([first_window + position + k for k in range(window + 1)])
+    return sp.csr_matrix(
+        (np.tile(weights, window + 1), (rows, np.tile(items, window + 1))),
+        shape=(int(counts.sum() + window * len(counts)), dataset.n_items))
+
+
 class UserRows:
     """The fitted users x items matrix, and each user's row as it is at request time."""
 

@@ -33,7 +33,13 @@ from recsdk.catalog import Catalog
 from recsdk.config import DEFAULT_EVENT_WEIGHTS
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
-from recsdk.interactions import UserRows, Weighting, WeightingParams, candidate_scores
+from recsdk.interactions import (
+    UserRows,
+    Weighting,
+    WeightingParams,
+    candidate_scores,
+    window_matrix,
+)
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,11 @@ class EaseParams(WeightingParams):
         load_default=20_000, validate=validate.Range(min=2, max=200_000),
         metadata={"description": "most items the dense items x items model may hold "
                   "(4 bytes x max_items^2: 1.6 GB at 20,000)"})
+    order_window = fields.Integer(
+        load_default=0, validate=validate.Range(min=0, max=1000),
+        metadata={"description": "0: learn from which items each user has; h > 0: from "
+                  "which items users had at most h events apart in time order (closer "
+                  "pairs count more; the Gram matrix of recsdk.interactions.window_matrix)"})
     on_too_large = fields.String(
         load_default="restrict", validate=validate.OneOf(TOO_LARGE),
         metadata={"description": "more items with interactions than max_items: restrict "
@@ -160,7 +171,10 @@ class EASE(Plugin):
         self._event_weights = dict(context.settings.event_weights)
         rows = UserRows.fit(dataset, self._weighting(), NAME)
         items = self.model_items(rows.matrix)
-        b = ease_weights(gram(rows.matrix[:, items], float(self.params.get("l2", 500.0))))
+        window = int(self.params.get("order_window", 0))
+        x = rows.matrix if window == 0 else window_matrix(dataset, self._weighting(), window,
+                                                           rows.data_end)
+        b = ease_weights(gram(x[:, items], float(self.params.get("l2", 500.0))))
         self.rows_, self.items_, self.b_ = rows, items, b
 
     @hookimpl

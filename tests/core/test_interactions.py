@@ -14,6 +14,7 @@ from recsdk.interactions import (
     WeightingParams,
     candidate_scores,
     weighted_matrix,
+    window_matrix,
 )
 from recsdk.types import CandidateSet, UserHistory
 
@@ -98,3 +99,49 @@ def test_candidate_scores_are_nan_for_unknown_codes() -> None:
 def test_params_reject_a_non_positive_half_life_naming_the_range() -> None:
     errors = WeightingParams().validate({"half_life_days": 0})
     assert "half_life_days" in errors and "greater than 0" in str(errors)
+
+
+def pair_counts(events: pd.DataFrame, ds: InteractionDataset, weights: dict[str, float],
+                window: int) -> np.ndarray:
+    """Brute force: for every user's positively weighted events in time order (ties in
+    log order), w_a w_b (1 - d / (window + 1)) for each pair d <= window apart."""
+    out = np.zeros((ds.n_items, ds.n_items))
+    for _, mine in events.assign(w=events["type"].map(weights)).query("w > 0").sort_values(
+            "timestamp", kind="stable").groupby("user_id"):
+        codes = [ds.item_index[i] for i in mine["item_id"]]
+        w = mine["w"].to_numpy()
+        for a in range(len(codes)):
+            for b in range(len(codes)):
+                d = abs(a - b)
+                if d <= window:
+                    out[codes[a], codes[b]] += w[a] * w[b] * (1 - d / (window + 1))
+    return out
+
+
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_window_matrix_counts_pairs_close_in_each_users_time_order(window: int) -> None:
+    rng = np.random.default_rng(window)
+    events = pd.DataFrame({
+        "user_id": rng.choice(["a", "b", "c"], 40),
+        "item_id": rng.choice([f"i{k}" for k in range(8)], 40),
+        "type": rng.choice(["view", "purchase", "return"], 40, p=[0.6, 0.3, 0.1]),
+        "timestamp": rng.integers(0, 10, 40).astype(float) * DAY,  # ties: log order
+    })
+    ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
+    m = window_matrix(ds, Weighting.from_params({}, WEIGHTS), window, 10 * DAY)
+    assert m.shape[1] == ds.n_items
+    np.testing.assert_allclose((m.T @ m).toarray(), pair_counts(events, ds, WEIGHTS, window),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_window_matrix_keeps_items_far_apart_in_time_order_apart() -> None:
+    # one user, x y z in time order: with window 1, x and z (two apart) share no window
+    events = pd.DataFrame({"user_id": ["a"] * 3, "item_id": ["z", "x", "y"],
+                           "type": ["view"] * 3, "timestamp": [2.0, 0.0, 1.0]})
+    ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
+    gram = (lambda m: (m.T @ m).toarray())(
+        window_matrix(ds, Weighting.from_params({}, WEIGHTS), 1, 2.0))
+    x, y, z = (ds.item_index[i] for i in "xyz")
+    assert gram[x, z] == 0
+    assert gram[x, y] == pytest.approx(0.5) and gram[y, z] == pytest.approx(0.5)
+    np.testing.assert_allclose(np.diag(gram), 1.0)  # the plain matrix's diagonal

@@ -14,6 +14,7 @@ from recsdk import RecSDK
 from recsdk.config import Settings
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
+from recsdk.interactions import Weighting, window_matrix
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
 from tests.core.shop import fill
 
@@ -69,6 +70,22 @@ def test_weights_match_the_dense_numpy_reference_with_a_zero_diagonal() -> None:
     scores = plugin.recsdk_score_users(user_ids=list(dataset.user_ids),
                                        candidates=all_candidates(dataset))
     np.testing.assert_allclose(scores, x @ b, rtol=1e-4, atol=1e-5)
+
+
+def test_order_window_solves_the_window_gram_and_scores_the_plain_rows() -> None:
+    frame = events()
+    frame["timestamp"] = np.random.default_rng(3).permutation(len(frame)).astype(float)
+    plugin, dataset = fitted(frame, l2=3.0, order_window=2)
+    w = window_matrix(dataset, Weighting.from_params({}, WEIGHTS), 2, float(len(frame)))
+    p = np.linalg.inv((w.T @ w).toarray() + 3.0 * np.eye(dataset.n_items))
+    b = np.eye(len(p)) - p / np.diag(p)
+    np.testing.assert_allclose(plugin.b_, b, rtol=1e-4, atol=1e-5)
+    x, _ = reference(dataset, 3.0)
+    scores = plugin.recsdk_score_users(user_ids=list(dataset.user_ids),
+                                       candidates=all_candidates(dataset))
+    np.testing.assert_allclose(scores, x @ b, rtol=1e-4, atol=1e-5)
+    plain, _ = fitted(frame, l2=3.0)
+    assert not np.allclose(plain.b_, plugin.b_, atol=1e-3)  # the order changed the model
 
 
 def test_new_events_fold_in_without_refitting_and_strangers_with_history_are_served() -> None:
@@ -128,6 +145,7 @@ def test_beyond_max_items_the_model_keeps_the_most_used_items_or_refuses(
 
 @pytest.mark.parametrize(("params", "name"), [({"l2": 0}, "l2"), ({"max_items": 1}, "max_items"),
                                               ({"on_too_large": "drop"}, "on_too_large"),
+                                              ({"order_window": -1}, "order_window"),
                                               ({"lambda": 3}, "lambda")])
 def test_bad_parameters_are_refused_by_name(params: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=rf"plugins\.ease: invalid .*'{name}'"):

@@ -8,13 +8,6 @@ query), kept only for the ``neighbours`` most similar ``h`` of each ``t``. A use
 score for ``t`` is ``score(u, t) = sum_h x_uh S[h, t]`` with ``x_u`` the user's row at
 request time (training row plus newer history), so a new event changes the next list
 without retraining.
-
-With ``order_window = h > 0`` the item vectors are over windows of ``h + 1`` consecutive
-events in the users' time-ordered histories instead of over users
-(:func:`recsdk.interactions.window_matrix`): items are similar when users had them close
-together, nearer pairs counting more, much as the sequential rules of Ludewig & Jannach
-("Evaluation of Session-based Recommendation Algorithms", UMUAI 2018) count them.
-Scoring is unchanged: the user's items vote.
 """
 
 from __future__ import annotations
@@ -23,7 +16,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from marshmallow import fields, validate
 from recsdk_plugins.knn.base import KNNPlugin, batched_scores, knn_params, no_signal
 from recsdk_plugins.knn.similarity import neighbours, squared_norms
 
@@ -35,29 +27,19 @@ from recsdk.interactions import (
     UserRows,
     candidate_scores,
     sorted_lookup,
-    window_matrix,
 )
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
-
-class ItemKNNParams(knn_params("ItemKNNBaseParams", similarity="asymmetric_cosine",
-                               alpha=0.3, shrink=10.0, neighbours=200, weighting="tfidf")):
-    """Defaults: ``recsdk tune`` on the ML-100K training split (docs/algorithms/knn.md)."""
-
-    order_window = fields.Integer(
-        load_default=0, validate=validate.Range(min=0, max=1000),
-        metadata={"description": "0: items are similar when the same users have them; "
-                  "h > 0: when users had them at most h events apart in time order "
-                  "(closer counts more)"})
-
-
+#: Defaults: ``recsdk tune`` on the ML-100K training split (docs/algorithms/knn.md).
+ItemKNNParams = knn_params("ItemKNNParams", similarity="asymmetric_cosine", alpha=0.3,
+                           shrink=10.0, neighbours=200, weighting="tfidf")
 #: Users scored per block in the batch path (bounds the dense score block).
 BATCH_CELLS = 2**24
 
 
 def item_similarities(rows: sp.csr_matrix, plugin: KNNPlugin) -> sp.csr_matrix:
     """The items x items top-K similarity matrix ``S`` (rows: neighbours h, columns:
-    targets t) of the users (or windows) x items matrix ``rows``."""
+    targets t) of the users x items matrix ``rows``."""
     items = sp.csr_matrix(rows.T, dtype=np.float64)
     weighted = plugin.row_weighting(items).apply(items)
     sq = squared_norms(weighted)
@@ -76,10 +58,7 @@ class ItemKNN(KNNPlugin):
     @hookimpl
     def recsdk_fit(self, dataset: InteractionDataset, context: PluginContext) -> None:
         rows = self.fit_rows(dataset, context)
-        window = int(self.params["order_window"])
-        vectors = rows.matrix if window == 0 else window_matrix(dataset, self.weighting, window,
-                                                                      rows.data_end)
-        similarity = item_similarities(vectors, self)
+        similarity = item_similarities(rows.matrix, self)
         self.rows_, self.similarity_, self._by_target = rows, similarity, None
 
     @hookimpl

@@ -9,13 +9,15 @@ popularity Zipf-like, about 40 interactions per user) is built once; then
   in-place Cholesky inverse by LAPACK ``potrf``/``potri``);
 * ``ease plugin recsdk_fit``: the whole fit, weighting the event log into X included;
 * ``numpy inv f32``, ``scipy cho_factor/cho_solve f32``: the same inverse in float32 by
-  ``numpy.linalg.inv`` and by ``scipy.linalg.cho_factor`` + ``cho_solve(I)``.
+  ``numpy.linalg.inv`` and by ``scipy.linalg.cho_factor`` + ``cho_solve(I)``;
+* with ``--order-window H``: the whole fit with ``order_window = H`` (the Gram matrix of
+  pairs at most H events apart; another model, so no difference to f64 is shown).
 
 Peak memory is tracemalloc's peak during the call (numpy registers its buffers with
 tracemalloc, LAPACK's workspace included). Times are the best of ``--repeat`` runs.
 
     PYTHONPATH=. python benchmarks/ease_speed.py [--sizes 1000 2000 5000] [--repeat 3]
-        [--solve-only 10000]
+        [--solve-only 10000] [--order-window 60]
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ def measured(fn: Callable[[], Any], repeat: int) -> tuple[float, int]:
     return best, peak
 
 
-def fit_plugin(dataset: InteractionDataset) -> EASE:
-    plugin = EASE.from_config({"l2": L2, "max_items": 200_000}, "ease")
+def fit_plugin(dataset: InteractionDataset, order_window: int = 0) -> EASE:
+    plugin = EASE.from_config({"l2": L2, "max_items": 200_000,
+                               "order_window": order_window}, "ease")
     context = PluginContext(settings=Settings(event_weights={"interaction": 1.0}))
     plugin.recsdk_configure(context=context)
     plugin.recsdk_fit(dataset=dataset, context=context)
@@ -95,9 +98,14 @@ def cho_solve(x: sp.csr_matrix) -> np.ndarray:
     return b
 
 
-def solvers(x: sp.csr_matrix, dataset: InteractionDataset, reference: np.ndarray
-            ) -> dict[str, tuple[Callable[[], Any], Callable[[], np.ndarray]]]:
-    """Each method: what is timed, and the B it gives (for the accuracy column)."""
+def solvers(x: sp.csr_matrix, dataset: InteractionDataset, reference: np.ndarray,
+            order_window: int = 0
+            ) -> dict[str, tuple[Callable[[], Any], Callable[[], np.ndarray] | None]]:
+    """Each method: what is timed, and the B it gives (for the accuracy column; None for
+    another model)."""
+    windowed: dict[str, tuple[Callable[[], Any], None]] = {} if not order_window else {
+        f"ease plugin recsdk_fit, order_window {order_window}":
+            (lambda: fit_plugin(dataset, order_window), None)}
     return {
         "numpy inv f64 (baseline)": (lambda: numpy_inv(x, np.float64), lambda: reference),
         "ease solve (gram + potrf/potri f32)": (lambda: ease_weights(gram(x, L2)),
@@ -106,10 +114,11 @@ def solvers(x: sp.csr_matrix, dataset: InteractionDataset, reference: np.ndarray
                                    lambda: fit_plugin(dataset).b_),
         "numpy inv f32": (lambda: numpy_inv(x, np.float32), lambda: numpy_inv(x, np.float32)),
         "scipy cho_factor/cho_solve f32": (lambda: cho_solve(x), lambda: cho_solve(x)),
+        **windowed,
     }
 
 
-def run(sizes: list[int], repeat: int) -> None:
+def run(sizes: list[int], repeat: int, order_window: int = 0) -> None:
     """Prints one Markdown row per size and method as it is measured."""
     print("| items n | users | nnz | method | s (best of repeat) | / numpy inv f64 | "
           "peak MiB | max abs diff to f64 |\n|---|---|---|---|---|---|---|---|", flush=True)
@@ -118,12 +127,12 @@ def run(sizes: list[int], repeat: int) -> None:
         x = dataset.matrix
         reference = numpy_inv(x, np.float64)
         base = None
-        for name, (fn, result) in solvers(x, dataset, reference).items():
+        for name, (fn, result) in solvers(x, dataset, reference, order_window).items():
             seconds, peak = measured(fn, repeat)
             base = seconds if base is None else base
-            diff = float(np.abs(result() - reference).max())
+            diff = "" if result is None else f"{float(np.abs(result() - reference).max()):.1e}"
             print(f"| {n:,} | {dataset.n_users:,} | {x.nnz:,} | {name} | {seconds:.2f} | "
-                  f"{seconds / base:.2f} | {peak / 2**20:,.0f} | {diff:.1e} |", flush=True)
+                  f"{seconds / base:.2f} | {peak / 2**20:,.0f} | {diff} |", flush=True)
 
 
 def memory_table(sizes: list[int]) -> str:
@@ -157,10 +166,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--solve-only", type=int, nargs="*", default=[10_000],
                         help="sizes measured for the plugin's solve alone")
+    parser.add_argument("--order-window", type=int, default=0,
+                        help="also time the fit with this order_window")
     args = parser.parse_args()
     print(f"python {platform.python_version()}, numpy {np.__version__}, "
           f"scipy {scipy.__version__}, {platform.machine()}")
-    run(args.sizes, args.repeat)
+    run(args.sizes, args.repeat, args.order_window)
     print()
     if args.solve_only:
         solve_only(args.solve_only)

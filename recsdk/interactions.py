@@ -15,7 +15,7 @@ next list without retraining), or the whole history for a user the model never s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,19 +118,19 @@ def weighted_matrix(dataset: InteractionDataset, weighting: Weighting,
     return matrix, end
 
 
-def window_matrix(dataset: InteractionDataset, weighting: Weighting, window: int,
-                  data_end: float) -> sp.csr_matrix:
-    """The windows x items matrix of each user's time-ordered history, for models that
-    should see which items a user had *close together* rather than at all.
+def close_pairs(dataset: InteractionDataset, weighting: Weighting, window: int,
+                data_end: float) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The pairs of each user's events at most ``window`` apart in time order, for models
+    that should learn from what a user had *close together* rather than at all.
 
-    Each user's events of a positive weight, ordered by time (ties in log order), are cut
-    into overlapping windows of ``window + 1`` consecutive positions (a user with ``n``
-    events gives ``n + window`` windows, the edge ones partial); an event's weight,
-    divided by ``sqrt(window + 1)``, is in every window it falls in. Two events ``d <=
-    window`` positions apart then share ``window + 1 - d`` windows, so ``M^T M`` counts
-    the pairs of a user's events at most ``window`` apart, weighted by ``1 - d / (window
-    + 1)``, and pairs further apart not at all; its diagonal is the plain matrix's on 0/1
-    data, so a penalty tuned on one means the same on the other.
+    A user's events of a positive weight are ordered by time (ties in log order). For each
+    distance ``d = 0 .. window`` this yields ``(d, earlier items, later items, weights)``
+    over all users, a pair's weight ``w_a w_b (1 - d / (window + 1))``; ``d = 0`` pairs
+    each event with itself. Summed into an items x items matrix (both orders for ``d >
+    0``) this is ``M^T M`` for ``M`` the user's history cut into overlapping windows of
+    ``window + 1`` events with each event's weight over ``sqrt(window + 1)``: on 0/1
+    data its diagonal is the plain ``X^T X``'s, and pairs further apart count nothing.
+    Memory is one distance's pairs at a time, O(events).
     """
     inter = dataset.interactions
     timestamps = inter["timestamp"].to_numpy(np.float64)
@@ -139,15 +139,12 @@ def window_matrix(dataset: InteractionDataset, weighting: Weighting, window: int
     users = inter["user"].to_numpy(np.int64)[chosen]
     order = np.lexsort((np.nan_to_num(timestamps[chosen], nan=-np.inf), users))
     users, items = users[order], inter["item"].to_numpy(np.int64)[chosen][order]
-    weights = values[chosen][order] / np.sqrt(window + 1.0)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else users
-    counts = np.diff(np.r_[starts, len(users)])
-    position = np.arange(len(users)) - np.repeat(starts, counts)
-    first_window = np.repeat(np.cumsum(np.r_[0, counts[:-1] + window]), counts)
-    rows = np.concatenate([first_window + position + k for k in range(window + 1)])
-    return sp.csr_matrix(
-        (np.tile(weights, window + 1), (rows, np.tile(items, window + 1))),
-        shape=(int(counts.sum() + window * len(counts)), dataset.n_items))
+    weights = values[chosen][order].astype(np.float64)
+    n = len(users)
+    for d in range(min(window, max(n - 1, 0)) + 1):
+        same = users[d:] == users[:n - d]
+        yield (d, items[:n - d][same], items[d:][same],
+               (weights[:n - d] * weights[d:])[same] * (1.0 - d / (window + 1.0)))
 
 
 class UserRows:

@@ -20,7 +20,7 @@ falls back to other plugins for them) or refuses (``"error"``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ from recsdk.interactions import (
     Weighting,
     WeightingParams,
     candidate_scores,
-    window_matrix,
+    close_pairs,
 )
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest
 
@@ -65,7 +65,7 @@ class EaseParams(WeightingParams):
         load_default=0, validate=validate.Range(min=0, max=1000),
         metadata={"description": "0: learn from which items each user has; h > 0: from "
                   "which items users had at most h events apart in time order (closer "
-                  "pairs count more; the Gram matrix of recsdk.interactions.window_matrix)"})
+                  "pairs count more; recsdk.interactions.close_pairs)"})
     on_too_large = fields.String(
         load_default="restrict", validate=validate.OneOf(TOO_LARGE),
         metadata={"description": "more items with interactions than max_items: restrict "
@@ -83,6 +83,27 @@ def gram(x: sp.csr_matrix, l2: float) -> np.ndarray:
     for start in range(0, n, block):
         stop = min(start + block, n)
         g[:, start:stop] = (xt @ xc[:, start:stop]).toarray()
+    g[np.diag_indices(n)] += np.float32(l2)
+    return g
+
+
+def window_gram(pairs: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+                items: np.ndarray, n_items: int, l2: float) -> np.ndarray:
+    """Dense float32 ``M^T M + l2 I`` over the model ``items`` from the close pairs of
+    :func:`recsdk.interactions.close_pairs` (both orders added for ``d > 0``), summed in
+    place: the fit holds ``G`` and one distance's pairs, never ``M``."""
+    position = np.full(n_items, -1, dtype=np.int64)
+    position[items] = np.arange(len(items))
+    n = len(items)
+    g = np.zeros((n, n), dtype=np.float32)
+    flat = g.reshape(-1)
+    for d, earlier, later, weights in pairs:
+        a, b = position[earlier], position[later]
+        kept = (a >= 0) & (b >= 0)
+        a, b, w = a[kept], b[kept], weights[kept].astype(np.float32)
+        np.add.at(flat, a * n + b, w)
+        if d:
+            np.add.at(flat, b * n + a, w)
     g[np.diag_indices(n)] += np.float32(l2)
     return g
 
@@ -172,9 +193,11 @@ class EASE(Plugin):
         rows = UserRows.fit(dataset, self._weighting(), NAME)
         items = self.model_items(rows.matrix)
         window = int(self.params.get("order_window", 0))
-        x = rows.matrix if window == 0 else window_matrix(dataset, self._weighting(), window,
-                                                           rows.data_end)
-        b = ease_weights(gram(x[:, items], float(self.params.get("l2", 500.0))))
+        l2 = float(self.params.get("l2", 500.0))
+        g = gram(rows.matrix[:, items], l2) if window == 0 else window_gram(
+            close_pairs(dataset, self._weighting(), window, rows.data_end), items,
+            dataset.n_items, l2)
+        b = ease_weights(g)
         self.rows_, self.items_, self.b_ = rows, items, b
 
     @hookimpl

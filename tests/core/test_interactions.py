@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,8 +15,8 @@ from recsdk.interactions import (
     Weighting,
     WeightingParams,
     candidate_scores,
+    close_pairs,
     weighted_matrix,
-    window_matrix,
 )
 from recsdk.types import CandidateSet, UserHistory
 
@@ -101,6 +103,17 @@ def test_params_reject_a_non_positive_half_life_naming_the_range() -> None:
     assert "half_life_days" in errors and "greater than 0" in str(errors)
 
 
+def summed(pairs: Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
+           n_items: int) -> np.ndarray:
+    """The items x items matrix of the close pairs, both orders for d > 0."""
+    out = np.zeros((n_items, n_items))
+    for d, a, b, w in pairs:
+        np.add.at(out, (a, b), w)
+        if d:
+            np.add.at(out, (b, a), w)
+    return out
+
+
 def pair_counts(events: pd.DataFrame, ds: InteractionDataset, weights: dict[str, float],
                 window: int) -> np.ndarray:
     """Brute force: for every user's positively weighted events in time order (ties in
@@ -119,7 +132,7 @@ def pair_counts(events: pd.DataFrame, ds: InteractionDataset, weights: dict[str,
 
 
 @pytest.mark.parametrize("window", [1, 2, 5])
-def test_window_matrix_counts_pairs_close_in_each_users_time_order(window: int) -> None:
+def test_close_pairs_count_pairs_close_in_each_users_time_order(window: int) -> None:
     rng = np.random.default_rng(window)
     events = pd.DataFrame({
         "user_id": rng.choice(["a", "b", "c"], 40),
@@ -128,19 +141,18 @@ def test_window_matrix_counts_pairs_close_in_each_users_time_order(window: int) 
         "timestamp": rng.integers(0, 10, 40).astype(float) * DAY,  # ties: log order
     })
     ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
-    m = window_matrix(ds, Weighting.from_params({}, WEIGHTS), window, 10 * DAY)
-    assert m.shape[1] == ds.n_items
-    np.testing.assert_allclose((m.T @ m).toarray(), pair_counts(events, ds, WEIGHTS, window),
+    gram = summed(close_pairs(ds, Weighting.from_params({}, WEIGHTS), window, 10 * DAY),
+                  ds.n_items)
+    np.testing.assert_allclose(gram, pair_counts(events, ds, WEIGHTS, window),
                                rtol=1e-9, atol=1e-9)
 
 
-def test_window_matrix_keeps_items_far_apart_in_time_order_apart() -> None:
+def test_close_pairs_keep_items_far_apart_in_time_order_apart() -> None:
     # one user, x y z in time order: with window 1, x and z (two apart) share no window
     events = pd.DataFrame({"user_id": ["a"] * 3, "item_id": ["z", "x", "y"],
                            "type": ["view"] * 3, "timestamp": [2.0, 0.0, 1.0]})
     ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
-    gram = (lambda m: (m.T @ m).toarray())(
-        window_matrix(ds, Weighting.from_params({}, WEIGHTS), 1, 2.0))
+    gram = summed(close_pairs(ds, Weighting.from_params({}, WEIGHTS), 1, 2.0), ds.n_items)
     x, y, z = (ds.item_index[i] for i in "xyz")
     assert gram[x, z] == 0
     assert gram[x, y] == pytest.approx(0.5) and gram[y, z] == pytest.approx(0.5)

@@ -14,7 +14,6 @@ from recsdk import RecSDK
 from recsdk.config import Settings
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
-from recsdk.interactions import Weighting, window_matrix
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
 from tests.core.shop import fill
 
@@ -76,8 +75,18 @@ def test_order_window_solves_the_window_gram_and_scores_the_plain_rows() -> None
     frame = events()
     frame["timestamp"] = np.random.default_rng(3).permutation(len(frame)).astype(float)
     plugin, dataset = fitted(frame, l2=3.0, order_window=2)
-    w = window_matrix(dataset, Weighting.from_params({}, WEIGHTS), 2, float(len(frame)))
-    p = np.linalg.inv((w.T @ w).toarray() + 3.0 * np.eye(dataset.n_items))
+    # the window Gram by its definition: each user's history in time order cut into
+    # overlapping windows of 3 events, each event's weight over sqrt(3) in each of its windows
+    windows = []
+    for _, mine in dataset.interactions.sort_values("timestamp", kind="stable").groupby("user"):
+        events_ = list(zip(mine["item"], mine["type"].map(WEIGHTS), strict=True))
+        for start in range(-2, len(events_)):
+            row = np.zeros(dataset.n_items)
+            for item, weight in events_[max(start, 0):start + 3]:
+                row[item] += weight / np.sqrt(3.0)
+            windows.append(row)
+    m = np.array(windows)
+    p = np.linalg.inv(m.T @ m + 3.0 * np.eye(dataset.n_items))
     b = np.eye(len(p)) - p / np.diag(p)
     np.testing.assert_allclose(plugin.b_, b, rtol=1e-4, atol=1e-5)
     x, _ = reference(dataset, 3.0)

@@ -123,7 +123,9 @@ def close_pairs(dataset: InteractionDataset, weighting: Weighting, window: int,
     """The pairs of each user's events at most ``window`` apart in time order, for models
     that should learn from what a user had *close together* rather than at all.
 
-    A user's events of a positive weight are ordered by time (ties in log order). For each
+    A user's events of a positive weight on items whose summed weight is positive (as in
+    :func:`weighted_matrix`: a returned purchase teaches nothing) are ordered by time (ties
+    in log order). For each
     distance ``d = 0 .. window`` this yields ``(d, earlier items, later items, weights)``
     over all users, a pair's weight ``w_a w_b (1 - d / (window + 1))``; ``d = 0`` pairs
     each event with itself. Summed into an items x items matrix (both orders for ``d >
@@ -135,7 +137,10 @@ def close_pairs(dataset: InteractionDataset, weighting: Weighting, window: int,
     inter = dataset.interactions
     timestamps = inter["timestamp"].to_numpy(np.float64)
     values = weighting.weights(inter["type"], timestamps, data_end)
-    chosen = np.flatnonzero(values > 0)
+    cells = inter["user"].to_numpy(np.int64) * dataset.n_items + inter["item"].to_numpy(np.int64)
+    keys, cell = np.unique(cells, return_inverse=True)
+    net = np.bincount(cell, weights=values, minlength=len(keys))
+    chosen = np.flatnonzero((values > 0) & (net[cell] > 0))
     users = inter["user"].to_numpy(np.int64)[chosen]
     order = np.lexsort((np.nan_to_num(timestamps[chosen], nan=-np.inf), users))
     users, items = users[order], inter["item"].to_numpy(np.int64)[chosen][order]

@@ -116,10 +116,13 @@ def summed(pairs: Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
 
 def pair_counts(events: pd.DataFrame, ds: InteractionDataset, weights: dict[str, float],
                 window: int) -> np.ndarray:
-    """Brute force: for every user's positively weighted events in time order (ties in
-    log order), w_a w_b (1 - d / (window + 1)) for each pair d <= window apart."""
+    """Brute force: for every user's positively weighted events on items they did not
+    cancel (net weight > 0), in time order (ties in log order), w_a w_b (1 - d / (window
+    + 1)) for each pair d <= window apart."""
     out = np.zeros((ds.n_items, ds.n_items))
-    for _, mine in events.assign(w=events["type"].map(weights)).query("w > 0").sort_values(
+    weighted = events.assign(w=events["type"].map(weights))
+    net = weighted.groupby(["user_id", "item_id"])["w"].transform("sum")
+    for _, mine in weighted[(weighted["w"] > 0) & (net > 0)].sort_values(
             "timestamp", kind="stable").groupby("user_id"):
         codes = [ds.item_index[i] for i in mine["item_id"]]
         w = mine["w"].to_numpy()
@@ -157,3 +160,14 @@ def test_close_pairs_keep_items_far_apart_in_time_order_apart() -> None:
     assert gram[x, z] == 0
     assert gram[x, y] == pytest.approx(0.5) and gram[y, z] == pytest.approx(0.5)
     np.testing.assert_allclose(np.diag(gram), 1.0)  # the plain matrix's diagonal
+
+
+def test_close_pairs_skip_an_item_its_user_returned() -> None:
+    # b bought x, viewed y, returned x: x and y are not a pair of b's (x nets -0)
+    events = pd.DataFrame({"user_id": ["b"] * 3, "item_id": ["x", "y", "x"],
+                           "type": ["purchase", "view", "return"],
+                           "timestamp": [0.0, 1.0, 2.0]})
+    ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
+    gram = summed(close_pairs(ds, Weighting.from_params({}, WEIGHTS), 2, 2.0), ds.n_items)
+    x, y = ds.item_index["x"], ds.item_index["y"]
+    assert gram[x].sum() == 0 and gram[y, y] == 1.0

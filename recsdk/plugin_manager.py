@@ -39,6 +39,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "user_knn": "recsdk_plugins.knn:UserKNN",
     "ease": "recsdk_plugins.ease:EASE",
     "sasrec": "recsdk_plugins.sasrec:SASRec",
+    "gru4rec": "recsdk_plugins.gru4rec:GRU4Rec",
     "rating_mf": "recsdk_plugins.rating_mf:RatingMF",
     "als": "recsdk_plugins.factorization:ALS",
     "bpr": "recsdk_plugins.factorization:BPR",

@@ -28,3 +28,17 @@ def test_the_wheel_holds_recsdk_and_leaves_the_demo_shop_out() -> None:
     assert {p.split(".")[0] for p in packages} == {"recsdk", "recsdk_plugins"}
     assert "recsdk.migrations" in packages and "recsdk_plugins.popularity" in packages
     assert not any(p.startswith("demo_shop") for p in packages)
+
+
+def test_every_entry_point_plugin_is_also_built_in() -> None:
+    """A checkout that is not installed (or whose egg-info predates a plugin) finds its
+    plugins through ``BUILTIN_PLUGINS``: it must name what setup.cfg registers."""
+    from configparser import ConfigParser
+
+    from recsdk.plugin_manager import BUILTIN_PLUGINS
+
+    config = ConfigParser()
+    config.read(REPO / "setup.cfg")
+    lines = config["options.entry_points"]["recsdk"].strip().splitlines()
+    registered = dict(line.replace(" ", "").split("=", 1) for line in lines)
+    assert registered == BUILTIN_PLUGINS

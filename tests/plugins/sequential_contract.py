@@ -6,14 +6,14 @@ small parameters its tests train with), ``dataset`` (item chains, see
 :data:`CHAINS`), ``model`` (fitted on it with ``fast``), ``fit`` (``fit(dataset, seed,
 **params)``), ``seed_params`` (parameters of the determinism test) and ``other_arch``
 (a configured architecture that a saved model must override), then imports the tests
-below with ``from tests.plugins.sequential_contract import *`` (``__all__``: the tests
-and the ``registry`` fixture), which pytest collects there.
+below with ``from tests.plugins.sequential_contract import *`` (``__all__``: the
+tests), which pytest collects there; ``registry`` comes from tests/plugins/conftest.py.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,6 @@ from recsdk.config import Settings
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
 from recsdk.registry import ModelRegistry
-from recsdk.storage import models
-from recsdk.storage.database import make_engine
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
 
 WEIGHTS = {"view": 1.0, "return": -4.0}
@@ -36,7 +34,6 @@ SUCCESSOR = {chain[j]: chain[j + 1] for chain in CHAINS for j in range(4)}
 Fit = Callable[..., SequentialPlugin]
 
 __all__ = [
-    "registry",
     "test_a_history_longer_than_the_window_is_cut_to_its_newest_items",
     "test_learns_the_chains_beyond_popularity",
     "test_missing_torch_names_the_extra",
@@ -76,14 +73,6 @@ def request(user: str | None, items: list[str], times: list[float] | None = None
             ) -> RecommendationRequest:
     history = UserHistory(items, ["view"] * len(items), times or [])
     return RecommendationRequest(user, k=5, history=history)
-
-
-@pytest.fixture
-def registry(tmp_path) -> Iterator[ModelRegistry]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
-    models.Base.metadata.create_all(engine)
-    yield ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
-    engine.dispose()
 
 
 def test_learns_the_chains_beyond_popularity(model: SequentialPlugin,

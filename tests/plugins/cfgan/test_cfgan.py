@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,6 @@ from recsdk import RecSDK
 from recsdk.config import Settings
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
-from recsdk.registry import ModelRegistry
-from recsdk.storage import models
-from recsdk.storage.database import make_engine
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
 from tests.core.shop import fill
 
@@ -69,14 +65,6 @@ def fitted(dataset: InteractionDataset | None = None, seed: int = 3, **params: A
 def model() -> tuple[CFGAN, InteractionDataset]:
     ds = planted_dataset()
     return fitted(ds), ds
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[ModelRegistry]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
-    models.Base.metadata.create_all(engine)
-    yield ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
-    engine.dispose()
 
 
 def all_items(ds: InteractionDataset) -> CandidateSet:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
 from recsdk_plugins.factorization import ALS, BPR, LMF
 
 from recsdk.config import Settings
 from recsdk.dataset import InteractionDataset
-from recsdk.registry import ModelRegistry
-from recsdk.storage import models
-from recsdk.storage.database import make_engine
 from recsdk.types import PluginContext
 
 WEIGHTS = {"view": 1.0, "purchase": 4.0, "return": -4.0}
@@ -61,9 +56,3 @@ def fitted(name: str, dataset: InteractionDataset | None = None, **params: Any) 
     return plugin
 
 
-@pytest.fixture
-def registry(tmp_path) -> Iterator[ModelRegistry]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
-    models.Base.metadata.create_all(engine)
-    yield ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
-    engine.dispose()

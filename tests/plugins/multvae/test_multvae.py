@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import configparser
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,6 @@ from recsdk.config import Settings
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
 from recsdk.plugin_manager import BUILTIN_PLUGINS
-from recsdk.registry import ModelRegistry
-from recsdk.storage import models
-from recsdk.storage.database import make_engine
 from recsdk.types import CandidateSet, PluginContext, RecommendationRequest, UserHistory
 from tests.core.shop import fill
 
@@ -78,14 +74,6 @@ def fitted(dataset: InteractionDataset | None = None, seed: int = 3,
 def model() -> tuple[MultVAE, InteractionDataset]:
     ds = planted_dataset()
     return fitted(ds), ds
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[ModelRegistry]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
-    models.Base.metadata.create_all(engine)
-    yield ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
-    engine.dispose()
 
 
 def all_items(ds: InteractionDataset) -> CandidateSet:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from recsdk.data.synthetic import SyntheticShop, generate_shop
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
 from recsdk.registry import ModelRegistry
-from recsdk.storage import models
-from recsdk.storage.database import make_engine
 from recsdk.types import PluginContext, Ranking, RecommendationRequest, UserHistory
 
 #: small and fast: a few hundred simulated users
@@ -55,14 +52,6 @@ def fitted(dataset: InteractionDataset, seed: int = 3, **params: Any) -> QLearni
 @pytest.fixture(scope="module")
 def tabular(dataset: InteractionDataset) -> QLearning:
     return fitted(dataset)
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[ModelRegistry]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
-    models.Base.metadata.create_all(engine)
-    yield ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
-    engine.dispose()
 
 
 def request_for(shop: SyntheticShop, user: str, k: int = 5,

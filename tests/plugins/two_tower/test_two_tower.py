@@ -9,7 +9,6 @@ round-trips through the real artifact store.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,9 +23,6 @@ from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
 from recsdk.features.activity import unix_seconds
 from recsdk.plugin_manager import BUILTIN_PLUGINS
-from recsdk.registry import ModelRegistry
-from recsdk.storage import models
-from recsdk.storage.database import make_engine
 from recsdk.types import (
     CandidateSet,
     PluginContext,
@@ -234,14 +230,6 @@ def test_a_history_longer_than_the_window_is_cut_to_its_newest_items(shop):
     newest = plugin.recsdk_score(request=request(None, items[-window:], full),
                                  candidates=all_items(dataset))
     assert np.allclose(long, newest)
-
-
-@pytest.fixture
-def registry(tmp_path) -> Iterator[ModelRegistry]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'runs.db'}")
-    models.Base.metadata.create_all(engine)
-    yield ModelRegistry(engine, tmp_path / "artifacts", inline_max_bytes=1 << 20)
-    engine.dispose()
 
 
 def test_state_round_trip_through_the_registry_gives_identical_scores(shop, registry):

@@ -118,33 +118,33 @@ def weighted_matrix(dataset: InteractionDataset, weighting: Weighting,
     return matrix, end
 
 
-def close_pairs(dataset: InteractionDataset, weighting: Weighting, window: int,
-                data_end: float) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def close_pairs(dataset: InteractionDataset, rows: UserRows, window: int
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """The pairs of each user's events at most ``window`` apart in time order, for models
     that should learn from what a user had *close together* rather than at all.
 
-    A user's events of a positive weight on items whose summed weight is positive (as in
-    :func:`weighted_matrix`: a returned purchase teaches nothing) are ordered by time (ties
-    in log order). For each
-    distance ``d = 0 .. window`` this yields ``(d, earlier items, later items, weights)``
-    over all users, a pair's weight ``w_a w_b (1 - d / (window + 1))``; ``d = 0`` pairs
-    each event with itself. Summed into an items x items matrix (both orders for ``d >
-    0``) this is ``M^T M`` for ``M`` the user's history cut into overlapping windows of
-    ``window + 1`` events with each event's weight over ``sqrt(window + 1)``: on 0/1
-    data its diagonal is the plain ``X^T X``'s, and pairs further apart count nothing.
-    Memory is one distance's pairs at a time, O(events).
+    The events counted are those of a positive weight (``rows.weighting``) on an item in
+    the user's row of the fitted matrix ``rows``: a purchase that a return cancelled is
+    not in the row and teaches nothing here either. A user's events are ordered by time
+    (ties in log order). For each distance ``d = 0 .. window`` this yields ``(d, earlier
+    items, later items, weights)`` over all users, a pair's weight ``w_a w_b (1 - d /
+    (window + 1))``; ``d = 0`` pairs each event with itself. Summed into an items x items
+    matrix (both orders for ``d > 0``) this is ``M^T M`` for ``M`` the user's history cut
+    into overlapping windows of ``window + 1`` events with each event's weight over
+    ``sqrt(window + 1)``: on 0/1 data its diagonal is the plain ``X^T X``'s, and pairs
+    further apart count nothing. Memory is one distance's pairs at a time, O(events).
     """
     inter = dataset.interactions
     timestamps = inter["timestamp"].to_numpy(np.float64)
-    values = weighting.weights(inter["type"], timestamps, data_end)
-    cells = inter["user"].to_numpy(np.int64) * dataset.n_items + inter["item"].to_numpy(np.int64)
-    keys, cell = np.unique(cells, return_inverse=True)
-    net = np.bincount(cell, weights=values, minlength=len(keys))
-    chosen = np.flatnonzero((values > 0) & (net[cell] > 0))
-    users = inter["user"].to_numpy(np.int64)[chosen]
-    order = np.lexsort((np.nan_to_num(timestamps[chosen], nan=-np.inf), users))
-    users, items = users[order], inter["item"].to_numpy(np.int64)[chosen][order]
-    weights = values[chosen][order].astype(np.float64)
+    values = rows.weighting.weights(inter["type"], timestamps, rows.data_end)
+    users, items = inter["user"].to_numpy(np.int64), inter["item"].to_numpy(np.int64)
+    chosen = np.flatnonzero(values > 0)
+    in_row = np.asarray(rows.matrix[users[chosen], items[chosen]]).ravel() > 0
+    chosen = chosen[in_row]
+    order = chosen[np.lexsort((np.nan_to_num(timestamps[chosen], nan=-np.inf),
+                               users[chosen]))]
+    users, items = users[order], items[order]
+    weights = values[order].astype(np.float64)
     n = len(users)
     for d in range(min(window, max(n - 1, 0)) + 1):
         same = users[d:] == users[:n - d]

@@ -195,7 +195,7 @@ class EASE(Plugin):
         window = int(self.params.get("order_window", 0))
         l2 = float(self.params.get("l2", 500.0))
         g = gram(rows.matrix[:, items], l2) if window == 0 else window_gram(
-            close_pairs(dataset, self._weighting(), window, rows.data_end), items,
+            close_pairs(dataset, rows, window), items,
             dataset.n_items, l2)
         b = ease_weights(g)
         self.rows_, self.items_, self.b_ = rows, items, b

@@ -103,6 +103,10 @@ def test_params_reject_a_non_positive_half_life_naming_the_range() -> None:
     assert "half_life_days" in errors and "greater than 0" in str(errors)
 
 
+def rows(ds: InteractionDataset) -> UserRows:
+    return UserRows.fit(ds, Weighting.from_params({}, WEIGHTS), "p")
+
+
 def summed(pairs: Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
            n_items: int) -> np.ndarray:
     """The items x items matrix of the close pairs, both orders for d > 0."""
@@ -144,7 +148,7 @@ def test_close_pairs_count_pairs_close_in_each_users_time_order(window: int) -> 
         "timestamp": rng.integers(0, 10, 40).astype(float) * DAY,  # ties: log order
     })
     ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
-    gram = summed(close_pairs(ds, Weighting.from_params({}, WEIGHTS), window, 10 * DAY),
+    gram = summed(close_pairs(ds, rows(ds), window),
                   ds.n_items)
     np.testing.assert_allclose(gram, pair_counts(events, ds, WEIGHTS, window),
                                rtol=1e-9, atol=1e-9)
@@ -155,7 +159,7 @@ def test_close_pairs_keep_items_far_apart_in_time_order_apart() -> None:
     events = pd.DataFrame({"user_id": ["a"] * 3, "item_id": ["z", "x", "y"],
                            "type": ["view"] * 3, "timestamp": [2.0, 0.0, 1.0]})
     ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
-    gram = summed(close_pairs(ds, Weighting.from_params({}, WEIGHTS), 1, 2.0), ds.n_items)
+    gram = summed(close_pairs(ds, rows(ds), 1), ds.n_items)
     x, y, z = (ds.item_index[i] for i in "xyz")
     assert gram[x, z] == 0
     assert gram[x, y] == pytest.approx(0.5) and gram[y, z] == pytest.approx(0.5)
@@ -168,6 +172,6 @@ def test_close_pairs_skip_an_item_its_user_returned() -> None:
                            "type": ["purchase", "view", "return"],
                            "timestamp": [0.0, 1.0, 2.0]})
     ds = InteractionDataset.from_frame(events, event_weights=WEIGHTS)
-    gram = summed(close_pairs(ds, Weighting.from_params({}, WEIGHTS), 2, 2.0), ds.n_items)
+    gram = summed(close_pairs(ds, rows(ds), 2), ds.n_items)
     x, y = ds.item_index["x"], ds.item_index["y"]
     assert gram[x].sum() == 0 and gram[y, y] == 1.0

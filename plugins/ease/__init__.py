@@ -4,11 +4,16 @@ Steck (2019), "Embarrassingly Shallow Autoencoders for Sparse Data" (WWW '19):
 
     G = X^T X + lambda I,   P = G^-1,   B = I - P / diag(P)   (column-wise; diag(B) = 0)
 
-and a user's scores are ``x_u @ B``. ``X`` is the weighted users x items matrix of
-:mod:`recsdk.interactions`, so event-type weights, the type filter and time decay are
-the same as every other collaborative plugin's, and at request time ``x_u`` is the
-user's row *now* (training row plus newer events, or the whole history of a user the
-model never saw): a new click changes the list without retraining.
+and a user's scores are ``x_u @ B``. With ``dropout = p > 0`` the penalty grows with each
+item's own weight, ``lambda_i = lambda + p / (1 - p) G_ii``: the emphasised denoising
+autoencoder (EDLAE) of Steck, "Autoencoders that don't overfit towards the Identity"
+(NeurIPS 2020), the closed form of training B on inputs with a share ``p`` dropped.
+
+``X`` is the weighted users x items matrix of :mod:`recsdk.interactions`, so event-type
+weights, the type filter and time decay are the same as every other collaborative
+plugin's, and at request time ``x_u`` is the user's row *now* (training row plus newer
+events, or the whole history of a user the model never saw): a new click changes the
+list without retraining.
 
 B is a dense items x items float32 matrix (4 n^2 bytes), solved in place by a Cholesky
 factorisation and inverse (LAPACK ``potrf``/``potri``), so the fit peaks at about one
@@ -57,6 +62,11 @@ class EaseParams(WeightingParams):
         load_default=500.0, validate=validate.Range(min=1e-3, max=1e7),
         metadata={"description": "lambda, the L2 penalty on B (larger: closer to "
                   "popularity-free co-occurrence smoothing); tuned on ML-100K"})
+    dropout = fields.Float(
+        load_default=0.0, validate=validate.Range(min=0.0, max=0.95),
+        metadata={"description": "0: EASE's penalty lambda on every item; p > 0: lambda + "
+                  "p / (1 - p) x the item's own Gram weight (EDLAE, Steck 2020), which "
+                  "penalises popular items' weights more"})
     max_items = fields.Integer(
         load_default=20_000, validate=validate.Range(min=2, max=200_000),
         metadata={"description": "most items the dense items x items model may hold "
@@ -73,8 +83,8 @@ class EaseParams(WeightingParams):
                   "or error"})
 
 
-def gram(x: sp.csr_matrix, l2: float) -> np.ndarray:
-    """Dense float32 ``X^T X + l2 I``, built a block of columns at a time."""
+def gram(x: sp.csr_matrix) -> np.ndarray:
+    """Dense float32 ``X^T X``, built a block of columns at a time."""
     n = x.shape[1]
     xt = sp.csr_matrix(x.T)
     xc = sp.csc_matrix(x)
@@ -83,13 +93,12 @@ def gram(x: sp.csr_matrix, l2: float) -> np.ndarray:
     for start in range(0, n, block):
         stop = min(start + block, n)
         g[:, start:stop] = (xt @ xc[:, start:stop]).toarray()
-    g[np.diag_indices(n)] += np.float32(l2)
     return g
 
 
 def window_gram(pairs: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
-                items: np.ndarray, n_items: int, l2: float) -> np.ndarray:
-    """Dense float32 ``M^T M + l2 I`` over the model ``items`` from the close pairs of
+                items: np.ndarray, n_items: int) -> np.ndarray:
+    """Dense float32 ``M^T M`` over the model ``items`` from the close pairs of
     :func:`recsdk.interactions.close_pairs` (both orders added for ``d > 0``), summed in
     place: the fit holds ``G`` and one distance's pairs, never ``M``."""
     position = np.full(n_items, -1, dtype=np.int64)
@@ -104,7 +113,15 @@ def window_gram(pairs: Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
         np.add.at(flat, a * n + b, w)
         if d:
             np.add.at(flat, b * n + a, w)
-    g[np.diag_indices(n)] += np.float32(l2)
+    return g
+
+
+def regularise(g: np.ndarray, l2: float, dropout: float) -> np.ndarray:
+    """Add the penalty to the diagonal of Gram matrix ``g`` in place (and return it):
+    ``l2`` on every item, plus ``dropout / (1 - dropout)`` times the item's own weight
+    ``G_ii`` (EDLAE's emphasised dropout; 0 leaves EASE's uniform penalty)."""
+    diagonal = np.diag_indices(len(g))
+    g[diagonal] = g[diagonal] * np.float32(1.0 / (1.0 - dropout)) + np.float32(l2)
     return g
 
 
@@ -193,11 +210,10 @@ class EASE(Plugin):
         rows = UserRows.fit(dataset, self._weighting(), NAME)
         items = self.model_items(rows.matrix)
         window = int(self.params.get("order_window", 0))
-        l2 = float(self.params.get("l2", 500.0))
-        g = gram(rows.matrix[:, items], l2) if window == 0 else window_gram(
-            close_pairs(dataset, rows, window), items,
-            dataset.n_items, l2)
-        b = ease_weights(g)
+        g = gram(rows.matrix[:, items]) if window == 0 else window_gram(
+            close_pairs(dataset, rows, window), items, dataset.n_items)
+        b = ease_weights(regularise(g, float(self.params.get("l2", 500.0)),
+                                    float(self.params.get("dropout", 0.0))))
         self.rows_, self.items_, self.b_ = rows, items, b
 
     @hookimpl

@@ -97,6 +97,18 @@ def test_order_window_solves_the_window_gram_and_scores_the_plain_rows() -> None
     assert not np.allclose(plain.b_, plugin.b_, atol=1e-3)  # the order changed the model
 
 
+def test_dropout_penalises_each_item_by_its_own_weight_as_edlae() -> None:
+    # Steck (2020), EDLAE with a zero diagonal: EASE's solve with the penalty
+    # Lambda = p / (1 - p) diag(X^T X) + lambda I instead of lambda I
+    plugin, dataset = fitted(l2=3.0, dropout=0.4)
+    x, _ = reference(dataset, 3.0)
+    g = x.T @ x
+    p = np.linalg.inv(g + np.diag(0.4 / 0.6 * np.diag(g) + 3.0))
+    b = np.eye(len(p)) - p / np.diag(p)
+    np.testing.assert_allclose(plugin.b_, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(plugin.b_, fitted(l2=3.0)[0].b_, atol=1e-3)
+
+
 def test_new_events_fold_in_without_refitting_and_strangers_with_history_are_served() -> None:
     plugin, dataset = fitted(l2=3.0)
     x, b = reference(dataset, 3.0)
@@ -155,6 +167,8 @@ def test_beyond_max_items_the_model_keeps_the_most_used_items_or_refuses(
 @pytest.mark.parametrize(("params", "name"), [({"l2": 0}, "l2"), ({"max_items": 1}, "max_items"),
                                               ({"on_too_large": "drop"}, "on_too_large"),
                                               ({"order_window": -1}, "order_window"),
+                                              ({"dropout": 1.0}, "dropout"),
+                                              ({"dropout": -0.1}, "dropout"),
                                               ({"lambda": 3}, "lambda")])
 def test_bad_parameters_are_refused_by_name(params: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=rf"plugins\.ease: invalid .*'{name}'"):

@@ -3,11 +3,12 @@ once and run on each plugin's own fixtures.
 
 A plugin's test module defines the fixtures ``plugin_cls`` (the class), ``fast`` (the
 small parameters its tests train with), ``dataset`` (item chains, see
-:data:`CHAINS`), ``model`` (fitted on it with ``fast``), ``fit`` (``fit(dataset, seed,
-**params)``), ``seed_params`` (parameters of the determinism test) and ``other_arch``
+:data:`CHAINS`), ``seed_params`` (parameters of the determinism test) and ``other_arch``
 (a configured architecture that a saved model must override), then imports the tests
-below with ``from tests.plugins.sequential_contract import *`` (``__all__``: the
-tests), which pytest collects there; ``registry`` comes from tests/plugins/conftest.py.
+and the fixtures built from those (``fit``: ``fit(dataset, seed=5, **params)`` with
+``fast`` under ``params``; ``model``: ``fit(dataset)``) with ``from
+tests.plugins.sequential_contract import *`` (``__all__``), which pytest collects there;
+``registry`` comes from tests/plugins/conftest.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ SUCCESSOR = {chain[j]: chain[j + 1] for chain in CHAINS for j in range(4)}
 Fit = Callable[..., SequentialPlugin]
 
 __all__ = [
+    "fit",
+    "model",
     "test_a_history_longer_than_the_window_is_cut_to_its_newest_items",
     "test_learns_the_chains_beyond_popularity",
     "test_missing_torch_names_the_extra",
@@ -58,6 +61,19 @@ def fitted(cls: type[SequentialPlugin], params: dict[str, Any], dataset: Interac
     plugin.recsdk_configure(context=ctx)
     plugin.recsdk_fit(dataset=dataset, context=ctx)
     return plugin
+
+
+@pytest.fixture(scope="module")
+def fit(plugin_cls: type[SequentialPlugin], fast: dict[str, Any]) -> Fit:
+    """``fit(dataset, seed=5, **params)``: the plugin trained with ``fast`` and ``params``."""
+    def train(dataset: InteractionDataset, seed: int = 5, **params: Any) -> SequentialPlugin:
+        return fitted(plugin_cls, {**fast, **params}, dataset, seed)
+    return train
+
+
+@pytest.fixture(scope="module")
+def model(fit: Fit, dataset: InteractionDataset) -> SequentialPlugin:
+    return fit(dataset)
 
 
 def all_items(ds: InteractionDataset) -> CandidateSet:

@@ -19,7 +19,8 @@ from recsdk.errors import ConfigurationError
 from recsdk.registry import ModelRegistry
 
 # the behaviour every sequential plugin shares, collected here and run on GRU4Rec through
-# this module's fixtures (plugin_cls, fast, fit, seed_params, other_arch, dataset, model)
+# this module's fixtures (plugin_cls, fast, seed_params, other_arch, dataset) and the
+# contract's fit and model built from them
 from tests.plugins.sequential_contract import *  # noqa: F403
 from tests.plugins.sequential_contract import (
     CHAINS,
@@ -27,7 +28,6 @@ from tests.plugins.sequential_contract import (
     WEIGHTS,
     Fit,
     all_items,
-    fitted,
     request,
     top,
 )
@@ -60,10 +60,6 @@ def chain_events(n_users: int = 80, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "type", "timestamp"])
 
 
-def fit(dataset: InteractionDataset, seed: int = 5, **params: Any) -> GRU4Rec:
-    return fitted(GRU4Rec, {**FAST, **params}, dataset, seed)
-
-
 @pytest.fixture(scope="module")
 def plugin_cls() -> type[GRU4Rec]:
     return GRU4Rec
@@ -72,11 +68,6 @@ def plugin_cls() -> type[GRU4Rec]:
 @pytest.fixture(scope="module")
 def fast() -> dict[str, Any]:
     return FAST
-
-
-@pytest.fixture(scope="module", name="fit")
-def fit_fixture() -> Fit:
-    return fit
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +83,6 @@ def other_arch() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def dataset() -> InteractionDataset:
     return InteractionDataset.from_frame(chain_events(), event_weights=WEIGHTS)
-
-
-@pytest.fixture(scope="module")
-def model(dataset: InteractionDataset) -> GRU4Rec:
-    return fit(dataset)
 
 
 def test_after_a_switch_of_chains_the_new_chain_is_followed(model: GRU4Rec,
@@ -127,7 +113,8 @@ def test_left_padding_leaves_the_state_at_zero():
     np.testing.assert_allclose(long[:, -1].numpy(), short.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_early_stopping_on_leave_last_out_and_the_binary_loss(dataset: InteractionDataset):
+def test_early_stopping_on_leave_last_out_and_the_binary_loss(dataset: InteractionDataset,
+                                                               fit: Fit):
     plugin = fit(dataset, validation_share=1.0, max_epochs=4, eval_every=2, patience=1,
                  loss="bce", refit=True)
     report = plugin.report_

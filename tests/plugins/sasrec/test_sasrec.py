@@ -16,9 +16,10 @@ from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError
 
 # the behaviour every sequential plugin shares, collected here and run on SASRec through
-# this module's fixtures (plugin_cls, fast, fit, seed_params, other_arch, dataset, model)
+# this module's fixtures (plugin_cls, fast, seed_params, other_arch, dataset) and the
+# contract's fit and model built from them
 from tests.plugins.sequential_contract import *  # noqa: F403
-from tests.plugins.sequential_contract import CHAINS, WEIGHTS, Fit, fitted
+from tests.plugins.sequential_contract import CHAINS, WEIGHTS, Fit
 
 FAST = {"dim": 16, "blocks": 1, "heads": 1, "max_len": 6, "dropout": 0.0,
         "learning_rate": 0.02, "batch_size": 64, "max_epochs": 60, "validation_share": 0.0,
@@ -44,10 +45,6 @@ def chain_events(n_users: int = 80, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "type", "timestamp"])
 
 
-def fit(dataset: InteractionDataset, seed: int = 5, **params: Any) -> SASRec:
-    return fitted(SASRec, {**FAST, **params}, dataset, seed)
-
-
 @pytest.fixture(scope="module")
 def plugin_cls() -> type[SASRec]:
     return SASRec
@@ -56,11 +53,6 @@ def plugin_cls() -> type[SASRec]:
 @pytest.fixture(scope="module")
 def fast() -> dict[str, Any]:
     return FAST
-
-
-@pytest.fixture(scope="module", name="fit")
-def fit_fixture() -> Fit:
-    return fit
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +70,6 @@ def dataset() -> InteractionDataset:
     return InteractionDataset.from_frame(chain_events(), event_weights=WEIGHTS)
 
 
-@pytest.fixture(scope="module")
-def model(dataset: InteractionDataset) -> SASRec:
-    return fit(dataset)
-
-
 def test_windows_cover_every_step_of_a_long_sequence():
     items = np.arange(13)
     indptr, seq = user_sequences(np.zeros(13, dtype=np.int64), items, np.zeros(13), 1)
@@ -95,7 +82,8 @@ def test_windows_cover_every_step_of_a_long_sequence():
         assert ((x == 0) == (y < 0)).all()
 
 
-def test_leave_last_out_validation_holds_out_last_training_items(dataset: InteractionDataset):
+def test_leave_last_out_validation_holds_out_last_training_items(dataset: InteractionDataset,
+                                                                 fit: Fit):
     indptr = np.array([0, 3, 4, 8])
     seq = np.array([5, 6, 7, 1, 2, 3, 4, 9])
     ptr, rest, users, held = leave_last_out(indptr, seq, 1.0, seed=0)

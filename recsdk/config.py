@@ -29,7 +29,8 @@ DEFAULT_DATABASE_URL = "sqlite:///recsdk.db"
 BUILTIN_PLACEMENTS = ("default", "home", "similar", "cart")
 
 #: Per-plugin keys the host reads itself; every other key goes to the plugin.
-HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota", "max_concurrency")
+HOST_PLUGIN_KEYS = ("plugin", "enabled", "weight", "timeout_ms", "quota", "max_concurrency",
+                    "seed")
 
 #: Upper bound of a plugin's ``max_concurrency`` (threads it may hold at once).
 MAX_PLUGIN_CONCURRENCY = 1024
@@ -208,6 +209,9 @@ class PluginSettings:
     #: candidates this plugin may retrieve per request (None: pipeline.candidate_limit)
     quota: int | None = None
     max_concurrency: int | None = None
+    #: this plugin's own seed instead of the run's (None: the run's ``seed``), so the
+    #: same model can run twice under two names with two seeds (an ensemble)
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -261,8 +265,9 @@ class Settings:
         """A short stable digest of the settings that shape recommendations."""
         shaping = {
             "pipeline": {k: v for k, v in self.pipeline.items() if k not in ISOLATION_KEYS},
-            "plugins": [
-                [p.name, p.plugin, p.weight, dict(p.params), p.quota] for p in self.plugins
+            "plugins": [  # a plugin's own seed only where set, so older hashes stay the same
+                [p.name, p.plugin, p.weight, dict(p.params), p.quota]
+                + ([] if p.seed is None else [p.seed]) for p in self.plugins
             ],
             "placements": self.placements,
             "event_weights": dict(self.event_weights),
@@ -348,9 +353,15 @@ def _split_plugins(raw: Mapping[str, Mapping[str, Any]] | None) -> tuple[PluginS
                 f"plugins.{name}: max_concurrency must be an integer from 1 to "
                 f"{MAX_PLUGIN_CONCURRENCY}, got {max_concurrency!r}"
             )
+        seed = table.pop("seed", None)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or seed < 0):
+            raise ConfigurationError(
+                f"plugins.{name}.seed must be a non-negative integer (this plugin's own "
+                f"seed instead of the run's), got {seed!r}")
         entry = str(table.pop("plugin", name))
         out.append(PluginSettings(name, entry, weight, timeout_ms, table, quota=quota,
-                                  max_concurrency=max_concurrency))
+                                  max_concurrency=max_concurrency, seed=seed))
     return tuple(out)
 
 

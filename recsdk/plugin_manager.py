@@ -12,7 +12,7 @@ import importlib
 import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -236,8 +236,9 @@ class PluginManager:
         for impl in reversed(caller.get_hookimpls()):  # pluggy's call order
             if wanted is not None and impl.plugin_name not in wanted:
                 continue
-            args = [kwargs[name] for name in impl.argnames]
             cfg = self.settings.get(impl.plugin_name)
+            args = [_own_seed(kwargs[name], cfg) if name == "context" else kwargs[name]
+                    for name in impl.argnames]
             budget = cfg.timeout_ms if cfg and cfg.timeout_ms is not None else timeout_ms
             if budget is None or not isolate:
                 results.append(self._call_inline(hook, impl, args, isolate))
@@ -294,3 +295,11 @@ class PluginManager:
 
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def _own_seed(context: Any, cfg: PluginSettings | None) -> Any:
+    """The hook's ``context`` with the plugin's own ``seed`` where its settings set one
+    (a :class:`~recsdk.types.PluginContext` copy; the shared one is left as it is)."""
+    if cfg is None or cfg.seed is None or not hasattr(context, "seed"):
+        return context
+    return replace(context, seed=cfg.seed)

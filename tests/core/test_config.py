@@ -86,3 +86,20 @@ def test_placements_are_validated():
         load_settings({"placements": {"home": {"size": 6}}}, environ={})
     with pytest.raises(ConfigurationError, match=r"placements\.home"):
         load_settings({"placements": {"home": {"weights": {"trending": -1}}}}, environ={})
+
+
+def test_a_plugins_own_seed_is_read_hashed_and_kept_out_of_its_parameters():
+    plain = load_settings({"plugins": {"popularity": {}}}, environ={})
+    seeded = load_settings({"plugins": {"popularity": {"seed": 7}}}, environ={})
+    other = load_settings({"plugins": {"popularity": {"seed": 8}}}, environ={})
+    (p,) = [p for p in seeded.plugins if p.name == "popularity"]
+    assert p.seed == 7 and "seed" not in p.params
+    assert next(p for p in plain.plugins if p.name == "popularity").seed is None
+    assert len({plain.config_hash, seeded.config_hash, other.config_hash}) == 3
+
+
+@pytest.mark.parametrize("bad", ["7", -1, True, 1.5])
+def test_a_bad_plugin_seed_is_named(bad):
+    with pytest.raises(ConfigurationError, match=r"plugins\.popularity\.seed must be a "
+                                                 r"non-negative integer"):
+        load_settings({"plugins": {"popularity": {"seed": bad}}}, environ={})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from recsdk import Plugin, hookimpl
-from recsdk.config import PluginSettings
+from recsdk.config import PluginSettings, Settings
 from recsdk.errors import ConfigurationError, PluginError
 from recsdk.plugin_manager import PluginManager, discover_plugins
+from recsdk.types import PluginContext
 
 
 class Misspelled(Plugin):
@@ -20,6 +21,22 @@ class WrongArgument(Plugin):
     @hookimpl
     def recsdk_score(self, candidates, shoe_size):
         return None
+
+
+class SeedRecorder(Plugin):
+    """Keeps the seed each of its context hooks was handed."""
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.seeds = []
+
+    @hookimpl
+    def recsdk_configure(self, context):
+        self.seeds.append(context.seed)
+
+    @hookimpl
+    def recsdk_fit(self, dataset, context):
+        self.seeds.append(context.seed)
 
 
 def test_builtins_are_discovered():
@@ -76,4 +93,17 @@ def test_manager_rejects_double_registration():
     pm.enable([cfg])
     with pytest.raises(ConfigurationError, match="enabled twice"):
         pm.enable([cfg])
+    pm.close()
+
+
+def test_a_plugins_own_seed_replaces_the_runs_in_its_hooks_only():
+    pm = PluginManager(extra_plugins={"recorder": SeedRecorder})
+    pm.enable([PluginSettings("first", "recorder", seed=7),
+               PluginSettings("second", "recorder")])
+    context = PluginContext(settings=Settings(seed=42), seed=42)
+    pm.call_each("recsdk_configure", isolate=False, context=context)
+    pm.call_each("recsdk_fit", isolate=False, dataset=None, context=context)
+    assert pm.get("first").seeds == [7, 7]
+    assert pm.get("second").seeds == [42, 42]
+    assert context.seed == 42  # the shared context is not changed
     pm.close()

@@ -239,6 +239,24 @@ def test_a_trained_run_serves_the_same_lists_after_loading_in_a_new_sdk(tmp_path
             assert {u: other.recommend(u, k=5).item_ids for u in lists} == lists
 
 
+def test_instances_with_their_own_seeds_train_their_own_generators(tmp_path: Path) -> None:
+    """``seed`` in a plugin's table: the same model twice under two seeds (an ensemble);
+    an instance seeded like the run trains what the run's seed trains."""
+    quick = {**FAST, "max_epochs": 5}
+    config = {"database_url": f"sqlite:///{tmp_path / 'shop.db'}", "seed": 5,
+              "pipeline": {"timeout_ms": 10_000},
+              "plugins": {"cfgan": quick, "cfgan_same": {"plugin": "cfgan", "seed": 5, **quick},
+                          "cfgan_other": {"plugin": "cfgan", "seed": 6, **quick},
+                          "popularity": {}}}
+    with RecSDK(config, environ={}) as sdk:
+        fill(sdk)
+        sdk.fit()
+        run, same, other = (sdk.plugins.get(n).weights_
+                            for n in ("cfgan", "cfgan_same", "cfgan_other"))
+    assert all(torch.equal(run[k], same[k]) for k in run)
+    assert not all(torch.equal(run[k], other[k]) for k in run)
+
+
 @pytest.mark.parametrize(("params", "name"), [
     ({"generator_layers": []}, "generator_layers"),
     ({"generator_layers": [0]}, "generator_layers"),

@@ -7,7 +7,9 @@ masking (:mod:`.model`) make the generator keep unseen items low, so its output 
 them. Training runs on the device of the run, seeded, and stops early on NDCG@10 over
 a validation split carved from the training data (:mod:`recsdk_plugins.deep_training`);
 by default it then trains again on all the training data for the best number of
-epochs.
+epochs. With ``ensemble = n``, n generators are trained so under the seeds ``seed`` to
+``seed + n - 1`` and their outputs averaged: the adversarial game ends differently
+under each seed, and the average is steadier and better than any one of them.
 
 Serving runs the generator on the user's current row (the training row plus events
 newer than the training data, or a stranger's whole history:
@@ -18,6 +20,7 @@ list and users unseen at training are served without retraining.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,23 +65,32 @@ class CFGAN(DeepRowsPlugin):
         self.recsdk_configure(context)
         rows = UserRows.fit(dataset, self.weighting, NAME)
         vectors = purchase_vectors(rows.matrix)
+        generators, reports = [], []
         with torch_threads(self.params.get("num_threads") or None):
-            model, self.report_, self.refit_report_ = train_then_refit(
-                vectors, self._train, self.params, name=NAME, seed=self._seed)
-        self._set_generator(rows, model.generator)
+            for member in range(int(self.params.get("ensemble", 1))):
+                seed = self._seed + member
+                model, report, refit = train_then_refit(
+                    vectors, partial(self._train, seed=seed), self.params, name=NAME,
+                    seed=seed)
+                generators.append(model.generator)
+                reports.append((report, refit))
+        #: (early-stopped run, refit) reports of each generator, in seed order
+        self.member_reports_ = reports
+        self.report_, self.refit_report_ = reports[0]
+        self._set_generators(rows, generators)
 
     def _train(self, vectors: sp.csr_matrix, validation: sp.csr_matrix | None,
-               epochs: int) -> tuple[Any, TrainingReport]:
-        """A model trained on ``vectors`` (seeded), early-stopped on ``validation``."""
+               epochs: int, seed: int) -> tuple[Any, TrainingReport]:
+        """A model trained on ``vectors`` under ``seed``, early-stopped on ``validation``."""
         from recsdk_plugins.cfgan.model import AdversarialTrainer, CFGANModel, generate
 
         p = self.params
         device = self._device
-        seed_everything(self._seed)
+        seed_everything(seed)
         model = CFGANModel(vectors.shape[1], p["generator_layers"],
                            p["discriminator_layers"]).to(device)
         trainer = AdversarialTrainer(
-            model, vectors, seed=self._seed, device=device, batch_size=p["batch_size"],
+            model, vectors, seed=seed, device=device, batch_size=p["batch_size"],
             zr_share=p["zr_share"], pm_share=p["pm_share"], zr_weight=p["zr_weight"],
             generator_lr=p["generator_learning_rate"],
             discriminator_lr=p["discriminator_learning_rate"],
@@ -100,21 +112,23 @@ class CFGAN(DeepRowsPlugin):
             patience=int(p.get("patience", 5)), progress=bool(p.get("progress", False)))
         return model, report
 
-    def _set_generator(self, rows: UserRows, generator: Any) -> None:
-        """Keep the generator on the CPU (serving scores one row at a time there), its
-        weights as a plain state_dict, and the training rows for the request rows."""
+    def _set_generators(self, rows: UserRows, generators: list[Any]) -> None:
+        """Keep the generators on the CPU (serving scores one row at a time there), their
+        weights as plain state_dicts, and the training rows for the request rows."""
         self.rows_ = rows
-        self.generator_ = generator.to("cpu").eval()
-        self.weights_ = {k: v.detach().clone() for k, v in self.generator_.state_dict().items()}
+        self.generators_ = [g.to("cpu").eval() for g in generators]
+        self.weights_ = [{k: v.detach().clone() for k, v in g.state_dict().items()}
+                         for g in self.generators_]
 
     @hookimpl
     def recsdk_save_state(self, artifacts: ArtifactWriter) -> Mapping[str, np.ndarray] | None:
-        """The generator's state_dict through the artifact store, the rows as arrays."""
-        if not hasattr(self, "generator_"):
+        """Each generator's state_dict through the artifact store, the rows as arrays."""
+        if not hasattr(self, "generators_"):
             return None
-        artifacts.save_torch(WEIGHTS_ARTIFACT, self.weights_)
+        for member, weights in enumerate(self.weights_):
+            artifacts.save_torch(weights_artifact(member), weights)
         return {"generator_layers": np.asarray(self.params["generator_layers"], np.int64),
-                **self.rows_.state()}
+                "ensemble": np.asarray(len(self.weights_), np.int64), **self.rows_.state()}
 
     @hookimpl
     def recsdk_load_state(self, state: Mapping[str, np.ndarray], dataset: InteractionDataset,
@@ -123,26 +137,33 @@ class CFGAN(DeepRowsPlugin):
 
         rows = UserRows.from_state(state, dataset, self.weighting)
         layers = [int(n) for n in state["generator_layers"]]
-        weights = artifacts.load_torch(WEIGHTS_ARTIFACT)
-        generator = Generator(rows.n_items, layers)
-        expected = {k: tuple(v.shape) for k, v in generator.state_dict().items()}
-        stored = {k: tuple(v.shape) for k, v in weights.items()}
-        if stored != expected:
-            raise ConfigurationError(
-                f"plugins.{NAME}: the stored generator weights {stored} do not match a "
-                f"generator of {rows.n_items} items and hidden layers {layers} "
-                f"({expected}); the run's artifacts are inconsistent")
-        generator.load_state_dict(weights)
-        self._set_generator(rows, generator)
+        generators = []
+        # runs saved before ``ensemble`` existed hold one generator and no count
+        for member in range(int(state.get("ensemble", 1))):
+            weights = artifacts.load_torch(weights_artifact(member))
+            generator = Generator(rows.n_items, layers)
+            expected = {k: tuple(v.shape) for k, v in generator.state_dict().items()}
+            stored = {k: tuple(v.shape) for k, v in weights.items()}
+            if stored != expected:
+                raise ConfigurationError(
+                    f"plugins.{NAME}: the stored generator weights {stored} do not match a "
+                    f"generator of {rows.n_items} items and hidden layers {layers} "
+                    f"({expected}); the run's artifacts are inconsistent")
+            generator.load_state_dict(weights)
+            generators.append(generator)
+        self._set_generators(rows, generators)
 
     # ---- scoring ---------------------------------------------------------------------
 
     def generate_rows(self, rows: sp.csr_matrix) -> np.ndarray:
-        """Generated vectors (users x items) for weighted rows of the training matrix's
-        form; NaN rows where a row is empty (nothing to condition on)."""
+        """Generated vectors (users x items; the generators' mean) for weighted rows of
+        the training matrix's form; NaN rows where a row is empty (nothing to condition
+        on)."""
         from recsdk_plugins.cfgan.model import generate, purchase_vectors
 
-        out = generate(self.generator_, purchase_vectors(rows)).astype(np.float64)
+        vectors = purchase_vectors(rows)
+        out = np.mean([generate(g, vectors).astype(np.float64) for g in self.generators_],
+                      axis=0)
         out[np.diff(sp.csr_matrix(rows).indptr) == 0] = np.nan
         return out
 
@@ -150,7 +171,7 @@ class CFGAN(DeepRowsPlugin):
     def recsdk_score(self, request: RecommendationRequest,
                      candidates: CandidateSet) -> np.ndarray | None:
         """The generator on the user's row now; None with no history the model knows."""
-        if not hasattr(self, "generator_"):
+        if not hasattr(self, "generators_"):
             return None
         row = self.rows_.request_row(request.user_id, request.history)
         if row.nnz == 0:
@@ -162,9 +183,15 @@ class CFGAN(DeepRowsPlugin):
                            candidates: CandidateSet) -> np.ndarray | None:
         """The generator on the users' training rows; NaN for unknown users and users
         with no training row."""
-        if not hasattr(self, "generator_"):
+        if not hasattr(self, "generators_"):
             return None
         rows, known = self.rows_.batch_rows(user_ids)
         out = candidate_scores(self.generate_rows(rows), candidates)
         out[~known] = np.nan
         return out
+
+
+def weights_artifact(member: int) -> str:
+    """The artifact holding generator ``member``'s weights (the first keeps the name
+    runs saved before ``ensemble`` used)."""
+    return WEIGHTS_ARTIFACT if member == 0 else f"generator-{member}.pt"

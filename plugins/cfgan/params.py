@@ -62,3 +62,8 @@ class CFGANParams(DeepParams, WeightingParams):
     num_threads = fields.Integer(
         load_default=0, validate=validate.Range(min=0, max=4096),
         metadata={"description": "torch CPU threads while training; 0: torch's setting"})
+    ensemble = fields.Integer(
+        load_default=1, validate=validate.Range(min=1, max=32),
+        metadata={"description": "generators trained under the seeds seed, seed + 1, ... "
+                  "(each its own early stopping and refit), their outputs averaged: "
+                  "steadier and better lists for that many times the fit"})

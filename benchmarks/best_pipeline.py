@@ -73,7 +73,8 @@ def load_config(path: Path, sets: list[str]) -> dict[str, Any]:
 
 
 def label_of(config: dict[str, Any]) -> str:
-    ranked = any(t.get("plugin", n) == RANKER for n, t in config.get("plugins", {}).items())
+    ranked = any(t.get("plugin", n) == RANKER and t.get("enabled", True)
+                 for n, t in config.get("plugins", {}).items())
     return "pipeline with ltr" if ranked else "pipeline (no ranker)"
 
 

@@ -59,7 +59,9 @@ def run_seed(params: dict[str, Any], frame: pd.DataFrame, items: pd.DataFrame, s
         cpu = time.process_time() - cpu_start
         plugin = fitted.manager.get("cfgan")
         report, refit = plugin.report_, plugin.refit_report_
-        epochs = report.epochs + (refit.epochs if refit else 0)
+        # with ``ensemble``, the table's epochs and validation are the first generator's;
+        # CPU s/epoch divides by every generator's epochs
+        epochs = sum(r.epochs + (f.epochs if f else 0) for r, f in plugin.member_reports_)
         row.update(fit_s=fitted.fit_seconds, val_ndcg=report.best_score,
                    epochs=report.epochs, best_epoch=report.best_epoch,
                    refit_epochs=refit.epochs if refit else 0,

@@ -49,6 +49,19 @@ NAME = "ltr"
 EVAL_AT = 10
 INTEREST_PREFIX = "interest."
 TIMING_ARRAYS = ("item_bins", "user_bins", "item_mean", "user_mean")
+#: a larger prior makes LambdaRank's pairwise gradients vanish on the lists' tails and
+#: training unstable (measured: docs/algorithms/ltr.md, "Boosting from the blend")
+MAX_PRIOR = 5.0
+
+
+def blend_prior(lengths: list[int] | np.ndarray, depth: int, weight: float) -> np.ndarray:
+    """Each candidate's starting score from its blend position (lists concatenated):
+    ``weight`` at the top falling linearly to 0 at ``depth``; scale-free, so it means
+    the same on the stacking lists and at serving, whatever the scorers' raw scales."""
+    if weight == 0 or len(lengths) == 0:
+        return np.zeros(int(np.sum(lengths)))
+    positions = np.concatenate([np.arange(n, dtype=np.float64) for n in lengths])
+    return weight * (1.0 - positions / max(1, depth))
 
 
 class LtrParams(Schema):
@@ -95,6 +108,11 @@ class LtrParams(Schema):
     interest_half_life_days = fields.Float(
         load_default=30.0, validate=validate.Range(min=0, min_inclusive=False),
         metadata={"description": "half-life of the interest profile's affinities"})
+    blend_prior = fields.Float(
+        load_default=0.0, validate=validate.Range(min=0.0, max=MAX_PRIOR),
+        metadata={"description": "boost from the blend: each candidate starts at "
+                  "blend_prior x (1 - position / rank_depth) and the trees learn corrections "
+                  "to that order (0: learn the order from scratch)"})
     n_jobs = fields.Integer(
         load_default=1, validate=validate.Range(min=1, max=256),
         metadata={"description": "LightGBM threads (training and prediction)"})
@@ -194,12 +212,15 @@ class LearningToRank(Plugin):
         split = split_users(np.array(sorted(lists)), float(self._param("stop_share")), seed)
         fit = [g for u in split.fit for g in lists[u]]
         stop = [g for u in split.stop for g in lists[u]]
-        booster, best = self._train(lgb, names, fit, stop, seed)
+        prior = float(self._param("blend_prior"))
+        booster, best = self._train(lgb, names, fit, stop, seed, depth, prior)
         report = LtrReport(scorers, depth, len(lists),
                            sum(len(y) for groups in lists.values() for _, y in groups), best)
         report.ndcg_blend = ndcg_at([y for _, y in stop], [-np.arange(len(y)) for _, y in stop])
-        report.ndcg_ranker = ndcg_at([y for _, y in stop], [booster.predict(x) for x, _ in stop])
-        self._serve(booster.model_to_string(), scorers, names, dataset,
+        report.ndcg_ranker = ndcg_at([y for _, y in stop],
+                                     [booster.predict(x) + blend_prior([len(y)], depth, prior)
+                                      for x, y in stop])
+        self._serve(booster.model_to_string(), scorers, names, depth, prior, dataset,
                     ItemStats.fit(dataset, self._attributes()), UserStats.fit(dataset),
                     Timing.fit(dataset), self._interest().fit(dataset))
         report.importances = self._importances()
@@ -239,14 +260,18 @@ class LearningToRank(Plugin):
             return stack.names
 
     def _train(self, lgb: Any, names: list[str], fit: list[tuple[np.ndarray, np.ndarray]],
-               stop: list[tuple[np.ndarray, np.ndarray]], seed: int) -> tuple[Any, int]:
-        """LightGBM LambdaRank on ``fit``, early-stopped on ``stop``: (booster, rounds)."""
+               stop: list[tuple[np.ndarray, np.ndarray]], seed: int, depth: int,
+               prior: float) -> tuple[Any, int]:
+        """LightGBM LambdaRank on ``fit``, early-stopped on ``stop``, each boosted from
+        the blend prior (``init_score``): (booster, rounds); the booster's predictions
+        are the corrections, to add to the prior."""
+        fit_groups, stop_groups = [len(y) for _, y in fit], [len(y) for _, y in stop]
         data = lgb.Dataset(np.vstack([x for x, _ in fit]), np.concatenate([y for _, y in fit]),
-                           group=[len(y) for _, y in fit], feature_name=names,
-                           params={"verbose": -1})
+                           group=fit_groups, feature_name=names, params={"verbose": -1},
+                           init_score=blend_prior(fit_groups, depth, prior))
         valid = lgb.Dataset(np.vstack([x for x, _ in stop]),
-                            np.concatenate([y for _, y in stop]),
-                            group=[len(y) for _, y in stop], reference=data)
+                            np.concatenate([y for _, y in stop]), group=stop_groups,
+                            init_score=blend_prior(stop_groups, depth, prior), reference=data)
         params = {
             "objective": "lambdarank", "metric": "ndcg", "eval_at": [EVAL_AT],
             "learning_rate": float(self._param("learning_rate")),
@@ -263,13 +288,15 @@ class LearningToRank(Plugin):
         text = booster.model_to_string(num_iteration=best)
         return lgb.Booster(model_str=text), best
 
-    def _serve(self, model: str, scorers: list[str], names: list[str],
-               dataset: InteractionDataset, items: ItemStats, users: UserStats,
-               timing: Timing, interest: UserInterestModel) -> None:
-        """Everything ``recsdk_rank`` reads, from the model text and fitted statistics."""
+    def _serve(self, model: str, scorers: list[str], names: list[str], depth: int,
+               prior: float, dataset: InteractionDataset, items: ItemStats,
+               users: UserStats, timing: Timing, interest: UserInterestModel) -> None:
+        """Everything ``recsdk_rank`` reads, from the model text and fitted statistics;
+        ``depth`` and ``prior`` as trained (the prior the corrections were learnt on)."""
         self.model_text_ = model
         self.booster_ = _lightgbm().Booster(model_str=model)
         self.scorers_, self.features_ = list(scorers), list(names)
+        self.depth_, self.prior_ = int(depth), float(prior)
         self.items_, self.users_, self.timing_ = items, users, timing
         self.interest_model_ = interest
         self.interest_ = InterestMatch(interest)
@@ -292,6 +319,7 @@ class LearningToRank(Plugin):
             "model": np.frombuffer(self.model_text_.encode("utf-8"), dtype=np.uint8),
             "scorers": np.array(self.scorers_, dtype=str),
             "features": np.array(self.features_, dtype=str),
+            "blend_prior": np.array([self.depth_, self.prior_], dtype=np.float64),
             "items": self.items_.values, "users": self.users_.values,
             **{f"timing.{n}": getattr(self.timing_, n) for n in TIMING_ARRAYS},
             "importance.features": np.array(names, dtype=str),
@@ -311,8 +339,11 @@ class LearningToRank(Plugin):
         interest = self._interest().load_state(
             {k[len(INTEREST_PREFIX):]: v for k, v in state.items()
              if k.startswith(INTEREST_PREFIX)}, catalog=dataset.catalog)
+        # saved before the blend prior existed: trained from scratch (prior 0)
+        depth, prior = state.get("blend_prior", (0, 0.0))
         self._serve(bytes(np.asarray(state["model"], dtype=np.uint8)).decode("utf-8"),
-                    [str(s) for s in state["scorers"]], features, dataset,
+                    [str(s) for s in state["scorers"]], features, int(depth), float(prior),
+                    dataset,
                     ItemStats(np.asarray(state["items"])), UserStats(np.asarray(state["users"])),
                     Timing(*(np.asarray(state[f"timing.{n}"]) for n in TIMING_ARRAYS)),
                     interest)
@@ -328,5 +359,6 @@ class LearningToRank(Plugin):
         x = feature_matrix(scores, self.scorers_, np.asarray(candidates.codes), self.items_,
                            self.users_.row(code), self.timing_.of(code, candidates.codes),
                            self.interest_.of(request, candidates.ids))
-        return np.asarray(self.booster_.predict(x, num_threads=int(self._param("n_jobs"))),
-                          dtype=np.float64)
+        corrections = self.booster_.predict(x, num_threads=int(self._param("n_jobs")))
+        return (np.asarray(corrections, dtype=np.float64)
+                + blend_prior([len(candidates.codes)], self.depth_, self.prior_))

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from recsdk_plugins.ltr import LearningToRank
+from recsdk_plugins.ltr import LearningToRank, blend_prior
 from recsdk_plugins.ltr.stacking import carve
 
 from recsdk import RecSDK
 from recsdk.dataset import InteractionDataset
 from recsdk.errors import ConfigurationError, PluginError
+from recsdk.types import CandidateSet, RecommendationRequest
 
 N_USERS, N_ITEMS, N_CATEGORIES = 80, 48, 4
 #: each user's held-out items, by user (in the favourite category)
@@ -85,11 +86,13 @@ def shop() -> tuple[dict[str, list[dict[str, Any]]], dict[str, set[str]]]:
     return planted()
 
 
-def test_learns_what_the_blend_misses_and_reports_importances(tmp_path: Path, shop) -> None:
+@pytest.mark.parametrize("prior", [0.0, 1.0])
+def test_learns_what_the_blend_misses_and_reports_importances(tmp_path: Path, shop,
+                                                              prior: float) -> None:
     rows, held = shop
     with trained(config(tmp_path / "blend", with_ltr=False), rows) as blend:
         baseline = hits(blend, held)
-    with trained(config(tmp_path / "ltr"), rows) as sdk:
+    with trained(config(tmp_path / "ltr", {"blend_prior": prior}), rows) as sdk:
         ranked = hits(sdk, held)
         result = sdk.recommend("u1", k=5, log_request=False)
         assert "ltr" in result.plugins and not result.degraded
@@ -103,11 +106,12 @@ def test_learns_what_the_blend_misses_and_reports_importances(tmp_path: Path, sh
     assert "popularity.score" in shares and "| interest.category |" in report.table()
 
 
-def test_state_round_trip_through_the_registry_gives_identical_lists(tmp_path: Path,
-                                                                     shop) -> None:
+@pytest.mark.parametrize("prior", [0.0, 2.0])
+def test_state_round_trip_through_the_registry_gives_identical_lists(tmp_path: Path, shop,
+                                                                     prior: float) -> None:
     rows, held = shop
     users = [*sorted(held)[:12], "stranger"]
-    cfg = config(tmp_path)
+    cfg = config(tmp_path, {"blend_prior": prior})
     with trained(cfg, rows) as sdk:
         before = lists(sdk, users)
         saved = sdk.model_run
@@ -129,12 +133,50 @@ def test_deterministic_by_seed(tmp_path: Path, shop) -> None:
         assert c.plugins.get("ltr").model_text_ != text
 
 
+def test_blend_prior_falls_linearly_from_the_weight_over_each_list() -> None:
+    assert np.allclose(blend_prior([3, 2], depth=4, weight=2.0), [2.0, 1.5, 1.0, 2.0, 1.5])
+    assert not blend_prior([3, 2], depth=4, weight=0.0).any()
+    assert blend_prior([], depth=4, weight=1.0).shape == (0,)
+
+
+def test_with_a_dominant_prior_and_no_learning_the_served_order_is_the_blends(
+        tmp_path: Path, shop) -> None:
+    """The prior is added at serving as in training: corrections of a near-untrained
+    booster cannot overturn it, so the lists are the blend's."""
+    rows, held = shop
+    users = sorted(held)[:15]
+    with trained(config(tmp_path / "blend", with_ltr=False), rows) as blend:
+        expected = lists(blend, users)
+    frozen = {"blend_prior": 5.0, "n_estimators": 1, "learning_rate": 1e-4}
+    with trained(config(tmp_path / "ltr", frozen), rows) as sdk:
+        assert lists(sdk, users) == expected
+        assert "ltr" in sdk.recommend(users[0], k=5, log_request=False).plugins
+
+
+def test_state_saved_before_the_prior_existed_serves_without_it(tmp_path: Path, shop) -> None:
+    rows, held = shop
+    with trained(config(tmp_path, {"blend_prior": 0.0}), rows) as sdk:
+        ranker = sdk.plugins.get("ltr")
+        state = dict(ranker.recsdk_save_state())
+        assert list(state.pop("blend_prior")) == [20.0, 0.0]
+        old = LearningToRank.from_config(FAST, "ltr")
+        old.recsdk_load_state(state, sdk.read_training_data()[0])
+        assert (old.depth_, old.prior_) == (0, 0.0)
+        request = RecommendationRequest(user_id="u1", k=5)
+        candidates = CandidateSet(np.array([f"i{i}" for i in range(20)]), np.arange(20))
+        scores = {"popularity": np.linspace(1.0, 0.0, 20)}
+        assert np.array_equal(old.recsdk_rank(request, candidates, scores),
+                              ranker.recsdk_rank(request, candidates, scores))
+
+
 @pytest.mark.parametrize(("params", "name"), [
     ({"validation_share": 0.9}, "validation_share"),
     ({"validation_split": "weekly"}, "validation_split"),
     ({"num_leaves": 1}, "num_leaves"),
     ({"learning_rate": 0}, "learning_rate"),
     ({"depth": 100}, "depth"),
+    ({"blend_prior": -1.0}, "blend_prior"),
+    ({"blend_prior": 6.0}, "blend_prior"),
 ])
 def test_bad_parameters_are_refused_by_name(params: dict[str, Any], name: str) -> None:
     with pytest.raises(ConfigurationError, match=name):

@@ -154,7 +154,7 @@ def test_with_a_dominant_prior_and_no_learning_the_served_order_is_the_blends(
 
 
 def test_state_saved_before_the_prior_existed_serves_without_it(tmp_path: Path, shop) -> None:
-    rows, held = shop
+    rows, _ = shop
     with trained(config(tmp_path, {"blend_prior": 0.0}), rows) as sdk:
         ranker = sdk.plugins.get("ltr")
         state = dict(ranker.recsdk_save_state())

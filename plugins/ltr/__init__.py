@@ -12,8 +12,10 @@ Training is stacking (:mod:`.stacking`): a validation split is carved from the
 training data, fresh instances of the other configured scorers are fitted on the
 rest, the validation users' candidates are those the served pipeline would hand the
 ranker, labelled by the held-out items; a held-out group of those users stops the
-boosting early. The model is kept as LightGBM's text format (never pickled); the gain
-importances are in ``report_``, logged at training and saved with the run's state.
+boosting early. With ``blend_prior`` the boosting starts from the blend's order
+(LightGBM ``init_score``) and the trees learn corrections to it. The model is kept as
+LightGBM's text format (never pickled); the gain importances are in ``report_``, logged
+at training and saved with the run's state.
 """
 
 from __future__ import annotations

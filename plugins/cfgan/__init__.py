@@ -114,12 +114,16 @@ class CFGAN(DeepRowsPlugin):
         return model, report
 
     def _set_generators(self, rows: UserRows, generators: list[Any]) -> None:
-        """Keep the generators on the CPU (serving scores one row at a time there), their
-        weights as plain state_dicts, and the training rows for the request rows."""
+        """Keep the generators on the CPU (serving scores one row at a time there) and
+        the training rows for the request rows."""
         self.rows_ = rows
         self.generators_ = [g.to("cpu").eval() for g in generators]
-        self.weights_ = [{k: v.detach().clone() for k, v in g.state_dict().items()}
-                         for g in self.generators_]
+
+    @property
+    def weights_(self) -> list[dict[str, Any]]:
+        """Each generator's weights as a plain state_dict (detached tensors sharing the
+        generator's storage: what is saved, not a second copy kept in memory)."""
+        return [g.state_dict() for g in self.generators_]
 
     @hookimpl
     def recsdk_save_state(self, artifacts: ArtifactWriter) -> Mapping[str, np.ndarray] | None:
@@ -129,7 +133,7 @@ class CFGAN(DeepRowsPlugin):
         for member, weights in enumerate(self.weights_):
             artifacts.save_torch(weights_artifact(member), weights)
         return {"generator_layers": np.asarray(self.params["generator_layers"], np.int64),
-                "ensemble": np.asarray(len(self.weights_), np.int64), **self.rows_.state()}
+                "ensemble": np.asarray(len(self.generators_), np.int64), **self.rows_.state()}
 
     @hookimpl
     def recsdk_load_state(self, state: Mapping[str, np.ndarray], dataset: InteractionDataset,

@@ -62,13 +62,13 @@ def record(args: argparse.Namespace) -> None:
     train = ltr.LearningToRank._train
 
     def recording_train(self: Any, lgb: Any, names: list[str], fit: list, stop: list,
-                        *rest: Any) -> Any:
-        stacked["names"] = np.array(names)
+                        seed: int, depth: int, *rest: Any) -> Any:
+        stacked.update(names=np.array(names), seed=np.array(seed), depth=np.array(depth))
         for tag, lists in (("fit", fit), ("stop", stop)):
             stacked[f"{tag}_x"] = np.vstack([x for x, _ in lists])
             stacked[f"{tag}_y"] = np.concatenate([y for _, y in lists])
             stacked[f"{tag}_g"] = np.array([len(y) for _, y in lists])
-        return train(self, lgb, names, fit, stop, *rest)
+        return train(self, lgb, names, fit, stop, seed, depth, *rest)
 
     build = ltr.feature_matrix
 
@@ -139,44 +139,39 @@ def served_ndcg(r: Recording, score: np.ndarray, lists: np.ndarray | None = None
     return total / (len(r["truth"]) if lists is None else len(chosen))
 
 
-def lambdarank(fit: tuple[np.ndarray, np.ndarray, np.ndarray],
-               stop: tuple[np.ndarray, np.ndarray, np.ndarray], predict: np.ndarray,
-               predict_g: np.ndarray, prior: float, seed: int) -> tuple[np.ndarray, int]:
-    """The plugin's LightGBM settings (ltr defaults), boosted from the blend prior."""
-    import lightgbm as lgb
-    from recsdk_plugins.ltr import LtrParams, blend_prior
-
-    p = LtrParams().load({})
-    depth = 100
-    data = lgb.Dataset(fit[0], fit[1], group=fit[2], params={"verbose": -1},
-                       init_score=blend_prior(fit[2], depth, prior))
-    valid = lgb.Dataset(stop[0], stop[1], group=stop[2], reference=data,
-                        init_score=blend_prior(stop[2], depth, prior))
-    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [K],
-              "learning_rate": p["learning_rate"], "num_leaves": p["num_leaves"],
-              "min_data_in_leaf": p["min_child_samples"],
-              "feature_fraction": p["feature_fraction"], "seed": seed,
-              "deterministic": True, "force_row_wise": True, "num_threads": 1,
-              "verbose": -1}
-    booster = lgb.train(params, data, num_boost_round=p["n_estimators"],
-                        valid_sets=[valid], callbacks=[lgb.early_stopping(
-                            p["early_stopping_rounds"], verbose=False)])
-    best = int(booster.best_iteration or p["n_estimators"])
-    return (booster.predict(predict, num_iteration=best)
-            + blend_prior(predict_g, depth, prior)), best
+Lists = tuple[np.ndarray, np.ndarray, np.ndarray]  # features, labels, list lengths
 
 
-def upper_bound(r: Recording, seed: int) -> list[tuple[float, float]]:
-    """(ranker, blend) NDCG@10 on each half of the served users, the ranker trained on
-    the other half's served lists (80% fit, 20% early stopping)."""
+def lambdarank(r: Recording, fit: Lists, stop: Lists, prior: float
+               ) -> tuple[np.ndarray, int]:
+    """The plugin's own training (``LearningToRank._train``, its default settings, the
+    recorded seed and depth) boosted from ``prior``: its scores on every served row and
+    its boosting rounds."""
+    from recsdk_plugins.ltr import LearningToRank, _lightgbm, blend_prior
+
+    def lists(x: np.ndarray, y: np.ndarray, lengths: np.ndarray) -> list:
+        cuts = np.cumsum(lengths)[:-1]
+        return list(zip(np.split(x, cuts), np.split(y, cuts), strict=True))
+
+    seed, depth = int(r["seed"]), int(r["depth"])
+    ranker = LearningToRank.from_config({"blend_prior": prior}, "ltr")
+    booster, best = ranker._train(_lightgbm(), [str(n) for n in r["names"]], lists(*fit),
+                                  lists(*stop), seed, depth, prior)
+    return booster.predict(r["served_x"]) + blend_prior(r["served_g"], depth, prior), best
+
+
+def upper_bound(r: Recording) -> list[tuple[float, float]]:
+    """(ranker, blend) NDCG@10 on each half of the served users (split with the
+    recorded seed), the ranker trained on the other half's served lists (80% fit, 20%
+    early stopping)."""
     off, n = r["served_off"], len(r["served_g"])
-    perm = np.random.default_rng(seed).permutation(n)
+    perm = np.random.default_rng(int(r["seed"])).permutation(n)
     halves = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
 
     def rows(lists: Any) -> np.ndarray:
         return np.concatenate([np.arange(off[j], off[j + 1]) for j in lists])
 
-    def part(lists: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def part(lists: Any) -> Lists:
         at = rows(lists)
         return r["served_x"][at], r["served_y"][at], r["served_g"][lists]
 
@@ -184,8 +179,7 @@ def upper_bound(r: Recording, seed: int) -> list[tuple[float, float]]:
     for train, test in (halves, halves[::-1]):
         labelled = [j for j in train if r["served_y"][off[j]:off[j + 1]].any()]
         cut = int(0.8 * len(labelled))
-        score, _ = lambdarank(part(labelled[:cut]), part(labelled[cut:]), r["served_x"],
-                              r["served_g"], 0.0, seed)
+        score, _ = lambdarank(r, part(labelled[:cut]), part(labelled[cut:]), 0.0)
         out.append((served_ndcg(r, score, test),
                     served_ndcg(r, -positions(r["served_g"]), test)))
     return out
@@ -207,8 +201,7 @@ def replay(args: argparse.Namespace) -> None:
         fit = (r["fit_x"], r["fit_y"], r["fit_g"])
         stop = (r["stop_x"], r["stop_y"], r["stop_g"])
         for prior in args.priors:
-            score, best = lambdarank(fit, stop, r["served_x"], r["served_g"], prior,
-                                     args.seed)
+            score, best = lambdarank(r, fit, stop, prior)
             add(f"ltr, blend_prior = {prior:g}", served_ndcg(r, score), best)
     print(f"inner NDCG@{K} per recording ({', '.join(str(p) for p in args.recordings)})\n")
     print("| variant | " + " | ".join(p.stem for p in args.recordings) + " | mean | rounds |")
@@ -221,7 +214,7 @@ def replay(args: argparse.Namespace) -> None:
               "labels), scored on the other half\n")
         print("| recording | half | ranker | blend |\n|---|---|---|---|")
         for path, r in zip(args.recordings, runs, strict=True):
-            for half, (ranker, blended) in enumerate(upper_bound(r, args.seed)):
+            for half, (ranker, blended) in enumerate(upper_bound(r)):
                 print(f"| {path.stem} | {half} | {ranker:.4f} | {blended:.4f} |")
 
 
@@ -240,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("recordings", type=Path, nargs="+")
     rep.add_argument("--priors", type=float, nargs="+",
                      default=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0])
-    rep.add_argument("--seed", type=int, default=42, help="LightGBM's seed (the ltr's "
-                     "is the run's seed: 42 in config/ml100k-best.toml)")
     rep.add_argument("--upper-bound", action="store_true")
     args = parser.parse_args(argv)
     (record if args.command == "record" else replay)(args)

@@ -1,0 +1,190 @@
+"""Would another scorer lift the blend of config/ml100k-best.toml? Record each plugin's
+answers once on the inner splits of MovieLens-100K, then score any weighted blend of
+them in seconds instead of a 20-minute pipeline fit.
+
+The test split is never read: each seed's training part (per-user random 80/20, as
+benchmarks/best_pipeline.py) is split again the same way; plugins fit the inner 80%
+through the hooks the SDK calls (:class:`recsdk.evaluation.offline.FittedPlugin`, the
+ml-100k.item catalogue) and their raw users x items answers for the inner-test users
+are saved to ``STORE/SEED/LABEL.npz``. ``--members N`` fits the plugin N times under
+the model seeds SEED..SEED+N-1 and also saves their mean answer (what ``cfgan``'s
+``ensemble = N`` serves), so ensembles of any size can be formed later with ``mean``.
+
+``blend`` scales each answer min-max over all items and averages with the weights, as
+the pipeline's :func:`recsdk.pipeline.blend` does, filters the user's training items
+and takes NDCG@10 (:mod:`recsdk.evaluation.metrics`) on the inner-test items: the
+``--base`` blend, then the base with each ``--add LABEL=W`` in turn.
+
+    PYTHONPATH=. python benchmarks/blend_probe.py record --seed 42 --label cfgan \\
+        --plugin cfgan [--param KEY=VALUE ...] [--members 5] [--store STORE]
+    PYTHONPATH=. python benchmarks/blend_probe.py mean --seed 42 --label cfgan10 \\
+        cfgan_0 ... cfgan_9 [--store STORE]
+    PYTHONPATH=. python benchmarks/blend_probe.py blend --seeds 42 43 44 \\
+        --base ease=1 als=1 bpr=1 cfgan=3 [--add two_tower=1 ...] [--store STORE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsdk.evaluation.files import read_interactions, read_items
+from recsdk.evaluation.metrics import hit_matrix, ndcg
+from recsdk.evaluation.offline import (
+    FittedPlugin,
+    PluginSpec,
+    catalog_from_items,
+    implicit_dataset,
+    top_k_rows,
+)
+from recsdk.evaluation.specs import parse_value
+from recsdk.evaluation.splits import random_split
+from recsdk.pipeline import blend
+
+TEST_RATIO = 0.2  # best_pipeline.py's, outer and inner
+K = 10
+
+
+def inner_split(data: Path, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seed's training part split again per user: (inner train, inner test)."""
+    outer = random_split(read_interactions(data / "ml-100k.inter"), TEST_RATIO, seed)
+    inner = random_split(outer.train, TEST_RATIO, seed)
+    return inner.train, inner.test
+
+
+def record(args: argparse.Namespace) -> None:
+    train, test = inner_split(args.data, args.seed)
+    items = read_items(args.data / "ml-100k.item", category_column="class")
+    dataset = implicit_dataset(train, catalog_from_items(items))
+    users = np.array(sorted(set(test["user"]) & set(train["user"])), dtype=str)
+    params = {k: parse_value(v) for k, _, v in (p.partition("=") for p in args.param)}
+    folder = args.store / str(args.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    answers = []
+    for member in range(args.members):
+        start = time.perf_counter()
+        spec = PluginSpec(args.label, args.plugin, params)
+        with FittedPlugin(spec, dataset, seed=args.seed + member, device="cpu") as fitted:
+            answers.append(fitted.score(users).astype(np.float32))
+        name = args.label if args.members == 1 else f"{args.label}_{member}"
+        save(folder / f"{name}.npz", answers[-1], users, dataset.item_ids)
+        print(f"seed {args.seed} {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    if args.members > 1:
+        save(folder / f"{args.label}.npz", np.mean(answers, axis=0), users, dataset.item_ids)
+
+
+def save(path: Path, scores: np.ndarray, users: np.ndarray, items: np.ndarray) -> None:
+    np.savez(path, scores=scores, users=users, items=np.asarray(items, dtype=str))
+
+
+def mean(args: argparse.Namespace) -> None:
+    """The mean answer of recorded members (a seed ensemble)."""
+    folder = args.store / str(args.seed)
+    runs = [np.load(folder / f"{m}.npz") for m in args.members]
+    save(folder / f"{args.label}.npz", np.mean([r["scores"] for r in runs], axis=0),
+         runs[0]["users"], runs[0]["items"])
+
+
+def weights(pairs: list[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        label, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"expected LABEL=WEIGHT, got {pair!r}")
+        out[label] = float(value)
+    return out
+
+
+class Scorer:
+    """NDCG@10 of weighted blends of one seed's recorded answers."""
+
+    def __init__(self, data: Path, store: Path, seed: int) -> None:
+        self.folder = store / str(seed)
+        self.answers: dict[str, np.ndarray] = {}
+        first = np.load(next(self.folder.glob("*.npz")))
+        self.users, self.items = first["users"], first["items"]
+        train, test = inner_split(data, seed)
+        self.seen = self._matrix(train)
+        self.truth = self._matrix(test)
+
+    def _matrix(self, frame: pd.DataFrame) -> sp.csr_matrix:
+        rows = pd.Index(self.users).get_indexer(frame["user"].astype(str))
+        cols = pd.Index(self.items).get_indexer(frame["item"].astype(str))
+        keep = (rows >= 0) & (cols >= 0)
+        m = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], cols[keep])),
+                          shape=(len(self.users), len(self.items)))
+        m.sum_duplicates()
+        m.data[:] = 1.0
+        return m
+
+    def answer(self, label: str) -> np.ndarray:
+        if label not in self.answers:
+            run = np.load(self.folder / f"{label}.npz")
+            if not (np.array_equal(run["users"], self.users)
+                    and np.array_equal(run["items"], self.items)):
+                raise SystemExit(f"{label}: recorded for other users or items")
+            self.answers[label] = run["scores"].astype(np.float64)
+        return self.answers[label]
+
+    def ndcg(self, weighted: dict[str, float]) -> float:
+        n = len(self.items)
+        scores = np.vstack([blend([(self.answer(label)[u], w) for label, w in weighted.items()],
+                                  n)[0] for u in range(len(self.users))])
+        scores[np.isnan(scores)] = -np.inf
+        scores[self.seen.nonzero()] = -np.inf
+        top, _ = top_k_rows(scores, K)
+        n_relevant = np.diff(self.truth.indptr)
+        tested = n_relevant > 0
+        return float(ndcg(hit_matrix(top, self.truth)[tested], n_relevant[tested]).mean())
+
+
+def blend_table(args: argparse.Namespace) -> None:
+    base = weights(args.base)
+    rows = [("base: " + " ".join(f"{k}={v:g}" for k, v in base.items()), base)]
+    rows += [(f"base + {k}={v:g}", {**base, k: v}) for k, v in
+             ((k, v) for pair in args.add for k, v in weights([pair]).items())]
+    scorers = [Scorer(args.data, args.store, s) for s in args.seeds]
+    print(f"| blend | {' | '.join(str(s) for s in args.seeds)} | mean |")
+    print("|---|" + "---|" * (len(args.seeds) + 1))
+    for label, weighted in rows:
+        values = [s.ndcg(weighted) for s in scorers]
+        print(f"| {label} | {' | '.join(f'{v:.4f}' for v in values)} | "
+              f"{np.mean(values):.4f} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, default=Path("../shared/data/ml-100k"))
+    common.add_argument("--store", type=Path, default=Path("runs/blend_probe"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    rec = commands.add_parser("record", parents=[common],
+                              help="fit a plugin on an inner split, save answers")
+    rec.add_argument("--seed", type=int, required=True)
+    rec.add_argument("--label", required=True)
+    rec.add_argument("--plugin", required=True)
+    rec.add_argument("--param", action="append", default=[], help="KEY=VALUE")
+    rec.add_argument("--members", type=int, default=1, help="fits under seeds SEED..")
+    avg = commands.add_parser("mean", parents=[common],
+                              help="average recorded answers (an ensemble)")
+    avg.add_argument("--seed", type=int, required=True)
+    avg.add_argument("--label", required=True)
+    avg.add_argument("members", nargs="+")
+    tab = commands.add_parser("blend", parents=[common],
+                              help="NDCG@10 of blends of recorded answers")
+    tab.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    tab.add_argument("--base", nargs="+", required=True, help="LABEL=WEIGHT")
+    tab.add_argument("--add", nargs="*", default=[], help="LABEL=WEIGHT, one at a time")
+    args = parser.parse_args(argv)
+    {"record": record, "mean": mean, "blend": blend_table}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

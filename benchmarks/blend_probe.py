@@ -6,9 +6,10 @@ The test split is never read: each seed's training part (per-user random 80/20, 
 benchmarks/best_pipeline.py) is split again the same way; plugins fit the inner 80%
 through the hooks the SDK calls (:class:`recsdk.evaluation.offline.FittedPlugin`, the
 ml-100k.item catalogue) and their raw users x items answers for the inner-test users
-are saved to ``STORE/SEED/LABEL.npz``. ``--members N`` fits the plugin N times under
-the model seeds SEED..SEED+N-1 and also saves their mean answer (what ``cfgan``'s
-``ensemble = N`` serves), so ensembles of any size can be formed later with ``mean``.
+are saved to ``STORE/SEED/LABEL.npz``. The model is seeded with ``--model-seed``
+(default: the split's seed). ``--members N`` fits the plugin N times under the model
+seeds M..M+N-1 and also saves their mean answer (what ``cfgan``'s ``ensemble = N``
+serves), so ensembles of any size can be formed later with ``mean``.
 
 ``blend`` scales each answer min-max over all items and averages with the weights, as
 the pipeline's :func:`recsdk.pipeline.blend` does, filters the user's training items
@@ -16,7 +17,7 @@ and takes NDCG@10 (:mod:`recsdk.evaluation.metrics`) on the inner-test items: th
 ``--base`` blend, then the base with each ``--add LABEL=W`` in turn.
 
     PYTHONPATH=. python benchmarks/blend_probe.py record --seed 42 --label cfgan \\
-        --plugin cfgan [--param KEY=VALUE ...] [--members 5] [--store STORE]
+        --plugin cfgan [--param KEY=VALUE ...] [--members 5] [--model-seed M] [--store STORE]
     PYTHONPATH=. python benchmarks/blend_probe.py mean --seed 42 --label cfgan10 \\
         cfgan_0 ... cfgan_9 [--store STORE]
     PYTHONPATH=. python benchmarks/blend_probe.py blend --seeds 42 43 44 \\
@@ -66,11 +67,12 @@ def record(args: argparse.Namespace) -> None:
     params = {k: parse_value(v) for k, _, v in (p.partition("=") for p in args.param)}
     folder = args.store / str(args.seed)
     folder.mkdir(parents=True, exist_ok=True)
+    first = args.seed if args.model_seed is None else args.model_seed
     answers = []
     for member in range(args.members):
         start = time.perf_counter()
         spec = PluginSpec(args.label, args.plugin, params)
-        with FittedPlugin(spec, dataset, seed=args.seed + member, device="cpu") as fitted:
+        with FittedPlugin(spec, dataset, seed=first + member, device="cpu") as fitted:
             answers.append(fitted.score(users).astype(np.float32))
         name = args.label if args.members == 1 else f"{args.label}_{member}"
         save(folder / f"{name}.npz", answers[-1], users, dataset.item_ids)
@@ -87,18 +89,21 @@ def mean(args: argparse.Namespace) -> None:
     """The mean answer of recorded members (a seed ensemble)."""
     folder = args.store / str(args.seed)
     runs = [np.load(folder / f"{m}.npz") for m in args.members]
+    for name, run in zip(args.members[1:], runs[1:], strict=True):
+        if not (np.array_equal(run["users"], runs[0]["users"])
+                and np.array_equal(run["items"], runs[0]["items"])):
+            raise SystemExit(f"{name}: recorded for other users or items than {args.members[0]}")
     save(folder / f"{args.label}.npz", np.mean([r["scores"] for r in runs], axis=0),
          runs[0]["users"], runs[0]["items"])
 
 
-def weights(pairs: list[str]) -> dict[str, float]:
-    out = {}
-    for pair in pairs:
-        label, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"expected LABEL=WEIGHT, got {pair!r}")
-        out[label] = float(value)
-    return out
+def weight_pair(text: str) -> tuple[str, float]:
+    """``LABEL=WEIGHT`` as (label, weight)."""
+    label, _, value = text.partition("=")
+    try:
+        return label, float(value)
+    except ValueError:
+        raise SystemExit(f"expected LABEL=WEIGHT with a number, got {text!r}") from None
 
 
 class Scorer:
@@ -107,7 +112,10 @@ class Scorer:
     def __init__(self, data: Path, store: Path, seed: int) -> None:
         self.folder = store / str(seed)
         self.answers: dict[str, np.ndarray] = {}
-        first = np.load(next(self.folder.glob("*.npz")))
+        recorded = sorted(self.folder.glob("*.npz"))
+        if not recorded:
+            raise SystemExit(f"nothing recorded in {self.folder}: run `record` first")
+        first = np.load(recorded[0])
         self.users, self.items = first["users"], first["items"]
         train, test = inner_split(data, seed)
         self.seen = self._matrix(train)
@@ -145,10 +153,11 @@ class Scorer:
 
 
 def blend_table(args: argparse.Namespace) -> None:
-    base = weights(args.base)
+    base = dict(weight_pair(text) for text in args.base)
     rows = [("base: " + " ".join(f"{k}={v:g}" for k, v in base.items()), base)]
-    rows += [(f"base + {k}={v:g}", {**base, k: v}) for k, v in
-             ((k, v) for pair in args.add for k, v in weights([pair]).items())]
+    for text in args.add:
+        label, weight = weight_pair(text)
+        rows.append((f"base + {label}={weight:g}", {**base, label: weight}))
     scorers = [Scorer(args.data, args.store, s) for s in args.seeds]
     print(f"| blend | {' | '.join(str(s) for s in args.seeds)} | mean |")
     print("|---|" + "---|" * (len(args.seeds) + 1))
@@ -170,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--label", required=True)
     rec.add_argument("--plugin", required=True)
     rec.add_argument("--param", action="append", default=[], help="KEY=VALUE")
-    rec.add_argument("--members", type=int, default=1, help="fits under seeds SEED..")
+    rec.add_argument("--members", type=int, default=1, help="fits under model seeds M..")
+    rec.add_argument("--model-seed", type=int, help="M, the first model seed (default SEED)")
     avg = commands.add_parser("mean", parents=[common],
                               help="average recorded answers (an ensemble)")
     avg.add_argument("--seed", type=int, required=True)

@@ -5,7 +5,8 @@ learns from the same thing: a users x items matrix whose cells say how strongly 
 chose an item. :class:`Weighting` turns the event log into that matrix the same way for
 all of them: each event counts its type's configured weight (a purchase more than a
 view, a return against), optionally halved every ``half_life_days`` before the newest
-event, summed per (user, item) and clipped at zero.
+event, optionally only if its value (a rating) is at least ``min_value``, summed per
+(user, item) and clipped at zero.
 
 At request time the same weighting turns a user's history into a row in the model's
 item space (:meth:`UserRows.request_row`): the user's training row, plus the events of
@@ -46,29 +47,38 @@ class WeightingParams(Schema):
         validate=validate.Range(min=0, min_inclusive=False),
         metadata={"description": "an event's weight halves every this many days before the "
                   "newest event; none: no time decay"})
+    min_value = fields.Float(
+        load_default=None, allow_none=True, allow_nan=False,
+        metadata={"description": "learn only from events whose value (a rating, say) is at "
+                  "least this; events without a value count nothing; none: every event"})
 
 
 @dataclass(frozen=True)
 class Weighting:
-    """How events become matrix cells: type weights, a type filter and time decay."""
+    """How events become matrix cells: type weights, a type filter, a value floor and
+    time decay."""
 
     event_weights: Mapping[str, float]
     event_types: tuple[str, ...] | None = None
     half_life_days: float | None = None
+    min_value: float | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any],
                     event_weights: Mapping[str, float]) -> Weighting:
         types = params.get("event_types")
         return cls(dict(event_weights), tuple(types) if types else None,
-                   params.get("half_life_days"))
+                   params.get("half_life_days"), params.get("min_value"))
 
     def weights(self, types: Sequence[str] | np.ndarray | pd.Series, timestamps: np.ndarray,
-                reference_time: float) -> np.ndarray:
-        """Each event's weight: its type's weight (0 when filtered out), decayed.
+                reference_time: float,
+                values: Sequence[float] | np.ndarray | pd.Series | None = None) -> np.ndarray:
+        """Each event's weight: its type's weight (0 when filtered out, or when its value
+        is below ``min_value`` or missing), decayed.
 
         Types are looked up once per distinct type, not per event (a categorical
-        column passes its codes through as they are)."""
+        column passes its codes through as they are). ``values`` may be omitted only
+        without ``min_value``."""
         get = self.event_weights.get
         allowed = None if self.event_types is None else set(self.event_types)
         if isinstance(types, pd.Series) and isinstance(types.dtype, pd.CategoricalDtype):
@@ -84,6 +94,10 @@ class Weighting:
             age = reference_time - np.asarray(timestamps, dtype=np.float64)
             age = np.where(np.isfinite(age), np.maximum(age, 0.0), 0.0)
             w *= np.exp2(-age / (self.half_life_days * SECONDS_PER_DAY))
+        if self.min_value is not None:
+            if values is None:
+                raise ValueError("Weighting with min_value needs the events' values")
+            w *= np.asarray(values, dtype=np.float64) >= self.min_value  # NaN: False
         return w
 
 
@@ -102,7 +116,7 @@ def weighted_matrix(dataset: InteractionDataset, weighting: Weighting,
     inter = dataset.interactions
     timestamps = inter["timestamp"].to_numpy(np.float64)
     end = _data_end(timestamps)
-    values = weighting.weights(inter["type"], timestamps, end)
+    values = weighting.weights(inter["type"], timestamps, end, inter["value"])
     matrix = sp.csr_matrix(
         (values.astype(np.float32), (inter["user"].to_numpy(), inter["item"].to_numpy())),
         shape=(dataset.n_users, dataset.n_items))
@@ -112,9 +126,12 @@ def weighted_matrix(dataset: InteractionDataset, weighting: Weighting,
     if matrix.nnz == 0:
         present = sorted({str(t) for t in inter["type"].unique()})
         wanted = list(weighting.event_types) if weighting.event_types else "any type"
+        floor = "" if weighting.min_value is None else \
+            f" with a value of at least min_value = {weighting.min_value:g}"
         raise ConfigurationError(
             f"plugins.{plugin}: the training data has no positive interaction of event "
-            f"types {wanted} (event types present: {present or 'none'}); nothing to learn")
+            f"types {wanted}{floor} (event types present: {present or 'none'}); nothing "
+            "to learn")
     return matrix, end
 
 
@@ -136,7 +153,7 @@ def close_pairs(dataset: InteractionDataset, rows: UserRows, window: int
     """
     inter = dataset.interactions
     timestamps = inter["timestamp"].to_numpy(np.float64)
-    values = rows.weighting.weights(inter["type"], timestamps, rows.data_end)
+    values = rows.weighting.weights(inter["type"], timestamps, rows.data_end, inter["value"])
     users, items = inter["user"].to_numpy(np.int64), inter["item"].to_numpy(np.int64)
     chosen = np.flatnonzero(values > 0)
     in_row = np.asarray(rows.matrix[users[chosen], items[chosen]]).ravel() > 0
@@ -232,7 +249,8 @@ class UserRows:
             idx = np.flatnonzero(new)
             codes = lookup_codes(self.item_index, [history.item_ids[i] for i in idx])
             weights = self.weighting.weights([history.types[i] for i in idx],
-                                             timestamps[idx], newest)
+                                             timestamps[idx], newest,
+                                             [history.values[i] for i in idx])
             keep = (codes >= 0) & (codes < n)
             parts.append(sp.csr_matrix(
                 (weights[keep], (np.zeros(keep.sum(), dtype=np.int64), codes[keep])),

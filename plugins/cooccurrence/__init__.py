@@ -322,7 +322,8 @@ class Cooccurrence(Plugin):
             inter["user"].to_numpy(np.int64), timestamps,
             None if session_column is None else inter[session_column].to_numpy(),
             self.gap_seconds)
-        weights = self.weighting_.weights(inter["type"], timestamps, self.data_end_)
+        weights = self.weighting_.weights(inter["type"], timestamps, self.data_end_,
+                                          inter["value"])
         chosen = weights != 0
         baskets, times, basket_sessions = basket_matrix(
             sessions[chosen], inter["item"].to_numpy(np.int64)[chosen], weights[chosen],
@@ -419,7 +420,8 @@ class Cooccurrence(Plugin):
             members = list(range(first, n))
         items = [history.item_ids[i] for i in members]
         weights = self.weighting_.weights([history.types[i] for i in members],
-                                          np.zeros(len(members)), 0.0)
+                                          np.zeros(len(members)), 0.0,
+                                          [history.values[i] for i in members])
         totals: dict[str, float] = {}
         for item, weight in zip(items, weights, strict=True):
             if weight != 0:

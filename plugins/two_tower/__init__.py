@@ -350,7 +350,8 @@ class TwoTower(Plugin):
         code = self._user_index_map().get(request.user_id) \
             if request.user_id is not None else None
         history = request.history
-        weights = self.weighting.weights(history.types, np.zeros(len(history)), 0.0)
+        weights = self.weighting.weights(history.types, np.zeros(len(history)), 0.0,
+                                         history.values)
         positive = weights > 0
         timestamps = np.asarray(history.timestamps, dtype=np.float64)
         if code is not None:

@@ -54,6 +54,51 @@ def test_event_type_filter_and_time_decay() -> None:
     assert cells == {("a", "y"): 4.0, ("b", "x"): 2.0}
 
 
+def rated() -> InteractionDataset:
+    """Ratings as event values; c's view of y carries none."""
+    events = pd.DataFrame({
+        "user_id": ["a", "a", "b", "b", "c"],
+        "item_id": ["x", "y", "x", "z", "y"],
+        "type": ["view"] * 5,
+        "timestamp": [0.0, DAY, 0.0, 2 * DAY, DAY],
+        "value": [5.0, 2.0, 4.0, 3.5, np.nan],
+    })
+    return InteractionDataset.from_frame(events, event_weights=WEIGHTS)
+
+
+def test_min_value_keeps_only_events_rated_at_least_it() -> None:
+    ds = rated()
+    assert len(dense(ds, Weighting(WEIGHTS))) == 5  # no floor: every event
+    # a's 2 and b's 3.5 are below the floor; c's event has no value and counts nothing
+    assert dense(ds, Weighting(WEIGHTS, min_value=4.0)) == {("a", "x"): 1.0, ("b", "x"): 1.0}
+    assert Weighting.from_params({"min_value": 4.0}, WEIGHTS).min_value == 4.0
+
+
+def test_min_value_applies_to_request_rows_and_close_pairs() -> None:
+    ds = rated()
+    rows = UserRows.fit(ds, Weighting(WEIGHTS, min_value=4.0), "p")
+    history = UserHistory(["y", "z"], ["view", "view"], [3 * DAY, 3 * DAY], [1.0, 5.0])
+    row = rows.request_row("a", history)
+    assert {ds.item_ids[i] for i in row.indices} == {"x", "z"}  # the new 1-star y is left out
+    pairs = [(int(d), ds.item_ids[a].tolist()) for d, a, _, _ in close_pairs(ds, rows, 1)]
+    assert pairs == [(0, ["x", "x"]), (1, [])]  # one kept event per user: no pair of two
+
+
+def test_min_value_above_every_value_names_the_floor() -> None:
+    with pytest.raises(ConfigurationError, match=r"plugins\.ease: .*at least min_value = 6"):
+        weighted_matrix(rated(), Weighting(WEIGHTS, min_value=6.0), "ease")
+
+
+def test_min_value_without_values_is_an_error_naming_what_is_missing() -> None:
+    with pytest.raises(ValueError, match="min_value needs the events' values"):
+        Weighting(WEIGHTS, min_value=4.0).weights(["view"], np.zeros(1), 0.0)
+
+
+def test_params_reject_a_non_number_min_value() -> None:
+    assert "min_value" in WeightingParams().validate({"min_value": "good"})
+    assert WeightingParams().validate({"min_value": 4}) == {}
+
+
 def test_no_interaction_of_the_plugins_types_names_plugin_and_types() -> None:
     with pytest.raises(ConfigurationError, match=r"plugins\.als: .*\['add_to_cart'\].*"
                        r"present: \['purchase', 'return', 'view'\]"):

@@ -97,6 +97,29 @@ def test_order_window_solves_the_window_gram_and_scores_the_plain_rows() -> None
     assert not np.allclose(plain.b_, plugin.b_, atol=1e-3)  # the order changed the model
 
 
+def test_min_value_learns_as_if_only_the_well_rated_events_were_there() -> None:
+    frame = events()
+    frame["value"] = np.random.default_rng(4).integers(1, 6, len(frame)).astype(float)
+    liked, dataset = fitted(frame, l2=3.0, order_window=2, min_value=4.0)
+    kept = frame[frame["value"] >= 4]
+    # the same vocabulary, every cell of a low rating at weight 0 instead of dropped
+    alone, _ = fitted(pd.concat([kept, frame[frame["value"] < 4].assign(type="skip")]),
+                      l2=3.0, order_window=2, event_types=["view", "purchase"])
+    np.testing.assert_allclose(liked.b_, alone.b_, rtol=1e-5, atol=1e-6)
+    everything, _ = fitted(frame, l2=3.0, order_window=2)
+    users, candidates = list(dataset.user_ids), all_candidates(dataset)
+    assert not np.allclose(  # the floor changed the model
+        everything.recsdk_score_users(user_ids=users, candidates=candidates),
+        liked.recsdk_score_users(user_ids=users, candidates=candidates), equal_nan=True)
+    # a request's new low-rated event adds nothing to the row it scores
+    user = str(kept["user_id"].iloc[0])
+    request = RecommendationRequest(user_id=user, k=3, history=UserHistory(
+        ["i1"], ["purchase"], [1e9], [1.0]))
+    before = liked.recsdk_score_users(user_ids=[user], candidates=all_candidates(dataset))[0]
+    after = liked.recsdk_score(request=request, candidates=all_candidates(dataset))
+    np.testing.assert_allclose(after, before, rtol=1e-6)
+
+
 def test_dropout_penalises_each_item_by_its_own_weight_as_edlae() -> None:
     # Steck (2020), EDLAE with a zero diagonal: EASE's solve with the penalty
     # Lambda = p / (1 - p) diag(X^T X) + lambda I instead of lambda I

@@ -72,6 +72,17 @@ def load_config(path: Path, sets: list[str]) -> dict[str, Any]:
     return config
 
 
+def ml100k_split(frame: pd.DataFrame, seed: int, tune: bool
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seed's per-user random (train, test) split; with ``tune``, its training part
+    split again the same way (an inner split: how choices are made without test data).
+    benchmarks/ltr_replay.py and blend_probe.py score on these same inner splits."""
+    split = random_split(frame, TEST_RATIO, seed)
+    if tune:
+        split = random_split(split.train, TEST_RATIO, seed)
+    return split.train, split.test
+
+
 def label_of(config: dict[str, Any]) -> str:
     ranked = any(t.get("plugin", n) == RANKER and t.get("enabled", True)
                  for n, t in config.get("plugins", {}).items())
@@ -138,11 +149,7 @@ def ml100k(args: argparse.Namespace, config: dict[str, Any]) -> None:
     rows: dict[str, list[float]] = {}
     reports = []
     for seed in seeds:
-        split = random_split(frame, TEST_RATIO, seed)
-        train, test = split.train, split.test
-        if args.tune:  # score on a part of the training data, never on test
-            inner = random_split(train, TEST_RATIO, seed)
-            train, test = inner.train, inner.test
+        train, test = ml100k_split(frame, seed, args.tune)  # tune: never the test part
         runs = [(label_of(config), config)]
         if args.blend:
             runs.append(("blend alone", without_ranker(config)))

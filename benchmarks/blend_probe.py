@@ -45,18 +45,19 @@ from recsdk.evaluation.offline import (
     top_k_rows,
 )
 from recsdk.evaluation.specs import parse_value
-from recsdk.evaluation.splits import random_split
 from recsdk.pipeline import blend
 
-TEST_RATIO = 0.2  # best_pipeline.py's, outer and inner
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import best_pipeline
+
 K = 10
 
 
 def inner_split(data: Path, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The seed's training part split again per user: (inner train, inner test)."""
-    outer = random_split(read_interactions(data / "ml-100k.inter"), TEST_RATIO, seed)
-    inner = random_split(outer.train, TEST_RATIO, seed)
-    return inner.train, inner.test
+    """The seed's training part split again per user, as ``best_pipeline.py --tune``
+    splits it: (inner train, inner test)."""
+    return best_pipeline.ml100k_split(read_interactions(data / "ml-100k.inter"), seed,
+                                      tune=True)
 
 
 def record(args: argparse.Namespace) -> None:
@@ -68,10 +69,10 @@ def record(args: argparse.Namespace) -> None:
     folder = args.store / str(args.seed)
     folder.mkdir(parents=True, exist_ok=True)
     first = args.seed if args.model_seed is None else args.model_seed
+    spec = PluginSpec(args.label, args.plugin, params)
     answers = []
     for member in range(args.members):
         start = time.perf_counter()
-        spec = PluginSpec(args.label, args.plugin, params)
         with FittedPlugin(spec, dataset, seed=first + member, device="cpu") as fitted:
             answers.append(fitted.score(users).astype(np.float32))
         name = args.label if args.members == 1 else f"{args.label}_{member}"

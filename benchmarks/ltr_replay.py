@@ -35,7 +35,6 @@ import numpy as np
 
 from recsdk.evaluation.catalogue import read_catalogue
 from recsdk.evaluation.files import read_interactions
-from recsdk.evaluation.splits import random_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import best_pipeline
@@ -53,8 +52,7 @@ def record(args: argparse.Namespace) -> None:
     config = best_pipeline.load_config(args.config, args.sets)
     frame = read_interactions(args.data / "ml-100k.inter")
     catalogue = read_catalogue(args.data / "ml-100k.item")
-    outer = random_split(frame, best_pipeline.TEST_RATIO, args.seed)
-    inner = random_split(outer.train, best_pipeline.TEST_RATIO, args.seed)
+    inner_train, inner_test = best_pipeline.ml100k_split(frame, args.seed, tune=True)
     stacked: dict[str, np.ndarray] = {}
     served: list[tuple[str, np.ndarray, np.ndarray]] = []
     rows: dict[str, np.ndarray] = {}
@@ -89,10 +87,10 @@ def record(args: argparse.Namespace) -> None:
     ltr.feature_matrix = recording_features
     ltr.LearningToRank.recsdk_rank = recording_rank
     ndcg, _, degraded, seconds = best_pipeline.served_ndcg(
-        config, inner.train, inner.test, K, catalogue)
+        config, inner_train, inner_test, K, catalogue)
     print(f"seed {args.seed}: inner NDCG@{K} {ndcg:.4f} ({seconds:.0f} s, {degraded} "
           f"degraded lists)", flush=True)
-    truth = best_pipeline.held_out_truth(inner.train, inner.test)
+    truth = best_pipeline.held_out_truth(inner_train, inner_test)
     np.savez_compressed(
         args.out, **stacked, ndcg=np.array(ndcg),
         served_x=np.vstack([x for _, _, x in served]),

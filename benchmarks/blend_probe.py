@@ -30,6 +30,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,10 +87,19 @@ def save(path: Path, scores: np.ndarray, users: np.ndarray, items: np.ndarray) -
     np.savez(path, scores=scores, users=users, items=np.asarray(items, dtype=str))
 
 
+def recorded(folder: Path, label: str) -> Any:
+    """A recorded answer (``scores``, ``users``, ``items``); a clear error when absent."""
+    path = folder / f"{label}.npz"
+    if not path.is_file():
+        raise SystemExit(f"{label}: nothing recorded as {path}: run `record --seed "
+                         f"{folder.name} --label {label} ...` first")
+    return np.load(path)
+
+
 def mean(args: argparse.Namespace) -> None:
     """The mean answer of recorded members (a seed ensemble)."""
     folder = args.store / str(args.seed)
-    runs = [np.load(folder / f"{m}.npz") for m in args.members]
+    runs = [recorded(folder, m) for m in args.members]
     for name, run in zip(args.members[1:], runs[1:], strict=True):
         if not (np.array_equal(run["users"], runs[0]["users"])
                 and np.array_equal(run["items"], runs[0]["items"])):
@@ -134,7 +144,7 @@ class Scorer:
 
     def answer(self, label: str) -> np.ndarray:
         if label not in self.answers:
-            run = np.load(self.folder / f"{label}.npz")
+            run = recorded(self.folder, label)
             if not (np.array_equal(run["users"], self.users)
                     and np.array_equal(run["items"], self.items)):
                 raise SystemExit(f"{label}: recorded for other users or items")
@@ -160,6 +170,10 @@ def blend_table(args: argparse.Namespace) -> None:
         label, weight = weight_pair(text)
         rows.append((f"base + {label}={weight:g}", {**base, label: weight}))
     scorers = [Scorer(args.data, args.store, s) for s in args.seeds]
+    for scorer in scorers:  # every label recorded for every seed, before any figure
+        for _, weighted in rows:
+            for label in weighted:
+                scorer.answer(label)
     print(f"| blend | {' | '.join(str(s) for s in args.seeds)} | mean |")
     print("|---|" + "---|" * (len(args.seeds) + 1))
     for label, weighted in rows:

@@ -14,7 +14,9 @@ serves), so ensembles of any size can be formed later with ``mean``.
 ``blend`` scales each answer min-max over all items and averages with the weights, as
 the pipeline's :func:`recsdk.pipeline.blend` does, filters the user's training items
 and takes NDCG@10 (:mod:`recsdk.evaluation.metrics`) on the inner-test items: the
-``--base`` blend, then the base with each ``--add LABEL=W`` in turn.
+``--base`` blend, then the base with each ``--add LABEL=W`` in turn. ``search`` asks
+whether the base's weights are where the mean NDCG@10 over the seeds peaks: coordinate
+ascent, each weight in turn multiplied by each ``--factors`` value while that helps.
 
     PYTHONPATH=. python benchmarks/blend_probe.py record --seed 42 --label cfgan \\
         --plugin cfgan [--param KEY=VALUE ...] [--members 5] [--model-seed M] [--store STORE]
@@ -22,6 +24,8 @@ and takes NDCG@10 (:mod:`recsdk.evaluation.metrics`) on the inner-test items: th
         cfgan_0 ... cfgan_9 [--store STORE]
     PYTHONPATH=. python benchmarks/blend_probe.py blend --seeds 42 43 44 \\
         --base ease=1 als=1 bpr=1 cfgan=3 [--add two_tower=1 ...] [--store STORE]
+    PYTHONPATH=. python benchmarks/blend_probe.py search --seeds 42 43 44 \
+        --base ease=1 als=1 bpr=1 cfgan=3 [--factors 0 0.5 0.75 1.33 2] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -163,21 +167,50 @@ class Scorer:
         return float(ndcg(hit_matrix(top, self.truth)[tested], n_relevant[tested]).mean())
 
 
+def scorers_for(args: argparse.Namespace, labels: set[str]) -> list[Scorer]:
+    """One :class:`Scorer` per seed, every label loaded (absent: an error before any figure)."""
+    scorers = [Scorer(args.data, args.store, s) for s in args.seeds]
+    for scorer in scorers:
+        for label in sorted(labels):
+            scorer.answer(label)
+    return scorers
+
+
+def mean_ndcg(scorers: list[Scorer], weighted: dict[str, float]) -> tuple[float, list[float]]:
+    values = [s.ndcg({k: w for k, w in weighted.items() if w > 0}) for s in scorers]
+    return float(np.mean(values)), values
+
+
+def search(args: argparse.Namespace) -> None:
+    weights = dict(weight_pair(text) for text in args.base)
+    scorers = scorers_for(args, set(weights))
+    best, values = mean_ndcg(scorers, weights)
+    print(f"start {weights}: {best:.4f} ({' '.join(f'{v:.4f}' for v in values)})", flush=True)
+    for round_ in range(args.rounds):
+        for label in weights:
+            for factor in args.factors:
+                trial = {**weights, label: round(weights[label] * factor, 4)}
+                if trial == weights or not any(w > 0 for w in trial.values()):
+                    continue
+                score, values = mean_ndcg(scorers, trial)
+                if score > best:
+                    best, weights = score, trial
+                    print(f"  {weights}: {best:.4f} ({' '.join(f'{v:.4f}' for v in values)})",
+                          flush=True)
+        print(f"after round {round_ + 1}: {weights}: {best:.4f}", flush=True)
+
+
 def blend_table(args: argparse.Namespace) -> None:
     base = dict(weight_pair(text) for text in args.base)
     rows = [("base: " + " ".join(f"{k}={v:g}" for k, v in base.items()), base)]
     for text in args.add:
         label, weight = weight_pair(text)
         rows.append((f"base + {label}={weight:g}", {**base, label: weight}))
-    scorers = [Scorer(args.data, args.store, s) for s in args.seeds]
-    for scorer in scorers:  # every label recorded for every seed, before any figure
-        for _, weighted in rows:
-            for label in weighted:
-                scorer.answer(label)
+    scorers = scorers_for(args, {label for _, weighted in rows for label in weighted})
     print(f"| blend | {' | '.join(str(s) for s in args.seeds)} | mean |")
     print("|---|" + "---|" * (len(args.seeds) + 1))
     for label, weighted in rows:
-        values = [s.ndcg(weighted) for s in scorers]
+        _, values = mean_ndcg(scorers, weighted)
         print(f"| {label} | {' | '.join(f'{v:.4f}' for v in values)} | "
               f"{np.mean(values):.4f} |", flush=True)
 
@@ -206,8 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     tab.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     tab.add_argument("--base", nargs="+", required=True, help="LABEL=WEIGHT")
     tab.add_argument("--add", nargs="*", default=[], help="LABEL=WEIGHT, one at a time")
+    find = commands.add_parser("search", parents=[common],
+                               help="coordinate ascent over the blend's weights")
+    find.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    find.add_argument("--base", nargs="+", required=True, help="LABEL=WEIGHT to start from")
+    find.add_argument("--factors", type=float, nargs="+", default=[0, 0.5, 0.75, 1.33, 2])
+    find.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    {"record": record, "mean": mean, "blend": blend_table}[args.command](args)
+    if args.command == "search" and (args.rounds < 1 or min(args.factors) < 0):
+        parser.error("search: --rounds must be at least 1 and --factors not negative")
+    {"record": record, "mean": mean, "blend": blend_table, "search": search}[args.command](args)
     return 0
 
 

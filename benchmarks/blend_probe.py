@@ -24,7 +24,7 @@ ascent, each weight in turn multiplied by each ``--factors`` value while that he
         cfgan_0 ... cfgan_9 [--store STORE]
     PYTHONPATH=. python benchmarks/blend_probe.py blend --seeds 42 43 44 \\
         --base ease=1 als=1 bpr=1 cfgan=3 [--add two_tower=1 ...] [--store STORE]
-    PYTHONPATH=. python benchmarks/blend_probe.py search --seeds 42 43 44 \
+    PYTHONPATH=. python benchmarks/blend_probe.py search --seeds 42 43 44 \\
         --base ease=1 als=1 bpr=1 cfgan=3 [--factors 0 0.5 0.75 1.33 2] [--rounds 2]
 """
 

@@ -35,6 +35,8 @@ import pandas as pd
 import scipy.sparse as sp
 from recsdk_plugins.ease import ease_weights, gram, regularise
 
+from recsdk.evaluation.files import read_frame
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blend_probe
 
@@ -69,6 +71,17 @@ class Inner:
         return sp.csr_matrix((values, (rows, self.cols)),
                              shape=(rows.max() + 1, len(self.items)))
 
+    def binary(self) -> sp.csr_matrix:
+        """Users x items, 1 where the user rated the item."""
+        x = self.matrix(np.ones_like(self.ratings))
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        return x
+
+    def sequences(self) -> list[np.ndarray]:
+        """Each user's items in time order (rows are sorted by user, then time)."""
+        return np.split(self.cols, np.flatnonzero(np.diff(self.rows)) + 1)
+
     def scores(self, x: sp.csr_matrix, b: np.ndarray) -> np.ndarray:
         return np.asarray(x[self.requested] @ b, dtype=np.float32)
 
@@ -83,7 +96,7 @@ def valued(inner: Inner, args: argparse.Namespace) -> np.ndarray:
 
 
 def to_liked(inner: Inner, args: argparse.Namespace) -> np.ndarray:
-    x = inner.matrix(np.ones_like(inner.ratings))
+    x = inner.binary()
     y = inner.matrix((inner.ratings >= 4).astype(np.float64))
     p = np.linalg.inv((x.T @ x).toarray() + args.l2 * np.eye(x.shape[1]))
     c = p @ (x.T @ y).toarray()
@@ -96,13 +109,14 @@ def session(inner: Inner, args: argparse.Namespace) -> np.ndarray:
     new = (t["user"] != t["user"].shift()) | (t["timestamp"].diff() > args.gap)
     sessions = np.cumsum(new.to_numpy()) - 1
     m = inner.matrix(np.ones(len(t)), sessions)
+    m.sum_duplicates()
     m.data[:] = 1.0
-    return inner.scores(inner.matrix(np.ones(len(t))), ease(gram(m), args.l2))
+    return inner.scores(inner.binary(), ease(gram(m), args.l2))
 
 
 def gap_fit(inner: Inner, args: argparse.Namespace) -> np.ndarray:
     n = len(inner.items)
-    sequences = [inner.cols[inner.rows == r] for r in range(len(inner.all_users))]
+    sequences = inner.sequences()
     a = np.zeros((n, n))
     for s in sequences:
         for d in range(1, args.window + 1):
@@ -118,15 +132,12 @@ def gap_fit(inner: Inner, args: argparse.Namespace) -> np.ndarray:
 
 
 def demographic(inner: Inner, args: argparse.Namespace) -> np.ndarray:
-    people = pd.read_csv(args.data / "ml-100k.user", sep="\t", dtype=str)
-    people.columns = [c.split(":")[0] for c in people.columns]
-    people = people.set_index("user_id").reindex(inner.all_users)
+    people = read_frame(args.data / "ml-100k.user").set_index("user").reindex(inner.all_users)
     if people["gender"].isna().any():
         raise SystemExit("ml-100k.user lacks some users of the split")
     band = pd.cut(people["age"].astype(float), AGE_BANDS).astype(str)
     groups, names = pd.factorize(people["gender"] + band)
-    x = inner.matrix(np.ones_like(inner.ratings))
-    x.data[:] = 1.0
+    x = inner.binary()
     member = sp.csr_matrix((np.ones(len(groups)), (groups, np.arange(len(groups)))),
                            shape=(len(names), len(groups)))
     counts = np.asarray((member @ x).todense())

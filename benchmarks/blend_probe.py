@@ -17,6 +17,9 @@ and takes NDCG@10 (:mod:`recsdk.evaluation.metrics`) on the inner-test items: th
 ``--base`` blend, then the base with each ``--add LABEL=W`` in turn. ``search`` asks
 whether the base's weights are where the mean NDCG@10 over the seeds peaks: coordinate
 ascent, each weight in turn multiplied by each ``--factors`` value while that helps.
+``segments`` asks whether weights per segment of users (split by the length of their
+training history at ``--edges``; the default 27 and 74 are the tertiles) would beat
+one set: each seed is scored with the weights the ascent found on the other seeds.
 
     PYTHONPATH=. python benchmarks/blend_probe.py record --seed 42 --label cfgan \\
         --plugin cfgan [--param KEY=VALUE ...] [--members 5] [--model-seed M] [--store STORE]
@@ -26,6 +29,8 @@ ascent, each weight in turn multiplied by each ``--factors`` value while that he
         --base ease=1 als=1 bpr=1 cfgan=3 [--add two_tower=1 ...] [--store STORE]
     PYTHONPATH=. python benchmarks/blend_probe.py search --seeds 42 43 44 \\
         --base ease=1 als=1 bpr=1 cfgan=3 [--factors 0 0.5 0.75 1.33 2] [--rounds 2]
+    PYTHONPATH=. python benchmarks/blend_probe.py segments --seeds 42 43 44 \\
+        --base ease=1 als=1 bpr=1 cfgan=3 [--edges 27 74]
 """
 
 from __future__ import annotations
@@ -155,16 +160,30 @@ class Scorer:
             self.answers[label] = run["scores"].astype(np.float64)
         return self.answers[label]
 
-    def ndcg(self, weighted: dict[str, float]) -> float:
+    @property
+    def tested(self) -> np.ndarray:
+        """Row numbers of the users with an inner-test item."""
+        return np.flatnonzero(np.diff(self.truth.indptr) > 0)
+
+    @property
+    def history(self) -> np.ndarray:
+        """Each user's number of inner-training items."""
+        return np.diff(self.seen.indptr)
+
+    def per_user(self, weighted: dict[str, float], rows: np.ndarray) -> np.ndarray:
+        """NDCG@10 of the blend for the users at ``rows`` (each with a test item)."""
         n = len(self.items)
         scores = np.vstack([blend([(self.answer(label)[u], w) for label, w in weighted.items()],
-                                  n)[0] for u in range(len(self.users))])
+                                  n)[0] for u in rows])
         scores[np.isnan(scores)] = -np.inf
-        scores[self.seen.nonzero()] = -np.inf
+        scores[self.seen[rows].nonzero()] = -np.inf
         top, _ = top_k_rows(scores, K)
-        n_relevant = np.diff(self.truth.indptr)
-        tested = n_relevant > 0
-        return float(ndcg(hit_matrix(top, self.truth)[tested], n_relevant[tested]).mean())
+        truth = self.truth[rows]
+        return ndcg(hit_matrix(top, truth), np.diff(truth.indptr))
+
+    def ndcg(self, weighted: dict[str, float], rows: np.ndarray | None = None) -> float:
+        """Mean NDCG@10 over the tested users (or those of them at ``rows``)."""
+        return float(self.per_user(weighted, self.tested if rows is None else rows).mean())
 
 
 def scorers_for(args: argparse.Namespace, labels: set[str]) -> list[Scorer]:
@@ -176,28 +195,78 @@ def scorers_for(args: argparse.Namespace, labels: set[str]) -> list[Scorer]:
     return scorers
 
 
-def mean_ndcg(scorers: list[Scorer], weighted: dict[str, float]) -> tuple[float, list[float]]:
-    values = [s.ndcg({k: w for k, w in weighted.items() if w > 0}) for s in scorers]
+def mean_ndcg(scorers: list[Scorer], weighted: dict[str, float],
+              rows: list[np.ndarray] | None = None) -> tuple[float, list[float]]:
+    """The mean over seeds of each seed's NDCG@10 (over ``rows[i]`` for seed i if given)."""
+    positive = {k: w for k, w in weighted.items() if w > 0}
+    values = [s.ndcg(positive, None if rows is None else rows[i])
+              for i, s in enumerate(scorers)]
     return float(np.mean(values)), values
+
+
+def ascend(scorers: list[Scorer], weights: dict[str, float], factors: list[float],
+           rounds: int, rows: list[np.ndarray] | None = None, verbose: bool = False
+           ) -> tuple[dict[str, float], float]:
+    """Coordinate ascent: each weight in turn multiplied by each factor while the mean
+    NDCG@10 over the seeds (over ``rows`` if given) rises; (weights, their NDCG)."""
+    best, values = mean_ndcg(scorers, weights, rows)
+    if verbose:
+        print(f"start {weights}: {best:.4f} ({' '.join(f'{v:.4f}' for v in values)})",
+              flush=True)
+    for round_ in range(rounds):
+        for label in weights:
+            for factor in factors:
+                trial = {**weights, label: round(weights[label] * factor, 4)}
+                if trial == weights or not any(w > 0 for w in trial.values()):
+                    continue
+                score, values = mean_ndcg(scorers, trial, rows)
+                if score > best:
+                    best, weights = score, trial
+                    if verbose:
+                        print(f"  {weights}: {best:.4f} "
+                              f"({' '.join(f'{v:.4f}' for v in values)})", flush=True)
+        if verbose:
+            print(f"after round {round_ + 1}: {weights}: {best:.4f}", flush=True)
+    return weights, best
 
 
 def search(args: argparse.Namespace) -> None:
     weights = dict(weight_pair(text) for text in args.base)
-    scorers = scorers_for(args, set(weights))
-    best, values = mean_ndcg(scorers, weights)
-    print(f"start {weights}: {best:.4f} ({' '.join(f'{v:.4f}' for v in values)})", flush=True)
-    for round_ in range(args.rounds):
-        for label in weights:
-            for factor in args.factors:
-                trial = {**weights, label: round(weights[label] * factor, 4)}
-                if trial == weights or not any(w > 0 for w in trial.values()):
-                    continue
-                score, values = mean_ndcg(scorers, trial)
-                if score > best:
-                    best, weights = score, trial
-                    print(f"  {weights}: {best:.4f} ({' '.join(f'{v:.4f}' for v in values)})",
-                          flush=True)
-        print(f"after round {round_ + 1}: {weights}: {best:.4f}", flush=True)
+    ascend(scorers_for(args, set(weights)), weights, args.factors, args.rounds, verbose=True)
+
+
+def segments(args: argparse.Namespace) -> None:
+    """Would weights per segment of users (by how many items they have in training)
+    beat one set of weights? Left-one-seed-out: each seed is scored with the weights
+    that coordinate ascent found on the other seeds, one set for all users ("global")
+    and one per segment, against the ``--base`` weights unchanged."""
+    base = dict(weight_pair(text) for text in args.base)
+    scorers = scorers_for(args, set(base))
+    edges = np.asarray(args.edges, dtype=float)
+    print(f"| held-out seed | base | global search | per-segment search (edges "
+          f"{' '.join(f'{e:g}' for e in edges)}) |\n|---|---|---|---|")
+    results = []
+    for held, scorer in enumerate(scorers):
+        others = [s for i, s in enumerate(scorers) if i != held]
+        found, _ = ascend(others, dict(base), args.factors, args.rounds)
+        tested = scorer.tested
+        parts = np.digitize(scorer.history[tested], edges)
+        by_segment = np.empty(len(tested))
+        chosen = []
+        for part in range(len(edges) + 1):
+            rows = [s.tested[np.digitize(s.history[s.tested], edges) == part] for s in others]
+            weights, _ = ascend(others, dict(base), args.factors, args.rounds, rows)
+            chosen.append(weights)
+            here = parts == part
+            if here.any():
+                by_segment[here] = scorer.per_user(weights, tested[here])
+        row = (scorer.ndcg(base), scorer.ndcg(found), float(by_segment.mean()))
+        results.append(row)
+        print(f"| {args.seeds[held]} | {row[0]:.4f} | {row[1]:.4f} | {row[2]:.4f} |",
+              flush=True)
+        print(f"  global {found}; per segment {chosen}", file=sys.stderr, flush=True)
+    mean = np.mean(results, axis=0)
+    print(f"| mean | {mean[0]:.4f} | {mean[1]:.4f} | {mean[2]:.4f} |")
 
 
 def blend_table(args: argparse.Namespace) -> None:
@@ -245,10 +314,22 @@ def main(argv: list[str] | None = None) -> int:
     find.add_argument("--base", nargs="+", required=True, help="LABEL=WEIGHT to start from")
     find.add_argument("--factors", type=float, nargs="+", default=[0, 0.5, 0.75, 1.33, 2])
     find.add_argument("--rounds", type=int, default=2)
+    seg = commands.add_parser("segments", parents=[common],
+                              help="weights per user segment, chosen leaving one seed out")
+    seg.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    seg.add_argument("--base", nargs="+", required=True, help="LABEL=WEIGHT to start from")
+    seg.add_argument("--edges", type=float, nargs="+", default=[27, 74],
+                     help="training-history lengths that bound the segments")
+    seg.add_argument("--factors", type=float, nargs="+", default=[0, 0.5, 0.75, 1.33, 2])
+    seg.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    if args.command == "search" and (args.rounds < 1 or min(args.factors) < 0):
-        parser.error("search: --rounds must be at least 1 and --factors not negative")
-    {"record": record, "mean": mean, "blend": blend_table, "search": search}[args.command](args)
+    if args.command in ("search", "segments") and (args.rounds < 1 or min(args.factors) < 0):
+        parser.error(f"{args.command}: --rounds must be at least 1 and --factors not negative")
+    if args.command == "segments" and (len(args.seeds) < 2 or list(args.edges) != sorted(
+            set(args.edges))):
+        parser.error("segments: needs at least two --seeds and strictly rising --edges")
+    {"record": record, "mean": mean, "blend": blend_table, "search": search,
+     "segments": segments}[args.command](args)
     return 0
 
 

@@ -17,7 +17,19 @@ item order of an already recorded ``--like`` label (``ease`` by default). The si
   j with large ``A[a, j] A[j, b]``: what fits *between* them, where ``A`` counts items at
   most ``--window`` apart in users' time orders, normalised by ``sqrt(pop pop)``;
 * ``demographic``: log-lift of each item's share among users of the same gender and
-  age band (ml-100k.user) over its overall share.
+  age band (ml-100k.user) over its overall share;
+* ``rp3beta``: RP3beta (Paudel et al. 2017, "Updatable, Accurate, Diverse, and Scalable
+  Recommendations for Interactive Applications"): the three-step random walk
+  user -> item -> user -> item with transition probabilities raised to ``--alpha``, each
+  target item's probability divided by its popularity to the ``--beta``, each item's
+  ``--neighbours`` largest weights kept;
+* ``higher_order``: higher-order EASE (Steck & Liang 2021, "Negative Interactions for
+  Improved Collaborative Filtering: Don't go Deeper, Go Higher"): besides the items, the
+  pairs of items at least ``--pair-min`` users have both (most frequent first, at most
+  ``--pairs``) are inputs, regularised by ``--pair-l2``; no item is predicted from
+  itself or from a pair that holds it. Solved in closed form: the unconstrained ridge
+  solution per item, projected onto those zero constraints (EASE's derivation with a
+  set of zeros in place of the diagonal).
 
     PYTHONPATH=. python benchmarks/blend_signals.py --seed 42 --signal valued \\
         --mapping signed --label signed [--store runs/blend_probe]
@@ -147,8 +159,52 @@ def demographic(inner: Inner, args: argparse.Namespace) -> np.ndarray:
     return lift[groups[inner.requested]].astype(np.float32)
 
 
+def rp3beta(inner: Inner, args: argparse.Namespace) -> np.ndarray:
+    x = inner.binary()
+    to_item = sp.diags(1.0 / np.maximum(x.sum(axis=1).A1, 1)) @ x
+    to_user = sp.diags(1.0 / np.maximum(x.sum(axis=0).A1, 1)) @ x.T.tocsr()
+    to_item.data **= args.alpha
+    to_user.data **= args.alpha
+    w = (to_user @ to_item).toarray()
+    w /= np.maximum(x.sum(axis=0).A1, 1)[np.newaxis, :] ** args.beta
+    np.fill_diagonal(w, 0.0)
+    if args.neighbours < w.shape[1]:
+        cut = np.partition(w, -args.neighbours, axis=1)[:, -args.neighbours][:, np.newaxis]
+        w[w < cut] = 0.0
+    return inner.scores(x, w)
+
+
+def higher_order(inner: Inner, args: argparse.Namespace) -> np.ndarray:
+    x = inner.binary()
+    n = x.shape[1]
+    together = (x.T @ x).toarray()
+    first, second = np.triu_indices(n, 1)
+    counts = together[first, second]
+    order = np.argsort(-counts, kind="stable")
+    kept = order[counts[order] >= args.pair_min][:args.pairs]
+    first, second = first[kept], second[kept]
+    columns = x.tocsc()
+    inputs = sp.hstack([x, columns[:, first].multiply(columns[:, second])]).tocsr()
+    l2 = np.concatenate([np.full(n, args.l2), np.full(len(kept), args.pair_l2)])
+    g = (inputs.T @ inputs).toarray()
+    g[np.diag_indices_from(g)] += l2
+    p = np.linalg.inv(g)
+    holding: list[list[int]] = [[j] for j in range(n)]
+    for r, (j, k) in enumerate(zip(first, second, strict=True)):
+        holding[j].append(n + r)
+        holding[k].append(n + r)
+    w = np.empty((len(l2), n))
+    for j in range(n):
+        ridge = -l2[j] * p[:, j]  # (G + L)^-1 G e_j
+        ridge[j] += 1.0
+        zero = np.array(holding[j])
+        w[:, j] = ridge - p[:, zero] @ np.linalg.solve(p[np.ix_(zero, zero)], ridge[zero])
+    return np.asarray(inputs[inner.requested] @ w, dtype=np.float32)
+
+
 SIGNALS = {"valued": valued, "to_liked": to_liked, "session": session,
-           "gap_fit": gap_fit, "demographic": demographic}
+           "gap_fit": gap_fit, "demographic": demographic, "rp3beta": rp3beta,
+           "higher_order": higher_order}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,12 +218,24 @@ def main(argv: list[str] | None = None) -> int:
                         "items the answer follows")
     parser.add_argument("--mapping", choices=sorted(MAPPINGS), default="graded",
                         help="valued: rating -> cell value")
-    parser.add_argument("--l2", type=float, default=250.0, help="the EASE-based signals")
+    parser.add_argument("--l2", type=float, default=250.0,
+                        help="the EASE-based signals (higher_order: the items' l2)")
     parser.add_argument("--gap", type=float, default=0.0, help="session: seconds")
     parser.add_argument("--window", type=int, default=1, help="gap_fit: order distance")
+    parser.add_argument("--alpha", type=float, default=1.0, help="rp3beta: walk exponent")
+    parser.add_argument("--beta", type=float, default=0.5, help="rp3beta: popularity exponent")
+    parser.add_argument("--neighbours", type=int, default=200, help="rp3beta: kept per item")
+    parser.add_argument("--pair-min", type=int, default=60,
+                        help="higher_order: users a pair needs")
+    parser.add_argument("--pairs", type=int, default=5000, help="higher_order: most pairs")
+    parser.add_argument("--pair-l2", type=float, default=1000.0, help="higher_order")
     args = parser.parse_args(argv)
+    if args.pair_min < 1 or args.pairs < 0 or args.pair_l2 <= 0:
+        parser.error("--pair-min must be at least 1, --pairs at least 0, --pair-l2 above 0")
     if args.window < 1 or args.gap < 0 or args.l2 <= 0:
         parser.error("--window must be at least 1, --gap at least 0 and --l2 above 0")
+    if args.alpha <= 0 or args.beta < 0 or args.neighbours < 1:
+        parser.error("--alpha must be above 0, --beta at least 0 and --neighbours at least 1")
     inner = Inner(args.data, args.store, args.seed, args.like)
     scores = SIGNALS[args.signal](inner, args)
     blend_probe.save(inner.folder / f"{args.label}.npz", scores, inner.users, inner.items)

@@ -255,6 +255,9 @@ def segments(args: argparse.Namespace) -> None:
         chosen = []
         for part in range(len(edges) + 1):
             rows = [s.tested[np.digitize(s.history[s.tested], edges) == part] for s in others]
+            if not all(len(r) for r in rows):
+                raise SystemExit(f"segment {part + 1} of {len(edges) + 1} (edges "
+                                 f"{args.edges}) has no tested user on a seed: move --edges")
             weights, _ = ascend(others, dict(base), args.factors, args.rounds, rows)
             chosen.append(weights)
             here = parts == part

@@ -28,17 +28,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
+from recsdk.evaluation.comparison import evaluate_recommendations, held_out_truth
 from recsdk.evaluation.files import read_interactions, read_items
-from recsdk.evaluation.metrics import hit_matrix, ndcg
-from recsdk.evaluation.offline import (
-    FittedPlugin,
-    PluginSpec,
-    catalog_from_items,
-    implicit_dataset,
-    top_k_rows,
-)
+from recsdk.evaluation.offline import FittedPlugin, PluginSpec, catalog_from_items, implicit_dataset
 from recsdk.evaluation.splits import random_split
 
 K = 10
@@ -56,28 +49,11 @@ THREADED = {"two_tower", "lightgcn", "multvae", "cfgan"}
 
 
 def test_ndcg(fitted: FittedPlugin, train: pd.DataFrame, test: pd.DataFrame) -> float:
-    """NDCG@10 over the test users, every item ranked, training items filtered."""
-    items = pd.Index(fitted.dataset.item_ids)
-    users = np.array(sorted(set(test["user"]) & set(train["user"])), dtype=str)
-
-    def matrix(frame: pd.DataFrame) -> sp.csr_matrix:
-        rows = pd.Index(users).get_indexer(frame["user"].astype(str))
-        cols = items.get_indexer(frame["item"].astype(str))
-        keep = (rows >= 0) & (cols >= 0)
-        m = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], cols[keep])),
-                          shape=(len(users), len(items)))
-        m.sum_duplicates()
-        m.data[:] = 1.0
-        return m
-
-    seen, truth = matrix(train), matrix(test)
-    scores = fitted.score(users)
-    scores[np.isnan(scores)] = -np.inf
-    scores[seen.nonzero()] = -np.inf
-    top, _ = top_k_rows(scores, K)
-    relevant = np.diff(truth.indptr)
-    tested = relevant > 0
-    return float(ndcg(hit_matrix(top, truth)[tested], relevant[tested]).mean())
+    """NDCG@10 from the project's evaluator: every item ranked, training items filtered."""
+    truth = held_out_truth(train, test)
+    top = fitted.top_k(sorted(truth["user"].unique()), K)
+    return float(evaluate_recommendations("check", top.to_frame(), truth, k=K, train=train)
+                 .main["ndcg"])
 
 
 def measure(plugin: str, train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame,

@@ -161,12 +161,13 @@ def demographic(inner: Inner, args: argparse.Namespace) -> np.ndarray:
 
 def rp3beta(inner: Inner, args: argparse.Namespace) -> np.ndarray:
     x = inner.binary()
+    popularity = np.maximum(x.sum(axis=0).A1, 1)
     to_item = sp.diags(1.0 / np.maximum(x.sum(axis=1).A1, 1)) @ x
-    to_user = sp.diags(1.0 / np.maximum(x.sum(axis=0).A1, 1)) @ x.T.tocsr()
+    to_user = sp.diags(1.0 / popularity) @ x.T.tocsr()
     to_item.data **= args.alpha
     to_user.data **= args.alpha
     w = (to_user @ to_item).toarray()
-    w /= np.maximum(x.sum(axis=0).A1, 1)[np.newaxis, :] ** args.beta
+    w /= popularity[np.newaxis, :] ** args.beta
     np.fill_diagonal(w, 0.0)
     if args.neighbours < w.shape[1]:
         cut = np.partition(w, -args.neighbours, axis=1)[:, -args.neighbours][:, np.newaxis]

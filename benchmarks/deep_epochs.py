@@ -1,7 +1,7 @@
 """Seconds per training epoch of every deep plugin, on the CPU or a GPU, in one run.
 
 Each plugin fits MovieLens-100K's seed-42 training split (per-user random 80/20, the
-ml-100k.item catalogue, as ``evaluate_ml100k.py``) through the hooks the SDK calls, for
+ml-100k.item catalogue: ``best_pipeline.ml100k_split``) through the hooks the SDK calls, for
 ``--epochs`` epochs with no validation (``validation_share = 0``: nothing stops early,
 so every device runs the same epochs), on ``--device`` (``auto``: CUDA when torch sees a
 GPU; there the forward pass runs under bf16 autocast). Printed per plugin: the device,
@@ -29,15 +29,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsdk.dataset import InteractionDataset
 from recsdk.evaluation.comparison import evaluate_recommendations, held_out_truth
 from recsdk.evaluation.files import read_interactions, read_items
 from recsdk.evaluation.offline import FittedPlugin, PluginSpec, catalog_from_items, implicit_dataset
-from recsdk.evaluation.splits import random_split
+from recsdk.plugin_manager import discover_plugins
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import best_pipeline
 
 K = 10
-TEST_RATIO = 0.2
 #: the deep plugins and their parameters besides the epochs; ``num_threads`` (the torch
-#: thread count, where a plugin has it) is added from ``--threads``. ``two_tower`` is
+#: thread count, where a plugin's schema has it) is added from ``--threads``. ``two_tower`` is
 #: told TF-IDF so that neither device loads MiniLM (88 MB, which does not travel to the
 #: GPU machine); here no text reaches its item tower anyway (ml-100k.item's title column
 #: is ``movie_title``, not one of its ``text_fields``).
@@ -45,7 +48,6 @@ PLUGINS: dict[str, dict[str, Any]] = {
     "sasrec": {}, "gru4rec": {}, "two_tower": {"text_encoder": "tfidf"},
     "lightgcn": {}, "multvae": {}, "cfgan": {},
 }
-THREADED = {"two_tower", "lightgcn", "multvae", "cfgan"}
 
 
 def test_ndcg(fitted: FittedPlugin, train: pd.DataFrame, test: pd.DataFrame) -> float:
@@ -56,13 +58,12 @@ def test_ndcg(fitted: FittedPlugin, train: pd.DataFrame, test: pd.DataFrame) -> 
                  .main["ndcg"])
 
 
-def measure(plugin: str, train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame,
-            args: argparse.Namespace) -> dict[str, Any]:
+def measure(plugin: str, dataset: InteractionDataset, train: pd.DataFrame,
+            test: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {**PLUGINS[plugin], "max_epochs": args.epochs,
                               "validation_share": 0.0}
-    if plugin in THREADED:
+    if "num_threads" in discover_plugins()[plugin].load().Params().fields:
         params["num_threads"] = args.threads
-    dataset = implicit_dataset(train, catalog_from_items(items))
     with FittedPlugin(PluginSpec(plugin, plugin, params), dataset, seed=args.seed,
                       device=args.device) as fitted:
         fit = fitted.fit_seconds
@@ -95,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no GPU here")
     torch.set_num_threads(args.threads)
-    split = random_split(read_interactions(inter), TEST_RATIO, args.seed)
+    train, test = best_pipeline.ml100k_split(read_interactions(inter), args.seed, tune=False)
     items = read_items(args.data / "ml-100k.item", category_column="class")
+    dataset = implicit_dataset(train, catalog_from_items(items))
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"python {platform.python_version()}, torch {torch.__version__}, "
           f"{platform.machine()}, GPU: {gpu}; {args.epochs} epochs, "
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| plugin | device | epochs | first epoch s | later epochs s (mean) | fit s "
           "| ndcg@10 |\n|---|---|---|---|---|---|---|", flush=True)
     for plugin in args.plugins:
-        row = measure(plugin, split.train, split.test, items, args)
+        row = measure(plugin, dataset, train, test, args)
         print(f"| {row['plugin']} | {row['device']} | {row['epochs']} | {row['first']:.2f} "
               f"| {row['later']:.2f} | {row['fit']:.1f} | {row['ndcg']:.4f} |", flush=True)
     return 0
